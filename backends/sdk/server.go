@@ -1,0 +1,351 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/prism-suite/prism/proto/handshake"
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+)
+
+// Version is the SDK's version, reported in Describe's info.
+const Version = "0.1.0"
+
+// MaxMessageBytes is the largest gRPC message a plugin accepts or sends.
+const MaxMessageBytes = 64 << 20
+
+// RequestIDKey is the metadata key of a request id the host propagates; the
+// SDK logs it with every call.
+const RequestIDKey = "x-request-id"
+
+type state int32
+
+const (
+	stateNew state = iota
+	stateInitialized
+	stateStarted
+	stateDraining
+	stateStopped
+)
+
+func (s state) String() string {
+	return [...]string{"new", "initialized", "started", "draining", "stopped"}[s]
+}
+
+// Server holds a driver and serves it over gRPC: the lifecycle service, the
+// data services of the declared capabilities, gRPC health and reflection.
+type Server struct {
+	driver Driver
+	log    *slog.Logger
+	health *health.Server
+	grpc   *grpc.Server
+
+	mu       sync.Mutex // serialises lifecycle transitions
+	state    atomic.Int32
+	inflight sync.WaitGroup
+	active   atomic.Int64
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	logger *slog.Logger
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+}
+
+// WithLogger sets the logger (default: slog JSON on stderr).
+func WithLogger(l *slog.Logger) ServerOption { return func(o *serverOptions) { o.logger = l } }
+
+// WithUnaryInterceptor adds a unary interceptor after the SDK's own.
+func WithUnaryInterceptor(i grpc.UnaryServerInterceptor) ServerOption {
+	return func(o *serverOptions) { o.unary = append(o.unary, i) }
+}
+
+// WithStreamInterceptor adds a stream interceptor after the SDK's own.
+func WithStreamInterceptor(i grpc.StreamServerInterceptor) ServerOption {
+	return func(o *serverOptions) { o.stream = append(o.stream, i) }
+}
+
+// NewServer returns a Server for d. Use [Server.GRPC] to serve it on a
+// listener of your own (in-process tests), or [Serve] for a plugin process.
+func NewServer(d Driver, opts ...ServerOption) *Server {
+	o := serverOptions{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	s := &Server{driver: d, log: o.logger, health: health.NewServer()}
+	unary := append([]grpc.UnaryServerInterceptor{s.logUnary}, o.unary...)
+	stream := append([]grpc.StreamServerInterceptor{s.logStream}, o.stream...)
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	)
+	lifecyclev1.RegisterLifecycleServer(s.grpc, &lifecycleService{s: s})
+	if _, ok := d.(KeyValueBasic); ok {
+		keyvaluev1.RegisterKeyValueServer(s.grpc, &keyValueService{s: s})
+	}
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	// The process is up: the host may call Lifecycle. Data services report
+	// NOT_SERVING until Start.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.setDataHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return s
+}
+
+// GRPC returns the underlying gRPC server.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Shutdown drains in-flight calls for up to grace, stops the gRPC server and
+// closes the driver.
+func (s *Server) Shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.drain(ctx)
+	s.stopDriver(ctx)
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+}
+
+func (s *Server) serviceNames() []string {
+	var names []string
+	for name := range s.grpc.GetServiceInfo() {
+		if strings.HasPrefix(name, "prism.") && name != lifecyclev1.Lifecycle_ServiceDesc.ServiceName {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func (s *Server) setDataHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range s.serviceNames() {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// enter admits a data call: only a started plugin serves data.
+func (s *Server) enter() (func(), error) {
+	switch state(s.state.Load()) {
+	case stateStarted:
+	case stateDraining, stateStopped:
+		return nil, status.Error(codes.Unavailable, "plugin is draining or stopped")
+	default:
+		return nil, status.Errorf(codes.FailedPrecondition, "plugin is %s: call Initialize and Start first", state(s.state.Load()))
+	}
+	s.inflight.Add(1)
+	s.active.Add(1)
+	// Re-check: Drain may have begun between the load and Add.
+	if state(s.state.Load()) != stateStarted {
+		s.active.Add(-1)
+		s.inflight.Done()
+		return nil, status.Error(codes.Unavailable, "plugin is draining or stopped")
+	}
+	return func() { s.active.Add(-1); s.inflight.Done() }, nil
+}
+
+// drain moves to draining and waits for in-flight calls until ctx ends.
+func (s *Server) drain(ctx context.Context) int64 {
+	s.mu.Lock()
+	if st := state(s.state.Load()); st == stateStarted {
+		s.state.Store(int32(stateDraining))
+		s.setDataHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+		s.log.Info("draining")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return 0
+	case <-ctx.Done():
+		return s.active.Load()
+	}
+}
+
+func (s *Server) stopDriver(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state(s.state.Load()) == stateStopped {
+		return nil
+	}
+	prev := state(s.state.Load())
+	s.state.Store(int32(stateStopped))
+	s.setDataHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	if prev == stateNew {
+		return nil
+	}
+	s.log.Info("stopping")
+	return s.driver.Close(ctx)
+}
+
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDKey); len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.logCall(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	s.logCall(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	level := slog.LevelDebug
+	if code == codes.Internal || code == codes.Unknown || code == codes.DataLoss {
+		level = slog.LevelError
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("method", method), slog.String("code", code.String()), slog.Duration("duration", time.Since(start))}
+	if id := requestID(ctx); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
+	}
+	s.log.LogAttrs(ctx, level, "call", attrs...)
+}
+
+type lifecycleService struct {
+	lifecyclev1.UnimplementedLifecycleServer
+	s *Server
+}
+
+func (l *lifecycleService) Describe(context.Context, *lifecyclev1.DescribeRequest) (*lifecyclev1.DescribeResponse, error) {
+	d := l.s.driver.Describe()
+	lim := l.s.driver.Limits().withDefaults()
+	info := maps.Clone(d.Info)
+	if info == nil {
+		info = map[string]string{}
+	}
+	info["sdk"] = "go/" + Version
+	resp := &lifecyclev1.DescribeResponse{
+		Name: d.Name, Version: d.Version, ProtocolVersion: handshake.ProtocolVersion, Info: info,
+		Limits: &lifecyclev1.Limits{
+			MaxKeyBytes: lim.MaxKeyBytes, MaxValueBytes: lim.MaxValueBytes, MaxBatchSize: lim.MaxBatchSize,
+			MaxPageSize: lim.MaxPageSize, MaxTopicBytes: lim.MaxTopicBytes, MaxPayloadBytes: lim.MaxPayloadBytes,
+		},
+	}
+	for _, c := range Capabilities(l.s.driver) {
+		resp.Capabilities = append(resp.Capabilities, &lifecyclev1.Capability{Name: string(c), InterfaceVersion: "v1"})
+	}
+	return resp, nil
+}
+
+func (l *lifecycleService) Initialize(ctx context.Context, req *lifecyclev1.InitializeRequest) (*lifecyclev1.InitializeResponse, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := state(s.state.Load()); st != stateNew && st != stateInitialized {
+		return nil, status.Errorf(codes.FailedPrecondition, "initialize: plugin is %s; Initialize is allowed only before Start", st)
+	}
+	cfg := Config{Values: req.GetConfig().AsMap(), Credentials: req.GetCredentials(), Namespace: req.GetNamespace()}
+	if cfg.Values == nil {
+		cfg.Values = map[string]any{}
+	}
+	if err := s.driver.Init(ctx, cfg); err != nil {
+		s.log.Warn("initialize failed", "error", err.Error())
+		return nil, ToStatus(fmt.Errorf("initialize: %w", err))
+	}
+	s.state.Store(int32(stateInitialized))
+	s.log.Info("initialized", "namespace", cfg.Namespace, "config_keys", len(cfg.Values), "credentials", len(cfg.Credentials))
+	return &lifecyclev1.InitializeResponse{}, nil
+}
+
+func (l *lifecycleService) Start(context.Context, *lifecyclev1.StartRequest) (*lifecyclev1.StartResponse, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st := state(s.state.Load()); st {
+	case stateInitialized:
+	case stateStarted:
+		return &lifecyclev1.StartResponse{}, nil
+	default:
+		return nil, status.Errorf(codes.FailedPrecondition, "start: plugin is %s; call Initialize first", st)
+	}
+	s.state.Store(int32(stateStarted))
+	s.setDataHealth(healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("started")
+	return &lifecyclev1.StartResponse{}, nil
+}
+
+func (l *lifecycleService) Drain(ctx context.Context, req *lifecyclev1.DrainRequest) (*lifecyclev1.DrainResponse, error) {
+	if req.GetDeadline() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.GetDeadline().AsDuration())
+		defer cancel()
+	}
+	return &lifecyclev1.DrainResponse{InFlight: l.s.drain(ctx)}, nil
+}
+
+func (l *lifecycleService) Stop(ctx context.Context, _ *lifecyclev1.StopRequest) (*lifecyclev1.StopResponse, error) {
+	l.s.drain(ctx)
+	if err := l.s.stopDriver(ctx); err != nil {
+		return nil, ToStatus(fmt.Errorf("stop: %w", err))
+	}
+	return &lifecyclev1.StopResponse{}, nil
+}
+
+func (l *lifecycleService) HealthCheck(ctx context.Context, _ *lifecyclev1.HealthCheckRequest) (*lifecyclev1.HealthCheckResponse, error) {
+	st := state(l.s.state.Load())
+	if st == stateNew || st == stateStopped {
+		return &lifecyclev1.HealthCheckResponse{Status: lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY,
+			Message: "plugin is " + st.String()}, nil
+	}
+	h := l.s.driver.Health(ctx)
+	resp := &lifecyclev1.HealthCheckResponse{Message: h.Message, Details: h.Details}
+	switch h.Status {
+	case Healthy:
+		resp.Status = lifecyclev1.HealthCheckResponse_STATUS_HEALTHY
+	case Degraded:
+		resp.Status = lifecyclev1.HealthCheckResponse_STATUS_DEGRADED
+	default:
+		resp.Status = lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY
+	}
+	if st == stateDraining && resp.Status == lifecyclev1.HealthCheckResponse_STATUS_HEALTHY {
+		resp.Status = lifecyclev1.HealthCheckResponse_STATUS_DEGRADED
+		resp.Message = "draining"
+	}
+	return resp, nil
+}

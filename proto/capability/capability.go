@@ -1,0 +1,124 @@
+// Package capability is the one list of Prism capabilities: their names, what
+// each promises, the interface version, and the suite whose specs certify it.
+//
+// A plugin declares capabilities in Describe; the Go plugin SDK derives them
+// from the Go interfaces a driver satisfies, so a declaration cannot drift from
+// the code. Specs carry the capability name as a Ginkgo label, so
+// `--label-filter=keyvalue.ttl` selects the specs that certify keyvalue.ttl.
+package capability
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Name is a dotted capability name such as "keyvalue.ttl".
+type Name string
+
+// The capabilities of the KeyValue interface family.
+const (
+	KeyValueBasic Name = "keyvalue.basic"
+	KeyValueTTL   Name = "keyvalue.ttl"
+	KeyValueScan  Name = "keyvalue.scan"
+	KeyValueBatch Name = "keyvalue.batch"
+)
+
+// Lifecycle is not declared by plugins: every plugin must pass its specs
+// (handshake, health, Initialize validation, Stop, exit on stdin close).
+const Lifecycle Name = "lifecycle"
+
+// Info describes one capability.
+type Info struct {
+	Name Name
+	// InterfaceVersion is the version of the proto interface the capability is part of.
+	InterfaceVersion string
+	// Suite is the suite whose specs certify the capability (its folder under suites/).
+	Suite string
+	// Promise is what a plugin declaring the capability guarantees.
+	Promise string
+	// Required means every plugin is held to it, declared or not.
+	Required bool
+}
+
+var all = []Info{
+	{Lifecycle, "v1", "lifecycle", "Prints one handshake line, serves gRPC health, answers Describe, rejects bad config in " +
+		"Initialize with InvalidArgument naming the field, stops within its deadline and exits when stdin closes.", true},
+	{KeyValueBasic, "v1", "keyvalue", "Set, Get, Delete and Exists on binary-safe values and literal keys; Get of a missing key " +
+		"is NotFound; Delete reports whether the key existed; invalid keys and oversized values are InvalidArgument; " +
+		"safe under concurrent clients with no lost write.", false},
+	{KeyValueTTL, "v1", "keyvalue", "Set with a TTL, Expire, GetTTL and Persist; an expired key is never returned; GetTTL " +
+		"tells 'no expiry' from 'no such key'; an overwrite without TTL clears the TTL.", false},
+	{KeyValueScan, "v1", "keyvalue", "Scan by literal prefix in pages with an opaque cursor, returning every key present " +
+		"for the whole scan exactly once and nothing outside the prefix; Count by prefix.", false},
+	{KeyValueBatch, "v1", "keyvalue", "BatchSet, BatchGet and BatchDelete of up to the declared batch size, with per-key " +
+		"results in request order.", false},
+}
+
+// All returns every known capability, in a stable order.
+func All() []Info { return slices.Clone(all) }
+
+// Lookup returns the capability's Info.
+func Lookup(n Name) (Info, bool) {
+	for _, i := range all {
+		if i.Name == n {
+			return i, true
+		}
+	}
+	return Info{}, false
+}
+
+// Known reports whether n is a capability this version of Prism knows.
+func Known(n Name) bool { _, ok := Lookup(n); return ok }
+
+// Family returns the interface family of a capability: "keyvalue" for "keyvalue.ttl".
+func (n Name) Family() string {
+	f, _, _ := strings.Cut(string(n), ".")
+	return f
+}
+
+// String returns the name.
+func (n Name) String() string { return string(n) }
+
+// Set is a set of capability names.
+type Set map[Name]bool
+
+// NewSet returns a set holding names.
+func NewSet(names ...Name) Set {
+	s := Set{}
+	for _, n := range names {
+		s[n] = true
+	}
+	return s
+}
+
+// Has reports whether n is in the set.
+func (s Set) Has(n Name) bool { return s[n] }
+
+// Sorted returns the names in the set in sorted order.
+func (s Set) Sorted() []Name {
+	out := make([]Name, 0, len(s))
+	for n := range s {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Parse turns a comma-separated list ("keyvalue.ttl,keyvalue.scan") into a
+// set, rejecting unknown names.
+func Parse(list string) (Set, error) {
+	s := Set{}
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !Known(Name(f)) {
+			return nil, fmt.Errorf("parse capabilities: unknown capability %q", f)
+		}
+		s[Name(f)] = true
+	}
+	return s, nil
+}
