@@ -121,4 +121,3 @@ func listen() (net.Listener, func(), error) {
 		return nil, nil, errors.New("listen: " + handshake.EnvNetwork + " must be unix or tcp, got " + n)
 	}
 }
-
