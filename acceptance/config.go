@@ -1,0 +1,129 @@
+// Package acceptance runs Prism's suites against a plugin and turns the
+// outcomes into verdicts per capability and report files. It is what
+// prism-accept and `task accept` run, and what a plugin author calls from
+// their own `go test`:
+//
+//	var _ = acceptance.Register(acceptance.Config{Plugin: "./bin/my-plugin", Backend: "redis"})
+//
+// inside their Ginkgo suite, or acceptance.Run(t, cfg) for a plain test.
+package acceptance
+
+import (
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/suites/fixture"
+)
+
+// SuiteVersion is the version of the suites, recorded in every report.
+const SuiteVersion = "0.1.0"
+
+// Config says what to certify and how. Build it with [DefaultConfig]; a
+// Config passed to Register or Run is copied, never changed.
+type Config struct {
+	// Plugin is the plugin binary to certify.
+	Plugin string
+	// PluginArgs are passed to the plugin binary.
+	PluginArgs []string
+	// PluginEnv is added to the plugin's environment.
+	PluginEnv []string
+	// Backend is the backend the plugin talks to: memstore (none), redis,
+	// nats; the harness starts an instance of it.
+	Backend backend.Kind
+	// Backends configures how the instance is provided (auto, container, ...).
+	Backends backend.Options
+	// PluginConfig is merged over the config the instance provides.
+	PluginConfig map[string]any
+	// BadConfigs are invalid configs the lifecycle specs send; defaults exist
+	// for the in-tree backends.
+	BadConfigs []fixture.BadConfig
+	// Via says how the suites reach the plugin.
+	Via target.Via
+	// Namespace is the namespace the plugin is initialized for.
+	Namespace string
+	// Require lists capabilities the run requires; one not declared fails the run.
+	Require capability.Set
+	// Timeouts are the run's deadlines.
+	Timeouts fixture.Timeouts
+	// ReportDir is where report files are written ("" writes none).
+	ReportDir string
+	// Seed is recorded in the report and seeds resource names.
+	Seed int64
+	// Command is the command line that reproduces the run, for reports; the
+	// runner appends a focus to it for per-spec reproduce commands.
+	Command string
+	// Logf prints progress lines (default: to stdout).
+	Logf func(format string, args ...any)
+}
+
+// DefaultConfig returns a config for memstore, direct, with default timeouts
+// and backend options.
+func DefaultConfig() Config {
+	return Config{
+		Backend:   backend.Memstore,
+		Backends:  backend.DefaultOptions(),
+		Via:       target.Direct,
+		Namespace: "default",
+		Timeouts:  fixture.DefaultTimeouts(),
+		Seed:      time.Now().UnixNano() % 1_000_000,
+	}
+}
+
+func (c Config) clone() Config {
+	c.PluginConfig = maps.Clone(c.PluginConfig)
+	c.Require = maps.Clone(c.Require)
+	c.PluginArgs = append([]string(nil), c.PluginArgs...)
+	c.PluginEnv = append([]string(nil), c.PluginEnv...)
+	c.BadConfigs = append([]fixture.BadConfig(nil), c.BadConfigs...)
+	if c.Logf == nil {
+		c.Logf = func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+	}
+	if c.Namespace == "" {
+		c.Namespace = "default"
+	}
+	if c.Via == "" {
+		c.Via = target.Direct
+	}
+	if c.Timeouts == (fixture.Timeouts{}) {
+		c.Timeouts = fixture.DefaultTimeouts()
+	}
+	return c
+}
+
+// Validate reports a config that cannot run, naming the field.
+func (c Config) Validate() error {
+	if c.Plugin == "" {
+		return fmt.Errorf("config: Plugin (--plugin) is required: the path to a plugin binary")
+	}
+	switch c.Backend {
+	case backend.Memstore, backend.Redis, backend.NATS:
+	default:
+		return fmt.Errorf("config: Backend (--backend) %q is not one of memstore, redis, nats", c.Backend)
+	}
+	switch c.Via {
+	case target.Direct:
+	default:
+		return fmt.Errorf("config: Via (--via) %q is not supported; use direct", c.Via)
+	}
+	return nil
+}
+
+// inTreeBadConfigs are invalid configs for the reference plugins.
+var inTreeBadConfigs = map[backend.Kind][]fixture.BadConfig{
+	backend.Memstore: {
+		{Name: "negative capacity", Config: map[string]any{"max_keys": -1}, Field: "max_keys"},
+		{Name: "unknown field", Config: map[string]any{"max_keyz": 10}, Field: "max_keyz"},
+		{Name: "wrong type", Config: map[string]any{"sweep_interval": 5}, Field: "sweep_interval"},
+	},
+	backend.Redis: {
+		{Name: "missing address", Config: map[string]any{}, Field: "address"},
+		{Name: "wrong type", Config: map[string]any{"address": "127.0.0.1:1", "pool_size": "ten"}, Field: "pool_size"},
+	},
+	backend.NATS: {
+		{Name: "missing url", Config: map[string]any{}, Field: "url"},
+	},
+}

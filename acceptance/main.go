@@ -1,0 +1,146 @@
+package acceptance
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/formatter"
+	"github.com/onsi/gomega"
+
+	"github.com/prism-suite/prism/acceptance/report"
+	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/proto/capability"
+)
+
+const usage = `prism-accept certifies a Prism plugin: it starts the backend, launches the
+plugin binary, runs the conformance suites against it and prints a verdict per
+capability. Reports go to --report-dir.
+
+Usage:
+  prism-accept --plugin ./bin/my-plugin --backend redis [flags] [--ginkgo.* flags]
+
+Examples:
+  prism-accept --plugin ./bin/prism-memstore --backend memstore
+  prism-accept --plugin ./bin/prism-redis --backend redis --instance container --report-dir out/redis
+  prism-accept --plugin ./bin/prism-redis --backend redis --label-filter keyvalue.ttl
+  prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
+
+Exit codes: 0 every declared capability certified; 1 a declared or required
+capability failed; 2 a harness error (e.g. the container did not start) kept a
+capability from being judged; 64 bad usage.
+
+Flags:
+`
+
+// Main is prism-accept: it parses args (Ginkgo's --ginkgo.* flags pass
+// through), runs the suites once and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.CommandLine
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); printFlags(fs, stderr) }
+	cfg := DefaultConfig()
+	var (
+		backendName  = fs.String("backend", "memstore", "backend the plugin talks to: memstore, redis or nats")
+		instance     = fs.String("instance", "auto", "how the backend is provided: auto, container, process, embedded or external")
+		via          = fs.String("via", "direct", "how the suites reach the plugin: direct")
+		labelFilter  = fs.String("label-filter", "", "run only specs whose labels match, e.g. 'keyvalue.ttl' or 'keyvalue.basic || lifecycle'")
+		require      = fs.String("require", "", "comma-separated capabilities the plugin must declare, e.g. keyvalue.ttl,keyvalue.scan")
+		pluginConfig = fs.String("plugin-config", "", "JSON object merged over the plugin config the harness builds, e.g. '{\"pool_size\": 20}'")
+		namespace    = fs.String("namespace", cfg.Namespace, "namespace the plugin is initialized for")
+	)
+	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
+	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
+	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")
+	fs.DurationVar(&cfg.Timeouts.Call, "timeout-call", cfg.Timeouts.Call, "deadline of one RPC")
+	fs.DurationVar(&cfg.Timeouts.Handshake, "timeout-handshake", cfg.Timeouts.Handshake, "deadline for the plugin's handshake and health")
+	fs.DurationVar(&cfg.Timeouts.Stop, "timeout-stop", cfg.Timeouts.Stop, "deadline for Stop and for exiting after stdin closes")
+	fs.DurationVar(&cfg.Timeouts.Eventually, "timeout-eventually", cfg.Timeouts.Eventually, "deadline for eventual states (recovery, cleanup)")
+	fs.DurationVar(&cfg.Backends.StartTimeout, "timeout-backend", cfg.Backends.StartTimeout, "deadline for starting the backend")
+	if err := fs.Parse(args); err != nil {
+		return report.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "prism-accept: unexpected arguments %q (flags only; see --help)\n", fs.Args())
+		return report.ExitUsage
+	}
+	cfg.Backend = backend.Kind(*backendName)
+	cfg.Backends.Provider = backend.Provider(*instance)
+	cfg.Via = target.Via(*via)
+	cfg.Namespace = *namespace
+	if cfg.ReportDir == "" {
+		cfg.ReportDir = "out/accept/" + *backendName
+	}
+	var err error
+	if cfg.Require, err = capability.Parse(*require); err != nil {
+		fmt.Fprintf(stderr, "prism-accept: --require: %v\n", err)
+		return report.ExitUsage
+	}
+	if *pluginConfig != "" {
+		if err := json.Unmarshal([]byte(*pluginConfig), &cfg.PluginConfig); err != nil {
+			fmt.Fprintf(stderr, "prism-accept: --plugin-config: not a JSON object: %v\n", err)
+			return report.ExitUsage
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "prism-accept: %v\n", err)
+		return report.ExitUsage
+	}
+	cfg.Command = commandLine(cfg, *instance, *labelFilter)
+	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+
+	run := Register(cfg)
+	gomega.RegisterFailHandler(Fail)
+	suiteCfg, repCfg := GinkgoConfiguration()
+	if *labelFilter != "" {
+		suiteCfg.LabelFilter = *labelFilter
+	}
+	suiteCfg.RandomSeed = cfg.Seed
+	if !repCfg.Verbose && !repCfg.VeryVerbose {
+		// Our progress lines and verdicts replace Ginkgo's dots; --ginkgo.v
+		// brings Ginkgo's own output back.
+		formatter.ColorableStdOut = io.Discard
+	}
+	fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
+		cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)
+	RunSpecs(&testingT{}, "Prism acceptance", suiteCfg, repCfg)
+	if run.Report == nil {
+		return report.ExitError
+	}
+	return run.Report.ExitCode
+}
+
+// commandLine reproduces the run as a prism-accept command.
+func commandLine(cfg Config, instance, labelFilter string) string {
+	parts := []string{"prism-accept", "--plugin", cfg.Plugin, "--backend", string(cfg.Backend), "--instance", instance,
+		"--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed)}
+	if labelFilter != "" {
+		parts = append(parts, "--label-filter", "'"+labelFilter+"'")
+	}
+	return strings.Join(parts, " ")
+}
+
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "ginkgo.") || strings.HasPrefix(f.Name, "test.") {
+			return
+		}
+		def := ""
+		if f.DefValue != "" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%s\n      %s%s\n", f.Name, f.Usage, def)
+	})
+	fmt.Fprintln(w, "\nGinkgo's flags pass through with their ginkgo. prefix, e.g. --ginkgo.focus, --ginkgo.v, --ginkgo.fail-fast.")
+}
+
+// testingT satisfies Ginkgo's GinkgoTestingT outside `go test`.
+type testingT struct{ failed bool }
+
+func (t *testingT) Fail() { t.failed = true }
+
+var _ GinkgoTestingT = (*testingT)(nil)

@@ -1,0 +1,202 @@
+// Package report is the one definition of Prism's certification report: the
+// schema of report.json (versioned by SchemaVersion), the verdict and outcome
+// words, and the writers of report.json, junit.xml and summary.md.
+//
+// Schema changes that remove or rename a field bump SchemaVersion; new fields
+// may be added within a version.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prism-suite/prism/harness/backend"
+)
+
+// SchemaVersion is the version of the report.json schema.
+const SchemaVersion = "prism.report/v1"
+
+// Outcome is what happened to one spec.
+type Outcome string
+
+// The outcomes of a spec.
+const (
+	Passed  Outcome = "passed"
+	Failed  Outcome = "failed"
+	Skipped Outcome = "skipped"
+	// Disabled: excluded by the label filter or focus.
+	Disabled Outcome = "disabled"
+	// Error: a harness or infrastructure problem, not a plugin failure.
+	Error Outcome = "error"
+)
+
+// Verdict is the result for one capability.
+type Verdict string
+
+// The verdicts of a capability.
+const (
+	Certified   Verdict = "certified"
+	VerdictFail Verdict = "failed"
+	NotDeclared Verdict = "not declared"
+	// VerdictError: a harness error kept the capability from being judged.
+	VerdictError Verdict = "error"
+	// NotTested: declared, but every spec was filtered out or skipped.
+	NotTested Verdict = "not tested"
+)
+
+// Report is the content of report.json.
+type Report struct {
+	Schema       string    `json:"schema"`
+	SuiteVersion string    `json:"suite_version"`
+	GitCommit    string    `json:"git_commit,omitempty"`
+	StartTime    time.Time `json:"start_time"`
+	DurationMS   int64     `json:"duration_ms"`
+	Seed         int64     `json:"seed"`
+	Via          string    `json:"via"`
+	LabelFilter  string    `json:"label_filter,omitempty"`
+	// Command reproduces the whole run.
+	Command  string            `json:"command"`
+	Plugin   Plugin            `json:"plugin"`
+	Backend  backend.Info      `json:"backend"`
+	Timeouts map[string]string `json:"timeouts"`
+	// Capabilities holds one verdict per known capability.
+	Capabilities []Capability `json:"capabilities"`
+	Specs        []Spec       `json:"specs"`
+	Totals       Totals       `json:"totals"`
+	// ExitCode is what prism-accept exits with for this report.
+	ExitCode int `json:"exit_code"`
+}
+
+// Plugin identifies the plugin under test.
+type Plugin struct {
+	Name     string            `json:"name"`
+	Version  string            `json:"version"`
+	Binary   string            `json:"binary"`
+	SHA256   string            `json:"sha256"`
+	Declared []string          `json:"declared"`
+	Info     map[string]string `json:"info,omitempty"`
+	// SpawnToServingMS is the time from exec to gRPC health SERVING.
+	SpawnToServingMS float64 `json:"spawn_to_serving_ms"`
+	// StderrTail is the end of the plugin's stderr (credentials redacted).
+	StderrTail string `json:"stderr_tail,omitempty"`
+}
+
+// Capability is the verdict for one capability.
+type Capability struct {
+	Name     string  `json:"name"`
+	Declared bool    `json:"declared"`
+	Required bool    `json:"required"`
+	Verdict  Verdict `json:"verdict"`
+	Passed   int     `json:"passed"`
+	Failed   int     `json:"failed"`
+	Skipped  int     `json:"skipped"`
+	Errors   int     `json:"errors"`
+	// Reason explains a verdict that is not plain (e.g. required but not declared).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Spec is one spec's outcome.
+type Spec struct {
+	Suite      string   `json:"suite"`
+	Capability string   `json:"capability"`
+	Name       string   `json:"name"`
+	Outcome    Outcome  `json:"outcome"`
+	Reason     string   `json:"reason,omitempty"`
+	Location   string   `json:"location,omitempty"`
+	DurationMS float64  `json:"duration_ms"`
+	Labels     []string `json:"labels,omitempty"`
+	// Reproduce runs this spec alone.
+	Reproduce string `json:"reproduce,omitempty"`
+}
+
+// Totals counts specs by outcome.
+type Totals struct {
+	Passed   int `json:"passed"`
+	Failed   int `json:"failed"`
+	Skipped  int `json:"skipped"`
+	Disabled int `json:"disabled"`
+	Errors   int `json:"errors"`
+}
+
+// Add counts one outcome.
+func (t *Totals) Add(o Outcome) {
+	switch o {
+	case Passed:
+		t.Passed++
+	case Failed:
+		t.Failed++
+	case Skipped:
+		t.Skipped++
+	case Disabled:
+		t.Disabled++
+	case Error:
+		t.Errors++
+	}
+}
+
+// Exit codes of a run.
+const (
+	ExitOK = 0
+	// ExitFailed: a declared or required capability failed.
+	ExitFailed = 1
+	// ExitError: no capability failed, but a harness error kept one from being judged.
+	ExitError = 2
+	// ExitUsage: the command line or config was wrong; nothing ran.
+	ExitUsage = 64
+)
+
+// ComputeExitCode derives the exit code from the verdicts.
+func (r *Report) ComputeExitCode() int {
+	code := ExitOK
+	for _, c := range r.Capabilities {
+		switch c.Verdict {
+		case VerdictFail:
+			return ExitFailed
+		case VerdictError:
+			code = ExitError
+		}
+	}
+	return code
+}
+
+// WriteJSON writes report.json into dir.
+func (r *Report) WriteJSON(dir string) (string, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode report: %w", err)
+	}
+	path := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("write report: %w", err)
+	}
+	return path, nil
+}
+
+// Read reads a report.json.
+func Read(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode report %s: %w", path, err)
+	}
+	if r.Schema != SchemaVersion {
+		return nil, fmt.Errorf("decode report %s: schema %q, want %q", path, r.Schema, SchemaVersion)
+	}
+	return &r, nil
+}
+
+// Verdict returns the verdict of capability name ("" when unknown).
+func (r *Report) Verdict(name string) Verdict {
+	for _, c := range r.Capabilities {
+		if c.Name == name {
+			return c.Verdict
+		}
+	}
+	return ""
+}

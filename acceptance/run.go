@@ -1,0 +1,413 @@
+package acceptance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/prism-suite/prism/acceptance/report"
+	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/plugin"
+	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/proto/capability"
+	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	"github.com/prism-suite/prism/suites/fixture"
+	"github.com/prism-suite/prism/suites/keyvalue"
+	"github.com/prism-suite/prism/suites/lifecycle"
+)
+
+// RootText is the text of the container every acceptance spec lives in.
+const RootText = "Prism acceptance"
+
+// Run is one registered acceptance run: its config, the plugin and backend
+// it set up, and (after the suite) its report.
+type Run struct {
+	cfg   Config
+	start time.Time
+
+	inst    backend.Instance
+	proc    *plugin.Process
+	desc    *lifecyclev1.DescribeResponse
+	sha     string
+	fx      *fixture.Fixture
+	infra   error // harness error during setup: every spec reports error
+	failure error // plugin failure during setup: every spec fails
+
+	// Report is set by WriteReports.
+	Report *report.Report
+}
+
+// Register registers the acceptance specs at the top level of a Ginkgo
+// suite, plus a progress line per spec and a ReportAfterSuite that writes
+// the report files into cfg.ReportDir and prints the verdicts. Call it once,
+// at the top level (var _ = acceptance.Register(cfg)). The config is copied
+// at registration; the plugin and backend start when the first spec runs.
+func Register(cfg Config) *Run {
+	r := Specs(cfg)
+	ReportAfterEach(r.progress)
+	ReportAfterSuite("Prism report", func(rep types.Report) {
+		if err := r.WriteReports(rep); err != nil {
+			fmt.Fprintln(os.Stderr, "prism-accept:", err)
+		}
+	})
+	return r
+}
+
+// Specs registers only the specs, in an Ordered container named RootText,
+// so a plugin author can nest them in their own Describe. Call
+// [Run.WriteReports] from your own ReportAfterSuite to get report files.
+func Specs(cfg Config) *Run {
+	r := &Run{cfg: cfg.clone()}
+	Describe(RootText, Ordered, ContinueOnFailure, func() {
+		BeforeAll(r.setup)
+		AfterAll(r.teardown)
+		lifecycle.Register(r.fixture)
+		keyvalue.Register(r.fixture)
+	})
+	return r
+}
+
+// fixture is the provider the suites call in each spec.
+func (r *Run) fixture() *fixture.Fixture {
+	GinkgoHelper()
+	if r.infra != nil {
+		fixture.HarnessFail(r.infra)
+	}
+	if r.failure != nil {
+		Fail("plugin setup failed: " + r.failure.Error())
+	}
+	return r.fx
+}
+
+func (r *Run) setup() {
+	r.start = time.Now()
+	if err := r.cfg.Validate(); err != nil {
+		r.infra = err
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
+	defer cancel()
+	log := r.cfg.Logf
+
+	var err error
+	if r.sha, err = plugin.FileSHA256(r.cfg.Plugin); err != nil {
+		r.infra = err
+		return
+	}
+	opts := r.cfg.Backends
+	opts.Logf = log
+	r.inst, err = backend.Start(ctx, r.cfg.Backend, opts)
+	if err != nil {
+		r.infra = fmt.Errorf("start %s backend: %w", r.cfg.Backend, err)
+		return
+	}
+	info := r.inst.Info()
+	log("backend: %s via %s %s %s", info.Kind, info.Provider, info.Image, info.Reason)
+
+	init, err := r.initRequest()
+	if err != nil {
+		r.infra = err
+		return
+	}
+	r.proc, err = plugin.Launch(ctx, r.cfg.Plugin, r.pluginOptions())
+	if err != nil {
+		r.failure = fmt.Errorf("launch %s: %w", r.cfg.Plugin, err)
+		return
+	}
+	log("plugin: %s started, SERVING after %v (pid %d, %s)", r.cfg.Plugin, r.proc.ReadyTime.Round(time.Millisecond), r.proc.PID(), r.proc.Handshake.Network)
+	r.desc, err = r.proc.Setup(ctx, init)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			r.failure = fmt.Errorf("set up plugin within %v: %w", r.cfg.Timeouts.Call, err)
+		} else {
+			r.failure = fmt.Errorf("set up plugin: %w", err)
+		}
+		return
+	}
+	declared := make([]string, 0, len(r.desc.GetCapabilities()))
+	for _, c := range r.desc.GetCapabilities() {
+		declared = append(declared, c.GetName())
+	}
+	log("plugin: %s %s declares %s", r.desc.GetName(), r.desc.GetVersion(), strings.Join(declared, ", "))
+
+	bad := r.cfg.BadConfigs
+	if len(bad) == 0 {
+		bad = inTreeBadConfigs[r.cfg.Backend]
+	}
+	r.fx = &fixture.Fixture{
+		Target:      target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
+		Description: r.desc,
+		Lifecycle:   r.proc.Lifecycle,
+		Launch:      r.launch,
+		BadConfigs:  bad,
+		Backend:     r.inst,
+		Timeouts:    r.cfg.Timeouts,
+		RunID:       fmt.Sprintf("%d-%d", r.cfg.Seed, time.Now().UnixNano()%1_000_000),
+	}
+}
+
+func (r *Run) pluginOptions() plugin.Options {
+	o := plugin.DefaultOptions()
+	o.Args = r.cfg.PluginArgs
+	o.Env = r.cfg.PluginEnv
+	o.HandshakeTimeout = r.cfg.Timeouts.Handshake
+	o.StopGrace = r.cfg.Timeouts.Stop
+	return o
+}
+
+// initRequest builds the Initialize request: the instance's config with the
+// run's PluginConfig merged over it.
+func (r *Run) initRequest() (*lifecyclev1.InitializeRequest, error) {
+	values, creds := r.inst.PluginConfig()
+	merged := map[string]any{}
+	for k, v := range values {
+		merged[k] = v
+	}
+	for k, v := range r.cfg.PluginConfig {
+		merged[k] = v
+	}
+	cfg, err := structpb.NewStruct(merged)
+	if err != nil {
+		return nil, fmt.Errorf("encode plugin config: %w", err)
+	}
+	return &lifecyclev1.InitializeRequest{Config: cfg, Credentials: creds, Namespace: r.cfg.Namespace}, nil
+}
+
+// launch starts another process of the plugin under test (lifecycle specs).
+func (r *Run) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.InitializeRequest, error) {
+	init, err := r.initRequest()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := plugin.Launch(ctx, r.cfg.Plugin, r.pluginOptions())
+	return p, init, err
+}
+
+func (r *Run) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
+	defer cancel()
+	if r.proc != nil {
+		if err := r.proc.Stop(ctx); err != nil {
+			r.cfg.Logf("plugin: %v", err)
+		}
+	}
+	if r.inst != nil {
+		if err := r.inst.Close(ctx); err != nil {
+			r.cfg.Logf("backend: close: %v", err)
+		}
+	}
+}
+
+// progress prints one line per finished spec.
+func (r *Run) progress(sr SpecReport) {
+	if sr.LeafNodeType != types.NodeTypeIt {
+		return
+	}
+	o, reason := outcomeOf(sr)
+	if o == report.Disabled {
+		return
+	}
+	line := fmt.Sprintf("%-8s %s (%v)", o, specName(sr), sr.RunTime.Round(time.Millisecond))
+	if o == report.Skipped {
+		line += " — " + reason
+	}
+	r.cfg.Logf("%s", line)
+}
+
+func specName(sr SpecReport) string {
+	return strings.TrimPrefix(sr.FullText(), RootText+" ")
+}
+
+func suiteOf(sr SpecReport) string {
+	if len(sr.ContainerHierarchyTexts) > 1 {
+		return sr.ContainerHierarchyTexts[1]
+	}
+	return ""
+}
+
+// outcomeOf maps a Ginkgo spec report to an outcome and reason.
+func outcomeOf(sr SpecReport) (report.Outcome, string) {
+	msg := sr.Failure.Message
+	if msg == "" && sr.Failure.ForwardedPanic != "" {
+		msg = "panic: " + sr.Failure.ForwardedPanic
+	}
+	switch {
+	case sr.State == types.SpecStatePassed:
+		return report.Passed, ""
+	case sr.State == types.SpecStatePending:
+		return report.Disabled, "pending"
+	case sr.State == types.SpecStateSkipped && msg == "":
+		return report.Disabled, "excluded by the label filter or focus"
+	case sr.State == types.SpecStateSkipped:
+		return report.Skipped, msg
+	}
+	for _, e := range sr.ReportEntries {
+		if e.Name == fixture.ReportEntryOutcome && e.StringRepresentation() == fixture.OutcomeError {
+			return report.Error, msg
+		}
+	}
+	if sr.State == types.SpecStateInterrupted || sr.State == types.SpecStateAborted {
+		return report.Error, sr.State.String() + ": " + msg
+	}
+	return report.Failed, msg
+}
+
+// BuildReport turns the suite's Ginkgo report into a Prism report.
+func (r *Run) BuildReport(gr types.Report) *report.Report {
+	rep := &report.Report{
+		Schema:       report.SchemaVersion,
+		SuiteVersion: SuiteVersion,
+		GitCommit:    gitCommit(),
+		StartTime:    gr.StartTime,
+		DurationMS:   gr.RunTime.Milliseconds(),
+		Seed:         r.cfg.Seed,
+		Via:          string(r.cfg.Via),
+		LabelFilter:  gr.SuiteConfig.LabelFilter,
+		Command:      r.cfg.Command,
+		Backend:      backend.Info{Kind: r.cfg.Backend},
+		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String(), "handshake": r.cfg.Timeouts.Handshake.String(),
+			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
+		Plugin: report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
+	}
+	if r.inst != nil {
+		rep.Backend = r.inst.Info()
+	}
+	declared := capability.Set{}
+	if r.desc != nil {
+		rep.Plugin.Name, rep.Plugin.Version, rep.Plugin.Info = r.desc.GetName(), r.desc.GetVersion(), r.desc.GetInfo()
+		for _, c := range r.desc.GetCapabilities() {
+			declared[capability.Name(c.GetName())] = true
+			rep.Plugin.Declared = append(rep.Plugin.Declared, c.GetName())
+		}
+	}
+	if r.proc != nil {
+		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
+		rep.Plugin.StderrTail = tail(r.proc.Stderr(), 8<<10)
+	}
+	for _, sr := range gr.SpecReports {
+		if sr.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		o, reason := outcomeOf(sr)
+		s := report.Spec{
+			Suite: suiteOf(sr), Capability: string(fixture.CapabilityOf(sr.Labels())), Name: specName(sr),
+			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
+			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(),
+		}
+		if r.cfg.Command != "" {
+			s.Reproduce = r.cfg.Command + " --ginkgo.focus='^" + strings.ReplaceAll(regexp.QuoteMeta(sr.FullText()), "'", `'\''`) + "$'"
+		}
+		rep.Specs = append(rep.Specs, s)
+		rep.Totals.Add(o)
+	}
+	for _, info := range capability.All() {
+		c := report.Capability{Name: string(info.Name), Declared: declared.Has(info.Name) || info.Required,
+			Required: info.Required || r.cfg.Require.Has(info.Name)}
+		for _, s := range rep.Specs {
+			if s.Capability != string(info.Name) {
+				continue
+			}
+			switch s.Outcome {
+			case report.Passed:
+				c.Passed++
+			case report.Failed:
+				c.Failed++
+			case report.Skipped:
+				c.Skipped++
+			case report.Error:
+				c.Errors++
+			}
+		}
+		switch {
+		case !c.Declared && c.Required:
+			c.Verdict, c.Reason = report.VerdictFail, "required but not declared"
+		case !c.Declared:
+			c.Verdict = report.NotDeclared
+		case c.Failed > 0:
+			c.Verdict = report.VerdictFail
+		case c.Errors > 0:
+			c.Verdict = report.VerdictError
+		case c.Passed > 0:
+			c.Verdict = report.Certified
+		default:
+			c.Verdict = report.NotTested
+		}
+		rep.Capabilities = append(rep.Capabilities, c)
+	}
+	rep.ExitCode = rep.ComputeExitCode()
+	return rep
+}
+
+// WriteReports builds the report, writes report.json, junit.xml and
+// summary.md into the config's ReportDir (when set), and prints the verdicts.
+func (r *Run) WriteReports(gr types.Report) error {
+	rep := r.BuildReport(gr)
+	r.Report = rep
+	r.printVerdicts(rep)
+	if r.cfg.ReportDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(r.cfg.ReportDir, 0o755); err != nil {
+		return fmt.Errorf("create report dir: %w", err)
+	}
+	var errs []error
+	if _, err := rep.WriteJSON(r.cfg.ReportDir); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := rep.WriteSummary(r.cfg.ReportDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := writeJUnit(gr, r.cfg.ReportDir); err != nil {
+		errs = append(errs, err)
+	}
+	r.cfg.Logf("reports: %s/{report.json,junit.xml,summary.md}", r.cfg.ReportDir)
+	return errors.Join(errs...)
+}
+
+func (r *Run) printVerdicts(rep *report.Report) {
+	log := r.cfg.Logf
+	log("")
+	log("Verdicts for %s %s (backend %s via %s):", rep.Plugin.Name, rep.Plugin.Version, rep.Backend.Kind, rep.Backend.Provider)
+	for _, c := range rep.Capabilities {
+		extra := ""
+		if c.Reason != "" {
+			extra = " — " + c.Reason
+		}
+		log("  %-16s %-13s %3d passed %3d failed %3d skipped %3d errors%s", c.Name, c.Verdict, c.Passed, c.Failed, c.Skipped, c.Errors, extra)
+	}
+	for _, s := range rep.Specs {
+		if s.Outcome == report.Failed || s.Outcome == report.Error {
+			log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,
+				strings.ReplaceAll(strings.TrimSpace(s.Reason), "\n", "\n  "), s.Reproduce)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+func gitCommit() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return ""
+}

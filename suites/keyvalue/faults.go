@@ -1,0 +1,3 @@
+package keyvalue
+
+func describeFaults(sess func() *session) {}
