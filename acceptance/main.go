@@ -54,6 +54,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		namespace    = fs.String("namespace", cfg.Namespace, "namespace the plugin is initialized for")
 	)
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
+	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {
+		cfg.PluginArgs = append(cfg.PluginArgs, v)
+		return nil
+	})
 	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")
 	fs.DurationVar(&cfg.Timeouts.Call, "timeout-call", cfg.Timeouts.Call, "deadline of one RPC")
@@ -116,8 +120,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // commandLine reproduces the run as a prism-accept command.
 func commandLine(cfg Config, instance, labelFilter string) string {
-	parts := []string{"prism-accept", "--plugin", cfg.Plugin, "--backend", string(cfg.Backend), "--instance", instance,
-		"--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed)}
+	parts := []string{"prism-accept", "--plugin", cfg.Plugin}
+	for _, a := range cfg.PluginArgs {
+		parts = append(parts, "--plugin-arg="+a)
+	}
+	parts = append(parts, "--backend", string(cfg.Backend), "--instance", instance, "--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed))
 	if labelFilter != "" {
 		parts = append(parts, "--label-filter", "'"+labelFilter+"'")
 	}

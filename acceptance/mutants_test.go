@@ -1,0 +1,91 @@
+package acceptance_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prism-suite/prism/acceptance/report"
+	"github.com/prism-suite/prism/backends/mutant"
+)
+
+// buildCommands builds prism-accept and the plugins once per test binary run.
+func buildCommands(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build commands: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// accept runs prism-accept and returns its report and exit code.
+func accept(t *testing.T, bin string, args ...string) (*report.Report, int, string) {
+	t.Helper()
+	reportDir := t.TempDir()
+	args = append(args, "--report-dir", reportDir)
+	cmd := exec.Command(filepath.Join(bin, "prism-accept"), args...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run prism-accept: %v", err)
+	}
+	rep, err := report.Read(filepath.Join(reportDir, "report.json"))
+	if err != nil {
+		t.Fatalf("prism-accept %s wrote no readable report (exit %d): %v\n%s", strings.Join(args, " "), code, err, out)
+	}
+	for _, f := range []string{"junit.xml", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(reportDir, f)); err != nil {
+			t.Errorf("report file missing: %v", err)
+		}
+	}
+	return rep, code, string(out)
+}
+
+// TestMutantsAreKilled runs the suites against every mutant of memstore and
+// requires the verdict of the capability the mutant breaks to be "failed",
+// with exit code 1. A surviving mutant means a spec is missing or too weak.
+func TestMutantsAreKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the suites once per mutant")
+	}
+	bin := buildCommands(t)
+	var matrix []string
+	for _, m := range mutant.All() {
+		t.Run(m.Name, func(t *testing.T) {
+			rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant="+m.Name,
+				"--backend", "memstore", "--label-filter", string(m.Breaks))
+			verdict := rep.Verdict(string(m.Breaks))
+			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %s", m.Name, m.Breaks, verdict))
+			if verdict != report.VerdictFail || code != report.ExitFailed {
+				t.Errorf("mutant %q (%s) survived: verdict for %s = %q, exit %d; want failed, exit 1\n%s", m.Name, m.Defect, m.Breaks, verdict, code, out)
+			}
+		})
+	}
+	t.Logf("kill matrix:\n%s", strings.Join(matrix, "\n"))
+}
+
+// TestMemstoreIsCertified is the control: the unbroken plugin passes the same run.
+func TestMemstoreIsCertified(t *testing.T) {
+	bin := buildCommands(t)
+	rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore")
+	if code != report.ExitOK {
+		t.Fatalf("exit %d, want 0\n%s", code, out)
+	}
+	for _, c := range rep.Capabilities {
+		if c.Verdict != report.Certified {
+			t.Errorf("%s: verdict %q, want certified", c.Name, c.Verdict)
+		}
+	}
+	if rep.Plugin.SHA256 == "" || rep.Plugin.Name != "memstore" || rep.Schema != report.SchemaVersion || len(rep.Specs) == 0 {
+		t.Errorf("report lacks required fields: %+v", rep.Plugin)
+	}
+}
