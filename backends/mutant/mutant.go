@@ -214,4 +214,3 @@ func Lookup(name string) (Mutant, error) {
 	}
 	return Mutant{}, fmt.Errorf("lookup mutant: no mutant called %q", name)
 }
-

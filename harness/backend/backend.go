@@ -11,6 +11,22 @@
 // Provider "auto" picks container when a Docker daemon answers and the image is
 // present or pullable, else embedded, and says which it chose and why in
 // [Info.Reason]. The chosen provider, image and version go into reports.
+// The decision takes a few seconds at most: a missing image gets one pull
+// attempt of at most 6s.
+//
+// Every instance listens on 127.0.0.1 (containers publish their port there,
+// pinned so that it survives a restart) and is set up for fault injection:
+// instances of every provider but external implement [Outager] (data written
+// before Down is there after Up), and container and process instances
+// implement [Pauser] (docker pause, SIGSTOP).
+//
+// Containers: the harness sets TESTCONTAINERS_RYUK_DISABLED=true in its own
+// environment when it is unset (the Ryuk reaper needs an image that a machine
+// without a registry cannot pull), so it removes its containers itself: Close
+// removes an instance's container, and [Sweep] removes the ones left by a run
+// that was killed. Every container carries the label prism.harness=true.
+// Where no registry is reachable, build the images with ci/images/build.sh
+// and point PRISM_REDIS_IMAGE and PRISM_NATS_IMAGE at them.
 package backend
 
 import (
@@ -82,7 +98,9 @@ type Outager interface {
 // Pauser is an instance whose server can be frozen with its sockets open, so
 // requests hang until a deadline (fault injection).
 type Pauser interface {
+	// Pause freezes the server; connected clients see requests hang.
 	Pause(ctx context.Context) error
+	// Unpause lets the server run again.
 	Unpause(ctx context.Context) error
 }
 
