@@ -1,0 +1,213 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+)
+
+// Labels put on every container the harness creates.
+const (
+	// LabelHarness marks a container of the harness; [Sweep] removes them.
+	LabelHarness = "prism.harness"
+	labelKind    = "prism.kind"
+	labelPID     = "prism.pid"
+	labelHost    = "prism.host"
+)
+
+// Budgets of the auto decision.
+const (
+	autoDockerBudget = 4 * time.Second // daemon health
+	autoPullBudget   = 6 * time.Second // pulling a missing image
+)
+
+// disableRyuk sets TESTCONTAINERS_RYUK_DISABLED=true when it is unset: the
+// reaper needs the testcontainers/ryuk image, which cannot be pulled where
+// there is no registry. Without it, the harness removes its own containers
+// (Close, and [Sweep] for leftovers). testcontainers-go reads its config once
+// per process, so this must happen before its first use.
+func disableRyuk() {
+	if _, ok := os.LookupEnv("TESTCONTAINERS_RYUK_DISABLED"); !ok {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+}
+
+// tcLogger silences testcontainers-go: the harness logs its own progress.
+var tcLogger = tclog.NewNoopLogger()
+
+// dockerProvider returns a testcontainers Docker provider whose daemon
+// answered a health check within ctx.
+func dockerProvider(ctx context.Context) (*testcontainers.DockerProvider, error) {
+	disableRyuk()
+	type result struct {
+		p   *testcontainers.DockerProvider
+		err error
+	}
+	// NewDockerProvider takes no context; do not let it outlive ctx.
+	ch := make(chan result, 1)
+	go func() {
+		p, err := testcontainers.NewDockerProvider(testcontainers.WithLogger(tcLogger))
+		ch <- result{p, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect docker: %w", ctx.Err())
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("connect docker: %w", r.err)
+	}
+	if err := r.p.Health(ctx); err != nil {
+		r.p.Close()
+		return nil, fmt.Errorf("check docker health: %w", err)
+	}
+	return r.p, nil
+}
+
+// chooseProvider decides what Auto means for kind, in bounded time.
+func chooseProvider(ctx context.Context, kind Kind, o Options) (Provider, string) {
+	image := o.image(kind)
+	dctx, cancel := context.WithTimeout(ctx, autoDockerBudget)
+	defer cancel()
+	p, err := dockerProvider(dctx)
+	if err != nil {
+		return Embedded, fmt.Sprintf("no docker daemon: %v; using embedded", err)
+	}
+	defer p.Close()
+	cli := p.Client()
+	if _, err := cli.ImageInspect(dctx, image); err == nil {
+		return Container, fmt.Sprintf("docker answers and image %s is present", image)
+	} else if !cerrdefs.IsNotFound(err) {
+		return Embedded, fmt.Sprintf("docker answers but inspecting image %s failed: %v; using embedded", image, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, autoPullBudget)
+	defer cancel()
+	o.Logf("backend: image %s is not present; trying to pull it (at most %s)", image, autoPullBudget)
+	if err := pullImage(pctx, cli, image); err != nil {
+		return Embedded, fmt.Sprintf("docker answers but image %s is not present and cannot be pulled: %v; using embedded", image, err)
+	}
+	return Container, fmt.Sprintf("docker answers and image %s was pulled", image)
+}
+
+// ensureImage makes sure image is present, pulling it within ctx if needed,
+// and returns its ID.
+func ensureImage(ctx context.Context, cli client.APIClient, image string, logf func(string, ...any)) (string, error) {
+	ins, err := cli.ImageInspect(ctx, image)
+	if err == nil {
+		return ins.ID, nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("inspect image %s: %w", image, err)
+	}
+	logf("backend: image %s is not present; pulling it", image)
+	if err := pullImage(ctx, cli, image); err != nil {
+		return "", fmt.Errorf("image %s is not present and cannot be pulled: %w", image, err)
+	}
+	ins, err = cli.ImageInspect(ctx, image)
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", image, err)
+	}
+	return ins.ID, nil
+}
+
+// pullImage makes one pull attempt, bounded by ctx (testcontainers-go would
+// retry for up to 15 minutes).
+func pullImage(ctx context.Context, cli client.APIClient, image string) error {
+	resp, err := cli.ImagePull(ctx, image, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull image: %w", err)
+	}
+	defer resp.Close()
+	for msg, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			return fmt.Errorf("pull image: %w", err)
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("pull image: %s", msg.Error.Message)
+		}
+	}
+	return ctx.Err()
+}
+
+// harnessLabels returns the labels of a container of kind.
+func harnessLabels(kind Kind) map[string]string {
+	host, _ := os.Hostname()
+	return map[string]string{
+		LabelHarness: "true",
+		labelKind:    string(kind),
+		labelPID:     strconv.Itoa(os.Getpid()),
+		labelHost:    host,
+	}
+}
+
+// Sweep removes containers labelled prism.harness=true that this process
+// created, or that a process on this host created and that is no longer
+// running (left over by a run that was killed). Containers of other live
+// processes are left alone, so concurrent runs do not remove each other's.
+// The runner calls it at start and on interrupt. Without a Docker daemon
+// there is nothing to sweep and it returns 0, nil. It returns how many
+// containers it removed.
+func Sweep(ctx context.Context) (int, error) {
+	dctx, cancel := context.WithTimeout(ctx, autoDockerBudget)
+	p, err := dockerProvider(dctx)
+	cancel()
+	if err != nil {
+		return 0, nil
+	}
+	defer p.Close()
+	cli := p.Client()
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", LabelHarness+"=true"),
+	})
+	if err != nil {
+		return 0, harnessErr("list containers: %w", err)
+	}
+	host, _ := os.Hostname()
+	var (
+		n    int
+		errs []error
+	)
+	for _, c := range list.Items {
+		if !sweepable(c.Labels, host) {
+			continue
+		}
+		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove container %.12s: %w", c.ID, err))
+			continue
+		}
+		n++
+	}
+	if len(errs) > 0 {
+		return n, &HarnessError{Err: errors.Join(errs...)}
+	}
+	return n, nil
+}
+
+// sweepable reports whether a container with labels belongs to this process
+// or to a process of this host that is gone.
+func sweepable(labels map[string]string, host string) bool {
+	if labels[labelHost] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(labels[labelPID])
+	if err != nil || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	err = syscall.Kill(pid, 0)
+	return errors.Is(err, syscall.ESRCH)
+}

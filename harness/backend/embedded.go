@@ -1,0 +1,235 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+func startEmbedded(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
+	o.Logf("backend: starting embedded %s ...", kind)
+	if kind == NATS {
+		return startEmbeddedNATS(ctx, o, reason)
+	}
+	return startMiniredis(o, reason)
+}
+
+// miniredisInstance is miniredis listening on 127.0.0.1.
+type miniredisInstance struct {
+	auth *Credentials
+
+	mu     sync.Mutex
+	m      *miniredis.Miniredis
+	info   Info
+	down   bool
+	closed bool
+}
+
+var _ Outager = (*miniredisInstance)(nil)
+
+func startMiniredis(o Options, reason string) (Instance, error) {
+	m := miniredis.NewMiniRedis()
+	// TTLs follow the wall clock, as on a real server (by default miniredis
+	// only moves them with FastForward).
+	m.ClockTTL(true)
+	switch {
+	case o.Auth.redisACLUser():
+		m.RequireUserAuth(o.Auth.Username, o.Auth.Password)
+	case o.Auth != nil:
+		m.RequireAuth(o.Auth.Password)
+	}
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, harnessErr("start miniredis: %w", err)
+	}
+	return &miniredisInstance{auth: o.Auth, m: m, info: Info{
+		Kind: Redis, Provider: Embedded, Address: m.Addr(), Reason: reason,
+		ServerVersion: moduleVersion("miniredis", "github.com/alicebob/miniredis/v2"),
+	}}, nil
+}
+
+func (r *miniredisInstance) Info() Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info
+}
+
+func (r *miniredisInstance) PluginConfig() (map[string]any, map[string]string) {
+	return pluginConfig(Redis, r.Info().Address, r.auth)
+}
+
+// Persistent is true: miniredis keeps its data in memory across Close and
+// Restart.
+func (r *miniredisInstance) Persistent() bool { return true }
+
+// Down closes the listener and every connection.
+func (r *miniredisInstance) Down(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	r.m.Close()
+	r.down = true
+	return nil
+}
+
+// Up listens again on the same port.
+func (r *miniredisInstance) Up(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	if !r.down {
+		return nil
+	}
+	if err := r.m.Restart(); err != nil {
+		return harnessErr("restart miniredis: %w", err)
+	}
+	r.down = false
+	return nil
+}
+
+func (r *miniredisInstance) Close(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		r.m.Close()
+	}
+	return nil
+}
+
+// natsEmbedded is nats-server with JetStream, in this process.
+type natsEmbedded struct {
+	auth    *Credentials
+	dir     string
+	timeout time.Duration
+
+	mu     sync.Mutex
+	srv    *server.Server
+	port   int
+	info   Info
+	closed bool
+}
+
+var _ Outager = (*natsEmbedded)(nil)
+
+func startEmbeddedNATS(ctx context.Context, o Options, reason string) (Instance, error) {
+	dir, err := os.MkdirTemp("", "prism-nats-")
+	if err != nil {
+		return nil, harnessErr("create data dir: %w", err)
+	}
+	n := &natsEmbedded{auth: o.Auth, dir: dir, timeout: o.StartTimeout, port: server.RANDOM_PORT,
+		info: Info{Kind: NATS, Provider: Embedded, Reason: reason, ServerVersion: "nats-server " + server.VERSION}}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.startLocked(ctx); err != nil {
+		return n, harnessErr("start embedded nats: %w", err)
+	}
+	n.info.Address = loopback(n.port)
+	return n, nil
+}
+
+// startLocked runs a new server on n.port (random the first time) and dir.
+func (n *natsEmbedded) startLocked(ctx context.Context) error {
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: n.port, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: n.dir,
+	}
+	if a := n.auth; a != nil {
+		if a.Token != "" {
+			opts.Authorization = a.Token
+		} else {
+			opts.Username, opts.Password = a.Username, a.Password
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("create server: %w", err)
+	}
+	go s.Start()
+	wait := n.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	if !s.ReadyForConnections(wait) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return fmt.Errorf("wait for nats: not ready within %s", wait.Round(time.Millisecond))
+	}
+	n.srv = s
+	n.port = s.Addr().(*net.TCPAddr).Port
+	return nil
+}
+
+func (n *natsEmbedded) Info() Info {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.info
+}
+
+func (n *natsEmbedded) PluginConfig() (map[string]any, map[string]string) {
+	return pluginConfig(NATS, n.Info().Address, n.auth)
+}
+
+// Persistent is true: the new server uses the same JetStream store dir.
+func (n *natsEmbedded) Persistent() bool { return true }
+
+// Down shuts the server down.
+func (n *natsEmbedded) Down(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errClosed
+	}
+	n.shutdownLocked()
+	return nil
+}
+
+// Up starts a new server on the same port and store dir.
+func (n *natsEmbedded) Up(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errClosed
+	}
+	if n.srv != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	if err := n.startLocked(ctx); err != nil {
+		return harnessErr("restart embedded nats: %w", err)
+	}
+	return nil
+}
+
+func (n *natsEmbedded) shutdownLocked() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// Close shuts the server down and removes its store dir.
+func (n *natsEmbedded) Close(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.shutdownLocked()
+	if err := os.RemoveAll(n.dir); err != nil {
+		return harnessErr("remove data dir: %w", err)
+	}
+	return nil
+}
