@@ -1,0 +1,24 @@
+// Command prism-bench measures the plugins against a one-hop gRPC echo in
+// the same run and prints a table; see harness/bench. It never fails on a figure.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/prism-suite/prism/harness/bench"
+)
+
+func main() {
+	o := bench.DefaultOptions()
+	flag.StringVar(&o.Memstore, "memstore", o.Memstore, "memstore plugin binary")
+	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
+	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
+	flag.Parse()
+	if _, err := bench.Run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "prism-bench:", err)
+		os.Exit(1)
+	}
+}
