@@ -1,0 +1,266 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/prism-suite/prism/backends/sdk"
+)
+
+// Set implements sdk.KeyValueBasic with SET, which also clears any TTL.
+func (d *Driver) Set(ctx context.Context, key string, value []byte) error {
+	op := fmt.Sprintf("set %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return err
+	}
+	if err := c.client.Set(ctx, c.key(key), value, 0).Err(); err != nil {
+		return wrap(ctx, op, err)
+	}
+	return nil
+}
+
+// Get implements sdk.KeyValueBasic with GET.
+func (d *Driver) Get(ctx context.Context, key string) ([]byte, error) {
+	op := fmt.Sprintf("get %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.client.Get(ctx, c.key(key)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("%s: %w", op, sdk.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap(ctx, op, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Delete implements sdk.KeyValueBasic with DEL.
+func (d *Driver) Delete(ctx context.Context, key string) (bool, error) {
+	op := fmt.Sprintf("delete %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return false, err
+	}
+	n, err := c.client.Del(ctx, c.key(key)).Result()
+	if err != nil {
+		return false, wrap(ctx, op, err)
+	}
+	return n > 0, nil
+}
+
+// Exists implements sdk.KeyValueBasic with EXISTS.
+func (d *Driver) Exists(ctx context.Context, key string) (bool, error) {
+	op := fmt.Sprintf("check %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return false, err
+	}
+	n, err := c.client.Exists(ctx, c.key(key)).Result()
+	if err != nil {
+		return false, wrap(ctx, op, err)
+	}
+	return n > 0, nil
+}
+
+// SetWithTTL implements sdk.KeyValueTTL with SET and an expiry (PX; EX for
+// whole seconds).
+func (d *Driver) SetWithTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	op := fmt.Sprintf("set %q with ttl", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return err
+	}
+	if err := c.client.SetArgs(ctx, c.key(key), value, goredis.SetArgs{TTL: ms(ttl)}).Err(); err != nil {
+		return wrap(ctx, op, err)
+	}
+	return nil
+}
+
+// Expire implements sdk.KeyValueTTL with PEXPIRE.
+func (d *Driver) Expire(ctx context.Context, key string, ttl time.Duration) error {
+	op := fmt.Sprintf("expire %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return err
+	}
+	ok, err := c.client.PExpire(ctx, c.key(key), ms(ttl)).Result()
+	if err != nil {
+		return wrap(ctx, op, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s: %w", op, sdk.ErrNotFound)
+	}
+	return nil
+}
+
+// TTL implements sdk.KeyValueTTL with PTTL.
+func (d *Driver) TTL(ctx context.Context, key string) (time.Duration, bool, error) {
+	op := fmt.Sprintf("read ttl of %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return 0, false, err
+	}
+	// go-redis reports PTTL's -2 (missing) and -1 (no expiry) as those
+	// nanosecond counts, and any other reply in milliseconds.
+	d2, err := c.client.PTTL(ctx, c.key(key)).Result()
+	switch {
+	case err != nil:
+		return 0, false, wrap(ctx, op, err)
+	case d2 == -2:
+		return 0, false, fmt.Errorf("%s: %w", op, sdk.ErrNotFound)
+	case d2 == -1:
+		return 0, false, nil
+	case d2 < 0:
+		return 0, false, fmt.Errorf("%s: redis answered PTTL with %v", op, d2)
+	}
+	return d2, true, nil
+}
+
+// Persist implements sdk.KeyValueTTL. PERSIST answers 0 both for a missing
+// key and for one without a TTL, so EXISTS and PERSIST run in one MULTI/EXEC.
+func (d *Driver) Persist(ctx context.Context, key string) (bool, error) {
+	op := fmt.Sprintf("persist %q", key)
+	c, err := d.conn(op)
+	if err != nil {
+		return false, err
+	}
+	var exists *goredis.IntCmd
+	var persisted *goredis.BoolCmd
+	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		exists = p.Exists(ctx, c.key(key))
+		persisted = p.Persist(ctx, c.key(key))
+		return nil
+	})
+	if err != nil {
+		return false, wrap(ctx, op, err)
+	}
+	if exists.Val() == 0 {
+		return false, fmt.Errorf("%s: %w", op, sdk.ErrNotFound)
+	}
+	return persisted.Val(), nil
+}
+
+// ms rounds a TTL up to whole milliseconds, Redis's finest unit, so a TTL
+// is never shortened.
+func ms(ttl time.Duration) time.Duration {
+	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// BatchSet implements sdk.KeyValueBatch: SETs (with an expiry when ttl > 0) in one
+// MULTI/EXEC, so the batch is applied whole.
+func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Duration) error {
+	op := fmt.Sprintf("batch set %d keys", len(entries))
+	c, err := d.conn(op)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, e := range entries {
+			if ttl > 0 {
+				p.SetArgs(ctx, c.key(e.Key), e.Value, goredis.SetArgs{TTL: ms(ttl)})
+			} else {
+				p.Set(ctx, c.key(e.Key), e.Value, 0)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap(ctx, op, err)
+	}
+	return nil
+}
+
+// BatchGet implements sdk.KeyValueBatch with one MGET.
+func (d *Driver) BatchGet(ctx context.Context, keys []string) ([][]byte, []bool, error) {
+	op := fmt.Sprintf("batch get %d keys", len(keys))
+	c, err := d.conn(op)
+	if err != nil {
+		return nil, nil, err
+	}
+	values := make([][]byte, len(keys))
+	found := make([]bool, len(keys))
+	if len(keys) == 0 {
+		return values, found, nil
+	}
+	got, err := c.mget(ctx, keys)
+	if err != nil {
+		return nil, nil, wrap(ctx, op, err)
+	}
+	for i, v := range got {
+		if v != nil {
+			values[i], found[i] = v, true
+		}
+	}
+	return values, found, nil
+}
+
+// mget reads keys with MGET; a missing key (or one that does not hold a
+// string) is nil.
+func (c *conn) mget(ctx context.Context, keys []string) ([][]byte, error) {
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = c.key(k)
+	}
+	res, err := c.client.MGet(ctx, full...).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(keys) {
+		return nil, fmt.Errorf("redis answered MGET of %d keys with %d values", len(keys), len(res))
+	}
+	out := make([][]byte, len(keys))
+	for i, v := range res {
+		switch s := v.(type) {
+		case nil:
+		case string:
+			out[i] = []byte(s)
+		case []byte:
+			out[i] = s
+		default:
+			return nil, fmt.Errorf("redis answered MGET with a %T for key %q", v, keys[i])
+		}
+	}
+	return out, nil
+}
+
+// BatchDelete implements sdk.KeyValueBatch: one DEL per key (so each key's
+// own result is known) in one MULTI/EXEC. A key given twice existed only
+// the first time.
+func (d *Driver) BatchDelete(ctx context.Context, keys []string) ([]bool, error) {
+	op := fmt.Sprintf("batch delete %d keys", len(keys))
+	c, err := d.conn(op)
+	if err != nil {
+		return nil, err
+	}
+	existed := make([]bool, len(keys))
+	if len(keys) == 0 {
+		return existed, nil
+	}
+	dels := make([]*goredis.IntCmd, len(keys))
+	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			dels[i] = p.Del(ctx, c.key(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(ctx, op, err)
+	}
+	for i, del := range dels {
+		existed[i] = del.Val() > 0
+	}
+	return existed, nil
+}

@@ -1,0 +1,320 @@
+// Package redis is Prism's Redis reference plugin, built on go-redis.
+//
+// # Capabilities
+//
+// It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch:
+// [Driver] satisfies the four interfaces, and the SDK derives the declaration
+// from that.
+//
+// # Config
+//
+// The Initialize config document accepts these fields; any other field, or a
+// field of the wrong type, is rejected with InvalidArgument naming it.
+//
+//	address          string, required   the server as host:port
+//	db               integer ≥ 0        logical database to SELECT (default 0)
+//	pool_size        integer > 0        connections kept for concurrent calls (default 10)
+//	dial_timeout     duration string    one connection attempt (default "2s")
+//	read_timeout     duration string    socket reads without an earlier ctx deadline (default "1s")
+//	write_timeout    duration string    socket writes without an earlier ctx deadline (default "1s")
+//	max_retries      integer -1..100    retries of a failed command inside the client;
+//	                                    0 (default) and -1 mean none, since the SDK leaves
+//	                                    retries to the caller (unlike go-redis, where 0 means 3)
+//	tls              boolean            TLS 1.2+, server name from address's host, system
+//	                                    roots (default false)
+//	key_prefix       string             prepended to every key in Redis, stripped in Scan
+//	                                    results; lets namespaces share a database (default "")
+//	max_key_bytes    integer > 0        longest key accepted (default 1024)
+//	max_value_bytes  integer 1..512 MiB largest value accepted (default 1 MiB)
+//
+// # Credentials
+//
+// The Initialize credentials accept "username" (a Redis 6+ ACL user; empty
+// means "default") and "password" (AUTH / requirepass). A username without a
+// password is refused before connecting: go-redis would otherwise silently
+// connect as the default user. Rejected credentials make Initialize fail with
+// Unauthenticated; credentials never appear in errors or logs.
+//
+// # Behaviour
+//
+// Init PINGs the server within the caller's deadline (Unavailable when it
+// cannot be reached) and reads its version once (INFO server) for Describe
+// and Health. Every call honours its context; the client does not retry and
+// dials once per attempt, and it reconnects by itself once Redis is back.
+// Errors map to the SDK's: the network, pool timeouts and a loading or
+// failing-over server give Unavailable; the caller's expired context gives
+// DeadlineExceeded; NOPERM gives PermissionDenied; OOM gives ResourceExhausted.
+//
+// Set clears any TTL (a plain SET). Persist runs EXISTS and PERSIST in one
+// MULTI/EXEC so a missing key is NotFound rather than "had no TTL". BatchSet
+// and BatchDelete run in MULTI/EXEC, so a batch is applied whole or, when the
+// connection fails before EXEC, not at all; if the connection fails after
+// EXEC was sent the outcome is unknown and the call reports Unavailable.
+//
+// # Scan
+//
+// Redis's SCAN returns every key present for the whole iteration at least
+// once, but may return a key twice (when the table is rehashed) and pages of
+// any size, while the SDK promises exactly once and at most limit per page.
+// A cursor that carries SCAN's own cursor and the keys not yet returned
+// cannot remove duplicates without remembering every key already returned.
+//
+// So Scan is a sorted scan: the opaque cursor is the last key returned, and
+// each page SCANs the whole prefix (MATCH with the prefix's glob characters
+// escaped, COUNT 1000) to the end, keeping in a bounded heap the limit+1
+// smallest distinct keys greater than the cursor; it returns the first limit
+// in byte order. A key present for the whole scan sorts after the cursor until
+// it is returned, and is never returned again, so it comes exactly once;
+// keys added or removed between pages come at most once. The cursor holds no
+// server state, so it survives a plugin restart and works across plugin
+// instances.
+//
+// The cost: each page reads every key with the prefix, so a full scan of n
+// keys in pages of p reads n²/p keys (memory stays O(p) per call). Measured on
+// localhost, 10 000 keys in pages of 100 take about 0.45 s against
+// redis-server 7.0 (4.5 ms a page) and 1.5 s against miniredis (TestScanCost,
+// TestRealRedis). It suits the registry-sized prefixes Prism scans; a prefix
+// of millions of keys wants large pages. The cursor is opaque to callers but
+// not secret: it is the last key, base64-encoded. Values (include_values) are
+// read with one MGET per page; a key deleted in between is left out of the
+// page, which may then be shorter than limit.
+//
+// Count SCANs the prefix once and counts distinct keys: O(n) time and memory.
+// Keys that are not valid UTF-8 (written by other clients) cannot travel in
+// the protocol and are skipped by Scan and Count alike.
+package redis
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/prism-suite/prism/backends/sdk"
+)
+
+// Version is the plugin's version.
+const Version = "0.1.0"
+
+// healthTimeout bounds Health's PING when the caller allows longer.
+const healthTimeout = time.Second
+
+// Driver is the Redis driver. It is safe for concurrent use.
+type Driver struct {
+	// mu orders Configure's swap of cur with Close; calls load cur without it.
+	mu  sync.Mutex
+	cur atomic.Pointer[conn]
+}
+
+// conn is one configured client; Init replaces it whole.
+type conn struct {
+	client  *goredis.Client
+	opts    Options
+	version string // server's redis_version; "" when unknown
+}
+
+var (
+	_ sdk.Driver        = (*Driver)(nil)
+	_ sdk.KeyValueBasic = (*Driver)(nil)
+	_ sdk.KeyValueTTL   = (*Driver)(nil)
+	_ sdk.KeyValueScan  = (*Driver)(nil)
+	_ sdk.KeyValueBatch = (*Driver)(nil)
+)
+
+// New returns a Driver; Init connects it.
+func New() *Driver { return &Driver{} }
+
+// Describe implements sdk.Driver; it does not touch the server.
+func (d *Driver) Describe() sdk.Description {
+	info := map[string]string{"backend": "redis"}
+	if c := d.cur.Load(); c != nil && c.version != "" {
+		info["server_version"] = c.version
+	}
+	return sdk.Description{Name: "redis", Version: Version, Info: info}
+}
+
+// Limits implements sdk.Driver: max_key_bytes and max_value_bytes, or their
+// defaults before Init.
+func (d *Driver) Limits() sdk.Limits {
+	o := DefaultOptions()
+	if c := d.cur.Load(); c != nil {
+		o = c.opts
+	}
+	return sdk.Limits{MaxKeyBytes: o.MaxKeyBytes, MaxValueBytes: o.MaxValueBytes}
+}
+
+// Init implements sdk.Driver: it reads the config and credentials described
+// in the package doc, then calls [Driver.Configure].
+func (d *Driver) Init(ctx context.Context, cfg sdk.Config) error {
+	o, cred, err := parseConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return d.Configure(ctx, o, cred)
+}
+
+// Configure connects with o and cred (for in-process use; Init calls it after
+// parsing the config). It PINGs within ctx and reads the server version. On
+// success it replaces and closes the previous client, if any; on failure the
+// previous client, if any, stays in use.
+func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if cred.Username != "" && cred.Password == "" {
+		return sdk.InvalidConfig("credentials.password", "is empty but username %q is given", cred.Username)
+	}
+	where := o.Address
+	if o.TLS {
+		where += " over tls"
+	}
+	client := goredis.NewClient(clientOptions(o, cred))
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return initError(ctx, where, cred, err)
+	}
+	version, err := serverVersion(ctx, client)
+	if err != nil {
+		_ = client.Close()
+		return initError(ctx, where, cred, err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.cur.Swap(&conn{client: client, opts: o, version: version}); old != nil {
+		_ = old.client.Close()
+	}
+	return nil
+}
+
+func clientOptions(o Options, cred Credentials) *goredis.Options {
+	opts := &goredis.Options{
+		Addr:         o.Address,
+		Username:     cred.Username,
+		Password:     cred.Password,
+		DB:           o.DB,
+		PoolSize:     o.PoolSize,
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		// The caller's deadline bounds every socket read and write.
+		ContextTimeoutEnabled: true,
+		// No retries inside the driver: the caller decides (see the SDK contract).
+		MaxRetries: -1,
+		// One dial per attempt: a refused connection fails now, not after 5 tries.
+		DialerRetries: 1,
+		// One pool: pool_size bounds pipelines (batches) too, and Health's
+		// in-use count sees them.
+		PipelinePoolSize: -1,
+		// Don't send CLIENT SETINFO or maintenance-notification handshakes a
+		// proxy or an older server may not know.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if o.MaxRetries > 0 {
+		opts.MaxRetries = o.MaxRetries
+	}
+	if o.TLS {
+		host, _, _ := net.SplitHostPort(o.Address)
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	return opts
+}
+
+// serverVersion reads redis_version from INFO server. A server that does
+// not answer INFO server (miniredis, some proxies) has an unknown version,
+// which is not an error; a network or auth failure is.
+func serverVersion(ctx context.Context, client *goredis.Client) (string, error) {
+	info, err := client.Info(ctx, "server").Result()
+	if err != nil {
+		var rerr goredis.Error
+		if errors.As(err, &rerr) && !goredis.IsAuthError(err) {
+			return "", nil
+		}
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v, nil
+		}
+	}
+	return "", nil
+}
+
+// Health implements sdk.Driver: PING within min(ctx's deadline, 1s).
+// Unreachable is Unhealthy; 90% or more of pool_size connections in use is
+// Degraded. Details hold the pool's statistics and the server version.
+func (d *Driver) Health(ctx context.Context) sdk.Health {
+	c := d.cur.Load()
+	if c == nil {
+		return sdk.Health{Status: sdk.Unhealthy, Message: "not initialized"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	pingErr := c.client.Ping(ctx).Err()
+
+	st := c.client.PoolStats()
+	inUse := max(int(st.TotalConns)-int(st.IdleConns), 0)
+	details := map[string]string{
+		"pool_size":        strconv.Itoa(c.opts.PoolSize),
+		"pool_total_conns": strconv.FormatUint(uint64(st.TotalConns), 10),
+		"pool_idle_conns":  strconv.FormatUint(uint64(st.IdleConns), 10),
+		"pool_in_use":      strconv.Itoa(inUse),
+		"pool_hits":        strconv.FormatUint(uint64(st.Hits), 10),
+		"pool_misses":      strconv.FormatUint(uint64(st.Misses), 10),
+		"pool_timeouts":    strconv.FormatUint(uint64(st.Timeouts), 10),
+		"pool_stale_conns": strconv.FormatUint(uint64(st.StaleConns), 10),
+	}
+	if c.version != "" {
+		details["server_version"] = c.version
+	}
+	saturated := inUse*10 >= c.opts.PoolSize*9
+	switch {
+	case pingErr != nil && saturated && !unreachable(pingErr):
+		// Every connection is busy, so PING waited for one in vain: the
+		// server may be slow or hung, but it was reachable.
+		return sdk.Health{Status: sdk.Degraded, Details: details,
+			Message: fmt.Sprintf("ping redis %s: all %d pooled connections in use: %v", c.opts.Address, c.opts.PoolSize, pingErr)}
+	case pingErr != nil:
+		return sdk.Health{Status: sdk.Unhealthy, Details: details,
+			Message: fmt.Sprintf("ping redis %s: %v", c.opts.Address, pingErr)}
+	case saturated:
+		return sdk.Health{Status: sdk.Degraded, Details: details,
+			Message: fmt.Sprintf("%d of %d pooled connections in use", inUse, c.opts.PoolSize)}
+	}
+	return sdk.Health{Status: sdk.Healthy, Details: details}
+}
+
+// Close implements sdk.Driver: it closes the client. Calling it again, or
+// before Init, does nothing.
+func (d *Driver) Close(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.cur.Swap(nil); c != nil {
+		if err := c.client.Close(); err != nil {
+			return fmt.Errorf("close redis client: %w", err)
+		}
+	}
+	return nil
+}
+
+// conn returns the current client, or an error naming op before Init or
+// after Close.
+func (d *Driver) conn(op string) (*conn, error) {
+	if c := d.cur.Load(); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%s: redis plugin is not initialized or is closed: %w", op, sdk.ErrUnavailable)
+}
+
+// key maps a Prism key to the Redis key.
+func (c *conn) key(k string) string { return c.opts.KeyPrefix + k }
