@@ -328,6 +328,12 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 			}
 		}
 		switch {
+		case r.desc == nil && c.Errors > 0:
+			// The plugin never described itself (setup failed): what it
+			// declares is unknown, so its specs' errors are the verdict.
+			c.Verdict = report.VerdictError
+		case r.desc == nil:
+			c.Verdict = report.NotTested
 		case !c.Declared && c.Required:
 			c.Verdict, c.Reason = report.VerdictFail, "required but not declared"
 		case !c.Declared:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,10 @@ const Version = "0.1.0"
 
 // MaxMessageBytes is the largest gRPC message a plugin accepts or sends.
 const MaxMessageBytes = 64 << 20
+
+// GoroutinesDetail is the HealthCheck detail that holds the plugin process's
+// goroutine count (Go plugins only).
+const GoroutinesDetail = "sdk.goroutines"
 
 // RequestIDKey is the metadata key of a request id the host propagates; the
 // SDK logs it with every call.
@@ -333,8 +339,17 @@ func (l *lifecycleService) HealthCheck(ctx context.Context, _ *lifecyclev1.Healt
 		return &lifecyclev1.HealthCheckResponse{Status: lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY,
 			Message: "plugin is " + st.String()}, nil
 	}
+	// Counted before the backend probe, which may itself wait on a hung
+	// backend: hosts watch it to see that calls stuck on a hung backend do
+	// not pile up.
+	goroutines := strconv.Itoa(runtime.NumGoroutine())
 	h := l.s.driver.Health(ctx)
-	resp := &lifecyclev1.HealthCheckResponse{Message: h.Message, Details: h.Details}
+	details := maps.Clone(h.Details)
+	if details == nil {
+		details = map[string]string{}
+	}
+	details[GoroutinesDetail] = goroutines
+	resp := &lifecyclev1.HealthCheckResponse{Message: h.Message, Details: details}
 	switch h.Status {
 	case Healthy:
 		resp.Status = lifecyclev1.HealthCheckResponse_STATUS_HEALTHY
