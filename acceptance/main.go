@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/formatter"
 	"github.com/onsi/gomega"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/harness/backend"
@@ -97,6 +98,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cfg.Command = commandLine(cfg, *instance, *labelFilter)
 	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
+	// testcontainers prints a banner through its global logger; progress
+	// lines come from the harness instead, and errors are returned.
+	tclog.SetDefault(tclog.NewNoopLogger())
 	run := Register(cfg)
 	gomega.RegisterFailHandler(Fail)
 	suiteCfg, repCfg := GinkgoConfiguration()

@@ -26,6 +26,8 @@ func options(t *testing.T, provider backend.Provider) backend.Options {
 	o.Provider = provider
 	o.Logf = t.Logf
 	o.StartTimeout = 30 * time.Second
+	// Tests never pull: the only network they use is loopback.
+	o.NoPull = true
 	return o
 }
 

@@ -52,7 +52,7 @@ func startContainer(ctx context.Context, kind Kind, o Options, reason string) (I
 	if err != nil {
 		return nil, harnessErr("start %s container: %w", kind, err)
 	}
-	imageID, err := ensureImage(ctx, p.Client(), image, o.Logf)
+	imageID, err := ensureImage(ctx, p.Client(), image, o.NoPull, o.Logf)
 	if err != nil {
 		p.Close()
 		return nil, harnessErr("start %s container: %w", kind, err)

@@ -90,6 +90,9 @@ func chooseProvider(ctx context.Context, kind Kind, o Options) (Provider, string
 	} else if !cerrdefs.IsNotFound(err) {
 		return Embedded, fmt.Sprintf("docker answers but inspecting image %s failed: %v; using embedded", image, err)
 	}
+	if o.NoPull {
+		return Embedded, fmt.Sprintf("docker answers but image %s is not present and pulling is off (%s); using embedded", image, EnvNoPull)
+	}
 	pctx, cancel := context.WithTimeout(ctx, autoPullBudget)
 	defer cancel()
 	o.Logf("backend: image %s is not present; trying to pull it (at most %s)", image, autoPullBudget)
@@ -101,13 +104,16 @@ func chooseProvider(ctx context.Context, kind Kind, o Options) (Provider, string
 
 // ensureImage makes sure image is present, pulling it within ctx if needed,
 // and returns its ID.
-func ensureImage(ctx context.Context, cli client.APIClient, image string, logf func(string, ...any)) (string, error) {
+func ensureImage(ctx context.Context, cli client.APIClient, image string, noPull bool, logf func(string, ...any)) (string, error) {
 	ins, err := cli.ImageInspect(ctx, image)
 	if err == nil {
 		return ins.ID, nil
 	}
 	if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspect image %s: %w", image, err)
+	}
+	if noPull {
+		return "", fmt.Errorf("image %s is not present and pulling is off (%s); build it (task images) or name a local image", image, EnvNoPull)
 	}
 	logf("backend: image %s is not present; pulling it", image)
 	if err := pullImage(ctx, cli, image); err != nil {

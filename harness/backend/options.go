@@ -20,6 +20,7 @@ const (
 	EnvNATSUser      = "PRISM_NATS_USER"      // user of an external NATS
 	EnvNATSPassword  = "PRISM_NATS_PASSWORD"  // password of an external NATS
 	EnvNATSToken     = "PRISM_NATS_TOKEN"     // token of an external NATS
+	EnvNoPull        = "PRISM_NO_PULL"        // "1" or "true": never pull a missing image
 )
 
 // Defaults used by [DefaultOptions] when the environment does not say otherwise.
@@ -77,6 +78,10 @@ type Options struct {
 	// credentials (for auth specs); they are handed to the plugin by
 	// [Instance.PluginConfig]. External instances use External's credentials.
 	Auth *Credentials
+	// NoPull forbids pulling a missing image: the container provider fails
+	// and Auto falls back to embedded (default: $PRISM_NO_PULL is 1 or true).
+	// Machines without a registry set it, so no pull is attempted at all.
+	NoPull bool
 	// StartTimeout bounds starting an instance, including an image pull, and
 	// bringing it back after an outage (default 60s).
 	StartTimeout time.Duration
@@ -95,6 +100,7 @@ func DefaultOptions() Options {
 		NATSImage:       envOr(EnvNATSImage, DefaultNATSImage),
 		RedisServerPath: envOr(EnvRedisServer, "redis-server"),
 		NATSServerPath:  envOr(EnvNATSServer, "nats-server"),
+		NoPull:          os.Getenv(EnvNoPull) == "1" || os.Getenv(EnvNoPull) == "true",
 		StartTimeout:    DefaultStartTimeout,
 		Logf:            log.New(os.Stderr, "", log.LstdFlags).Printf,
 	}
@@ -140,6 +146,8 @@ func (o Options) withDefaults() Options {
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = d.StartTimeout
 	}
+	// The environment can forbid pulls; a caller cannot re-allow them.
+	o.NoPull = o.NoPull || d.NoPull
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
