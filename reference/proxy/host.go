@@ -1,0 +1,465 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/prism-suite/prism/harness/plugin"
+	"github.com/prism-suite/prism/proto/capability"
+	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+)
+
+// backoffDelay returns the delay before restart number attempt (0-based):
+// d = min(initial × 2^attempt, max), drawn uniformly from [d/2, d] using
+// rnd (a number in [0, 1)).
+func backoffDelay(b Backoff, attempt int, rnd func() float64) time.Duration {
+	d := b.MaxBackoff
+	if attempt < 32 {
+		if x := b.InitialBackoff << attempt; x > 0 && x < b.MaxBackoff {
+			d = x
+		}
+	}
+	return d/2 + time.Duration(rnd()*float64(d/2))
+}
+
+// hostState is where a plugin host is in its life.
+type hostState string
+
+const (
+	stateStarting hostState = "starting"
+	stateUp       hostState = "up"
+	stateDown     hostState = "down"    // crashed or failed to start; a restart is scheduled
+	stateRefused  hostState = "refused" // will not be restarted: config or capabilities are wrong
+	stateStopped  hostState = "stopped"
+)
+
+// slotUse is one namespace slot a host serves.
+type slotUse struct {
+	ns   *namespace
+	slot slotSpec
+	// refused, when not empty, says why the plugin cannot serve this slot.
+	refused atomic.Pointer[string]
+	host    *host
+}
+
+func (u *slotUse) refusal() string {
+	if r := u.refused.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// live is a started plugin process and its long-lived connection.
+type live struct {
+	proc *plugin.Process
+	conn *grpc.ClientConn
+	desc *lifecyclev1.DescribeResponse
+}
+
+// host supervises one plugin process: it launches it, runs Describe,
+// Initialize and Start, health-checks it, and restarts it with backoff when
+// it crashes. Every namespace slot whose plugin block is identical shares it.
+type host struct {
+	id    string
+	spec  *PluginSpec
+	cfg   *Config
+	uses  []*slotUse
+	log   *slog.Logger
+	m     *metrics
+	rnd   func() float64
+	onChg func()
+	// stderr receives the plugin's stderr, line by line.
+	stderr io.Writer
+
+	cur atomic.Pointer[live]
+
+	mu        sync.Mutex
+	state     hostState
+	lastErr   string
+	restarts  int
+	pid       int
+	nextStart time.Time
+	health    string
+
+	settled    chan struct{}
+	settleOnce sync.Once
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// initNamespace is the namespace sent in Initialize: the namespace's name
+// when the process serves one namespace, else "" (it serves several).
+func (h *host) initNamespace() string {
+	name := ""
+	for _, u := range h.uses {
+		if name != "" && u.ns.Name != name {
+			return ""
+		}
+		name = u.ns.Name
+	}
+	return name
+}
+
+func (h *host) setState(s hostState, errText string) {
+	h.mu.Lock()
+	h.state, h.lastErr = s, errText
+	h.mu.Unlock()
+	for _, u := range h.uses {
+		up := 0.0
+		if s == stateUp && u.refusal() == "" {
+			up = 1
+		}
+		h.m.pluginUp.WithLabelValues(u.ns.Name, u.slot.Name).Set(up)
+		if s != stateUp {
+			h.m.setHealth(u.ns.Name, u.slot.Name, "down")
+		}
+	}
+	if h.onChg != nil {
+		h.onChg()
+	}
+}
+
+func (h *host) settle() { h.settleOnce.Do(func() { close(h.settled) }) }
+
+// start runs the supervisor until stop.
+func (h *host) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.settled = make(chan struct{})
+	h.done = make(chan struct{})
+	h.setState(stateStarting, "")
+	go h.run(ctx)
+}
+
+// errPermanent marks a start failure a restart cannot fix.
+type errPermanent struct{ error }
+
+func (h *host) run(ctx context.Context) {
+	defer close(h.done)
+	defer h.settle()
+	attempt := 0
+	for {
+		h.log.Info("starting plugin", "binary", h.spec.Binary)
+		lv, err := h.launch(ctx)
+		if ctx.Err() != nil {
+			if lv != nil {
+				h.cur.Store(lv) // shutdown stops it
+			}
+			return
+		}
+		var upSince time.Time
+		if err != nil {
+			var perm errPermanent
+			if errors.As(err, &perm) {
+				h.log.Error("plugin refused; it will not be restarted", "error", err.Error())
+				h.setState(stateRefused, err.Error())
+				h.settle()
+				return
+			}
+			h.log.Error("plugin failed to start", "error", err.Error())
+			h.setState(stateDown, err.Error())
+		} else {
+			h.mu.Lock()
+			h.pid = lv.proc.PID()
+			h.mu.Unlock()
+			h.cur.Store(lv)
+			h.setState(stateUp, "")
+			h.settle()
+			upSince = time.Now()
+			h.log.Info("plugin up", "pid", lv.proc.PID(), "plugin", lv.desc.GetName(), "version", lv.desc.GetVersion(),
+				"ready", lv.proc.ReadyTime.String())
+			reason := h.watch(ctx, lv)
+			if ctx.Err() != nil {
+				return // shutdown stops the process
+			}
+			h.cur.Store(nil)
+			lv.proc.Kill()
+			h.mu.Lock()
+			h.restarts++
+			h.mu.Unlock()
+			for _, u := range h.uses {
+				h.m.restarts.WithLabelValues(u.ns.Name, u.slot.Name).Inc()
+			}
+			h.log.Error("plugin down", "pid", lv.proc.PID(), "reason", reason, "stderr_tail", tail(lv.proc.Stderr(), 2048))
+			h.setState(stateDown, reason)
+		}
+		h.settle()
+		if !upSince.IsZero() && time.Since(upSince) > h.cfg.Restart.MaxBackoff {
+			attempt = 0 // it ran long enough: start the backoff over
+		}
+		delay := backoffDelay(h.cfg.Restart, attempt, h.rnd)
+		attempt++
+		h.mu.Lock()
+		h.nextStart = time.Now().Add(delay)
+		h.mu.Unlock()
+		h.log.Info("restarting plugin", "in", delay.String(), "attempt", attempt)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		h.setState(stateStarting, h.lastError())
+	}
+}
+
+func (h *host) lastError() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastErr
+}
+
+func (h *host) namespaceNames() []string {
+	var out []string
+	for _, u := range h.uses {
+		out = append(out, u.ns.Name+"/"+u.slot.Name)
+	}
+	return out
+}
+
+// launch starts a process and takes it through Describe, the capability
+// check, Initialize and Start.
+func (h *host) launch(ctx context.Context) (*live, error) {
+	opts := plugin.DefaultOptions()
+	opts.Args = h.spec.Args
+	opts.StderrTee = h.stderr
+	p, err := plugin.Launch(ctx, h.cfg.resolve(h.spec.Binary), opts)
+	if err != nil {
+		_ = p.Stop(context.Background())
+		return nil, fmt.Errorf("launch plugin: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fail := func(err error) (*live, error) {
+		_ = p.Stop(context.Background())
+		return nil, err
+	}
+	desc, err := p.Lifecycle.Describe(cctx, &lifecyclev1.DescribeRequest{})
+	if err != nil {
+		return fail(fmt.Errorf("describe: %w", err))
+	}
+	declared := capability.Set{}
+	for _, c := range desc.GetCapabilities() {
+		declared[capability.Name(c.GetName())] = true
+	}
+	accepted := 0
+	for _, u := range h.uses {
+		var missing []string
+		for _, c := range u.slot.Requires {
+			if !declared.Has(c) {
+				missing = append(missing, string(c))
+			}
+		}
+		if len(missing) > 0 {
+			reason := fmt.Sprintf("namespace %q refused: plugin %s does not declare %s, which pattern %s needs",
+				u.ns.Name, desc.GetName(), strings.Join(missing, ", "), u.ns.Pattern)
+			u.refused.Store(&reason)
+			h.log.Error("namespace refused", "namespace", u.ns.Name, "slot", u.slot.Name, "reason", reason)
+			continue
+		}
+		u.refused.Store(nil)
+		accepted++
+	}
+	if accepted == 0 {
+		return fail(errPermanent{fmt.Errorf("plugin %s serves no namespace: %s", desc.GetName(), h.uses[0].refusal())})
+	}
+	creds, err := h.cfg.credentials(h.spec)
+	if err != nil {
+		return fail(fmt.Errorf("read credentials: %w", err))
+	}
+	cfg, err := structpb.NewStruct(h.spec.Config)
+	if err != nil {
+		return fail(errPermanent{fmt.Errorf("encode config: %w", err)})
+	}
+	_, err = p.Lifecycle.Initialize(cctx, &lifecyclev1.InitializeRequest{Config: cfg, Credentials: creds, Namespace: h.initNamespace()})
+	if err != nil {
+		err = fmt.Errorf("initialize: %w", err)
+		if status.Code(err) == codes.InvalidArgument {
+			err = errPermanent{err}
+			for _, u := range h.uses {
+				reason := fmt.Sprintf("namespace %q refused: its plugin rejected the config: %v", u.ns.Name, status.Convert(err).Message())
+				u.refused.Store(&reason)
+			}
+		}
+		return fail(err)
+	}
+	if _, err := p.Lifecycle.Start(cctx, &lifecyclev1.StartRequest{}); err != nil {
+		return fail(fmt.Errorf("start: %w", err))
+	}
+	return &live{proc: p, conn: p.Conn, desc: desc}, nil
+}
+
+// watch health-checks the process until it exits, stops answering three
+// health checks in a row (it is then killed), or ctx ends.
+func (h *host) watch(ctx context.Context, lv *live) string {
+	t := time.NewTicker(h.cfg.HealthInterval)
+	defer t.Stop()
+	fails := 0
+	h.checkHealth(ctx, lv)
+	for {
+		select {
+		case <-ctx.Done():
+			return "shutdown"
+		case <-lv.proc.Exited():
+			return "plugin process exited"
+		case <-t.C:
+			if err := h.checkHealth(ctx, lv); err != nil {
+				fails++
+				h.log.Warn("plugin health check failed", "pid", lv.proc.PID(), "error", err.Error(), "in_a_row", fails)
+				if fails >= 3 {
+					return fmt.Sprintf("plugin stopped answering health checks (%v); killed", err)
+				}
+				continue
+			}
+			fails = 0
+		}
+	}
+}
+
+func (h *host) checkHealth(ctx context.Context, lv *live) error {
+	hctx, cancel := context.WithTimeout(ctx, min(h.cfg.HealthInterval, 2*time.Second))
+	defer cancel()
+	resp, err := lv.proc.Lifecycle.HealthCheck(hctx, &lifecyclev1.HealthCheckRequest{})
+	st := "unknown"
+	if err == nil {
+		switch resp.GetStatus() {
+		case lifecyclev1.HealthCheckResponse_STATUS_HEALTHY:
+			st = "healthy"
+		case lifecyclev1.HealthCheckResponse_STATUS_DEGRADED:
+			st = "degraded"
+		case lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY:
+			st = "unhealthy"
+		}
+	}
+	h.mu.Lock()
+	changed := h.health != st
+	h.health = st
+	h.mu.Unlock()
+	for _, u := range h.uses {
+		h.m.setHealth(u.ns.Name, u.slot.Name, st)
+	}
+	if changed && err == nil {
+		h.log.Info("plugin health", "status", st, "message", resp.GetMessage())
+	}
+	return err
+}
+
+// stop ends supervision and drains and stops the process within ctx.
+func (h *host) stop(ctx context.Context) {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	<-h.done
+	lv := h.cur.Swap(nil)
+	h.setState(stateStopped, "")
+	if lv == nil {
+		return
+	}
+	deadline := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = max(time.Until(dl), 100*time.Millisecond)
+	}
+	dctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	if r, err := lv.proc.Lifecycle.Drain(dctx, &lifecyclev1.DrainRequest{Deadline: durationpb.New(deadline)}); err != nil {
+		h.log.Warn("drain plugin", "error", err.Error())
+	} else if r.GetInFlight() > 0 {
+		h.log.Warn("plugin drained with calls still in flight", "in_flight", r.GetInFlight())
+	}
+	if err := lv.proc.Stop(dctx); err != nil {
+		h.log.Warn("stop plugin", "error", err.Error())
+	}
+	h.log.Info("plugin stopped", "pid", lv.proc.PID())
+}
+
+// unavailable is the fast answer while the plugin is not up.
+func (h *host) unavailable(ns string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	msg := fmt.Sprintf("namespace %q: its plugin is %s", ns, h.state)
+	if h.lastErr != "" {
+		msg += " (" + h.lastErr + ")"
+	}
+	if h.state == stateDown && !h.nextStart.IsZero() {
+		if d := time.Until(h.nextStart); d > 0 {
+			msg += fmt.Sprintf("; restart in %v", d.Round(time.Millisecond))
+		}
+	}
+	return status.Error(codes.Unavailable, msg)
+}
+
+// snapshot returns what /status shows of the host.
+func (h *host) snapshot() (state hostState, pid, restarts int, lastErr, health string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pid = h.pid
+	if h.cur.Load() == nil {
+		pid = 0
+	}
+	return h.state, pid, h.restarts, h.lastErr, h.health
+}
+
+func newRand() func() float64 {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))
+	var mu sync.Mutex
+	return func() float64 { mu.Lock(); defer mu.Unlock(); return r.Float64() }
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// syncWriter serialises writes to w, so the proxy's log lines and the
+// plugins' stderr lines never interleave mid-line.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// lineWriter buffers a plugin's stderr and passes it on in whole lines.
+type lineWriter struct {
+	mu  sync.Mutex
+	out io.Writer
+	buf []byte
+}
+
+func (l *lineWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		_, _ = l.out.Write(l.buf[:i+1])
+		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	}
+	if len(l.buf) > 64<<10 { // a runaway line: pass on what we have
+		_, _ = l.out.Write(append(l.buf, '\n'))
+		l.buf = l.buf[:0]
+	}
+	return len(b), nil
+}

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+const usage = `prism-proxy serves Prism's data API (KeyValue, PubSub) and routes each call,
+by its x-prism-namespace metadata, to the plugin process serving that namespace.
+
+Usage:
+  prism-proxy --config proxy.yaml [--addr-file addrs.json]
+
+SIGTERM or SIGINT drains in-flight calls (drain_timeout), stops the plugins
+and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
+
+Flags:
+`
+
+// Addrs is what --addr-file holds once the proxy listens.
+type Addrs struct {
+	GRPC    string `json:"grpc"`
+	Metrics string `json:"metrics,omitempty"`
+	PID     int    `json:"pid"`
+}
+
+// Main is prism-proxy: it loads the config, starts the plugins, serves until
+// SIGTERM or SIGINT, then drains and returns the exit code.
+func Main(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("prism-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	config := fs.String("config", "", "YAML config file (required)")
+	addrFile := fs.String("addr-file", "", "write the listen addresses as JSON to this file once serving")
+	logLevel := fs.String("log-level", "", "override the config's log_level")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *config == "" {
+		fmt.Fprintln(stderr, "prism-proxy: --config is required")
+		fs.Usage()
+		return 2
+	}
+	cfg, err := Load(*config)
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-proxy: invalid config %s:\n%v\n", *config, err)
+		return 2
+	}
+	if *logLevel != "" {
+		cfg.LogLevel = *logLevel
+	}
+	p, err := New(cfg, WithPluginStderr(stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := p.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+		_ = p.Shutdown(context.Background())
+		return 1
+	}
+	if *addrFile != "" {
+		if err := writeAddrs(*addrFile, Addrs{GRPC: p.Addr(), Metrics: p.MetricsAddr(), PID: os.Getpid()}); err != nil {
+			fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+			_ = p.Shutdown(context.Background())
+			return 1
+		}
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-p.Err():
+		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+		code = 1
+	}
+	stop() // a second signal kills at once
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	_ = p.Shutdown(dctx)
+	return code
+}
+
+// writeAddrs writes a atomically, so a reader never sees half a file.
+func writeAddrs(path string, a Addrs) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("write addr file: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".addrs-*")
+	if err != nil {
+		return fmt.Errorf("write addr file: %w", err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write addr file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write addr file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write addr file: %w", err)
+	}
+	return nil
+}

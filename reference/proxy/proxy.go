@@ -1,0 +1,609 @@
+// Package proxy is Prism's reference proxy: it serves the same data services
+// as a plugin (KeyValue, PubSub) and routes each call by its namespace, read
+// from the request metadata x-prism-namespace, to the plugin process that
+// serves that namespace.
+//
+// # Plugins
+//
+// For every distinct plugin block in the [Config] the proxy runs one plugin
+// process (namespaces with identical blocks share it), launched with the
+// harness launcher: handshake, gRPC health, Describe, a check that the plugin
+// declares the capabilities the namespace's pattern needs (keyvalue needs
+// keyvalue.basic, pubsub needs pubsub.basic; a namespace whose plugin lacks
+// them is refused and its calls answer FailedPrecondition), Initialize with the
+// config and credentials, Start. It calls the plugin's HealthCheck every
+// health_interval; a plugin that exits, or misses three health checks in a row
+// (it is then killed), is restarted with exponential backoff and jitter. While
+// a plugin is down, its namespaces' calls fail at once with Unavailable.
+//
+// # Routing
+//
+// Calls are forwarded at the gRPC frame level: the proxy never unmarshals a
+// request or response, so it forwards unary and streaming methods of any
+// Prism service, including services added after it was built. A stream is
+// copied one message at a time in each direction, so a slow reader slows the
+// writer (backpressure); a client that goes away cancels the upstream call.
+// Status codes, messages, details, headers and trailers pass through.
+//
+//   - no x-prism-namespace: InvalidArgument naming x-prism-namespace;
+//   - a namespace that is not configured: NotFound;
+//   - a service the namespace's pattern does not serve (the Lifecycle service
+//     among them: clients never reach a plugin's control plane): Unimplemented.
+//
+// Each call carries x-request-id to the plugin (one is generated when the
+// client sent none) and back to the client in the response header.
+//
+// # Operations
+//
+// The proxy serves gRPC health with one service name per namespace (SERVING
+// while its plugins are up) and "" for the proxy itself, and gRPC reflection
+// listing the forwarded services, so grpcurl works:
+//
+//	grpcurl -plaintext 127.0.0.1:7070 list
+//	grpcurl -plaintext -H 'x-prism-namespace: default' -d '{"key":"k"}' \
+//	    127.0.0.1:7070 prism.keyvalue.v1.KeyValue/Get
+//
+// On a separate HTTP address it serves Prometheus /metrics (calls, errors and
+// latency per namespace and method, in-flight calls, plugin restarts, up and
+// health) and /status (JSON: namespaces, plugin pids, states, restarts). Logs
+// are slog JSON on stderr, with the plugins' stderr passed through line by line.
+//
+// [Proxy.Shutdown] (SIGTERM in prism-proxy) stops accepting calls, lets
+// in-flight calls and streams finish until the drain deadline, then cancels
+// the rest, drains and stops the plugins, and returns.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/status"
+)
+
+// Metadata keys the proxy reads and writes.
+const (
+	// NamespaceKey names the namespace of a call.
+	NamespaceKey = "x-prism-namespace"
+	// RequestIDKey carries the request id to the plugin and back.
+	RequestIDKey = "x-request-id"
+)
+
+// MaxMessageBytes is the largest message the proxy forwards.
+const MaxMessageBytes = 64 << 20
+
+// Proxy is a running (or ready to run) reference proxy.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	stderr io.Writer
+	m      *metrics
+	rnd    func() float64
+
+	hosts      []*host
+	namespaces map[string]*namespace
+	unary      map[string]bool // full method → unary, for the forwarded services' known methods
+	codec      rawCodec
+
+	grpc    *grpc.Server
+	health  *health.Server
+	httpSrv *http.Server
+	lis     net.Listener
+	mlis    net.Listener
+
+	draining  atomic.Bool
+	inflight  atomic.Int64
+	reqPrefix string
+	reqSeq    atomic.Uint64
+	served    chan error
+	stopOnce  sync.Once
+}
+
+// namespace is a configured namespace with its slots resolved to hosts.
+type namespace struct {
+	Namespace
+	byService map[string]*slotUse
+	uses      []*slotUse
+	methods   map[string]*methodMetrics
+	unknown   *methodMetrics
+	inflight  prometheus.Gauge
+}
+
+// Option configures New.
+type Option func(*Proxy)
+
+// WithLogger sets the logger (default: slog JSON on stderr at the config's level).
+func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithPluginStderr sets where the plugins' stderr goes, line by line
+// (default: os.Stderr).
+func WithPluginStderr(w io.Writer) Option { return func(p *Proxy) { p.stderr = w } }
+
+// New validates cfg and builds a proxy; nothing runs until [Proxy.Start].
+func New(cfg Config, opts ...Option) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, m: newMetrics(), rnd: newRand(), namespaces: map[string]*namespace{},
+		unary: map[string]bool{}, codec: newRawCodec(), served: make(chan error, 2)}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.stderr == nil {
+		p.stderr = os.Stderr
+	}
+	sw := &syncWriter{w: p.stderr}
+	if p.log == nil {
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+		p.log = slog.New(slog.NewJSONHandler(sw, &slog.HandlerOptions{Level: lvl}))
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	p.reqPrefix = hex.EncodeToString(b[:]) + "-"
+
+	var methods []string
+	for _, sd := range forwardedServices() {
+		for i := range sd.Methods().Len() {
+			md := sd.Methods().Get(i)
+			full := "/" + string(sd.FullName()) + "/" + string(md.Name())
+			p.unary[full] = !md.IsStreamingClient() && !md.IsStreamingServer()
+			methods = append(methods, full)
+		}
+	}
+
+	byIdentity := map[string]*host{}
+	for _, nsCfg := range cfg.Namespaces {
+		ns := &namespace{Namespace: nsCfg, byService: map[string]*slotUse{}, methods: map[string]*methodMetrics{}}
+		pat := patterns[nsCfg.Pattern]
+		slots, _, _ := nsCfg.slots(pat)
+		for _, s := range pat.Slots {
+			spec := slots[s.Name]
+			id := cfg.identity(spec)
+			h := byIdentity[id]
+			if h == nil {
+				h = &host{id: id, spec: spec, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
+					stderr: &lineWriter{out: sw}}
+				byIdentity[id] = h
+				p.hosts = append(p.hosts, h)
+			}
+			u := &slotUse{ns: ns, slot: s, host: h}
+			h.uses = append(h.uses, u)
+			ns.uses = append(ns.uses, u)
+			for _, svc := range s.Services {
+				ns.byService[svc] = u
+			}
+		}
+		for _, full := range methods {
+			ns.methods[full] = p.m.forMethod(ns.Name, full)
+		}
+		ns.unknown = p.m.forMethod(ns.Name, labelUnknownMethod)
+		ns.inflight = p.m.inflight.WithLabelValues(ns.Name)
+		p.namespaces[ns.Name] = ns
+	}
+	for _, h := range p.hosts {
+		h.log = p.log.With("plugin_host", h.id, "namespaces", h.namespaceNames())
+		if len(h.uses) > 1 {
+			h.log.Info("namespaces share one plugin process (identical plugin blocks), and so the same data")
+		}
+	}
+	return p, nil
+}
+
+// Start launches every plugin, waits until each has started or failed its
+// first attempt (bounded by ctx), then listens and serves in the background.
+// Use [Proxy.Addr] for the address and [Proxy.Shutdown] to stop.
+func (p *Proxy) Start(ctx context.Context) error {
+	for _, h := range p.hosts {
+		h.start()
+	}
+	for _, h := range p.hosts {
+		select {
+		case <-h.settled:
+		case <-ctx.Done():
+			return fmt.Errorf("start plugins: %w", ctx.Err())
+		}
+	}
+
+	p.health = health.NewServer()
+	p.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(p.codec),
+		grpc.UnknownServiceHandler(p.handle),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+	)
+	healthpb.RegisterHealthServer(p.grpc, p.health)
+	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
+	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
+	reflectionv1alpha.RegisterServerReflectionServer(p.grpc, reflection.NewServer(ropts))
+	p.updateHealth()
+
+	var err error
+	if p.lis, err = net.Listen("tcp", p.cfg.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", p.cfg.Listen, err)
+	}
+	if p.cfg.MetricsListen != "off" {
+		if p.mlis, err = net.Listen("tcp", p.cfg.MetricsListen); err != nil {
+			_ = p.lis.Close()
+			return fmt.Errorf("listen %s: %w", p.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(p.m.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/status", p.serveStatus)
+		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := p.httpSrv.Serve(p.mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.served <- fmt.Errorf("serve metrics: %w", err)
+			}
+		}()
+	}
+	go func() {
+		if err := p.grpc.Serve(p.lis); err != nil {
+			p.served <- fmt.Errorf("serve grpc: %w", err)
+		}
+	}()
+	p.log.Info("serving", "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
+	return nil
+}
+
+// Addr is the gRPC address the proxy listens on.
+func (p *Proxy) Addr() string {
+	if p.lis == nil {
+		return ""
+	}
+	return p.lis.Addr().String()
+}
+
+// MetricsAddr is the HTTP address of /metrics and /status ("" when off).
+func (p *Proxy) MetricsAddr() string {
+	if p.mlis == nil {
+		return ""
+	}
+	return p.mlis.Addr().String()
+}
+
+// Err delivers an error when serving fails.
+func (p *Proxy) Err() <-chan error { return p.served }
+
+// Shutdown stops accepting calls, waits for in-flight calls and streams until
+// ctx ends (then cancels them), drains and stops the plugins, and closes the
+// metrics server. The proxy cannot be started again.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.stopOnce.Do(func() {
+		p.draining.Store(true)
+		p.m.draining.Set(1)
+		p.log.Info("draining", "in_flight", p.inflight.Load())
+		if p.grpc != nil {
+			p.health.Shutdown()
+			done := make(chan struct{})
+			go func() { p.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+				p.log.Info("drained")
+			case <-ctx.Done():
+				p.log.Warn("drain deadline passed; cancelling calls still in flight", "in_flight", p.inflight.Load())
+				p.grpc.Stop()
+				<-done
+			}
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, h := range p.hosts {
+			wg.Add(1)
+			go func() { defer wg.Done(); h.stop(pctx) }()
+		}
+		wg.Wait()
+		if p.httpSrv != nil {
+			_ = p.httpSrv.Shutdown(pctx)
+		}
+		p.log.Info("stopped")
+	})
+	return nil
+}
+
+// updateHealth sets each namespace's health from its plugins.
+func (p *Proxy) updateHealth() {
+	if p.health == nil {
+		return
+	}
+	for name, ns := range p.namespaces {
+		st := healthpb.HealthCheckResponse_SERVING
+		for _, u := range ns.uses {
+			if u.refusal() != "" || u.host.cur.Load() == nil {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+		}
+		p.health.SetServingStatus(name, st)
+	}
+	p.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}
+
+// reflectServices lists the proxy's own services and the forwarded ones,
+// whose handler is the unknown-service handler, for reflection.
+type reflectServices struct{ srv *grpc.Server }
+
+func (r reflectServices) GetServiceInfo() map[string]grpc.ServiceInfo {
+	m := r.srv.GetServiceInfo()
+	for _, sd := range forwardedServices() {
+		info := grpc.ServiceInfo{Metadata: sd.ParentFile().Path()}
+		for i := range sd.Methods().Len() {
+			md := sd.Methods().Get(i)
+			info.Methods = append(info.Methods, grpc.MethodInfo{Name: string(md.Name()),
+				IsClientStream: md.IsStreamingClient(), IsServerStream: md.IsStreamingServer()})
+		}
+		m[string(sd.FullName())] = info
+	}
+	return m
+}
+
+// handle routes and forwards every call to a service the proxy does not
+// implement itself.
+func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
+	start := time.Now()
+	full, _ := grpc.MethodFromServerStream(ss)
+	ctx := ss.Context()
+	md, _ := metadata.FromIncomingContext(ctx)
+	service := serviceOf(full)
+
+	nsName := first(md, NamespaceKey)
+	if nsName == "" {
+		return status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route %s to", NamespaceKey, full)
+	}
+	ns := p.namespaces[nsName]
+	if ns == nil {
+		return status.Errorf(codes.NotFound, "namespace %q is not configured on this proxy (%s)", nsName, NamespaceKey)
+	}
+	mm := ns.methods[full]
+	if mm == nil {
+		mm = ns.unknown
+	}
+	mm.requests.Inc()
+	err := p.route(ctx, ss, ns, service, full, md)
+	mm.latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		mm.fail(status.Code(err))
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.LogAttrs(ctx, slog.LevelDebug, "call", slog.String("namespace", nsName), slog.String("method", full),
+			slog.String("code", status.Code(err).String()), slog.Duration("duration", time.Since(start)),
+			slog.String("request_id", first(md, RequestIDKey)))
+	}
+	return err
+}
+
+func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) error {
+	u := ns.byService[service]
+	if u == nil {
+		return status.Errorf(codes.Unimplemented, "namespace %q has pattern %s, which does not serve %s", ns.Name, ns.Pattern, service)
+	}
+	if r := u.refusal(); r != "" {
+		return status.Error(codes.FailedPrecondition, r)
+	}
+	lv := u.host.cur.Load()
+	if lv == nil {
+		return u.host.unavailable(ns.Name)
+	}
+	if p.draining.Load() {
+		return status.Error(codes.Unavailable, "the proxy is shutting down")
+	}
+	out := make(metadata.MD, len(md)+1)
+	for k, v := range md {
+		if !hopHeader(k) {
+			out[k] = v
+		}
+	}
+	id := first(md, RequestIDKey)
+	if id == "" {
+		id = p.reqPrefix + strconv.FormatUint(p.reqSeq.Add(1), 36)
+		out[RequestIDKey] = []string{id}
+		md[RequestIDKey] = []string{id}
+	}
+	octx := metadata.NewOutgoingContext(ctx, out)
+	p.inflight.Add(1)
+	ns.inflight.Inc()
+	defer func() {
+		p.inflight.Add(-1)
+		ns.inflight.Dec()
+	}()
+	if p.unary[full] {
+		return p.forwardUnary(octx, ss, lv.conn, full, id)
+	}
+	return p.forwardStream(octx, ss, lv.conn, full, id)
+}
+
+// forwardUnary forwards one request and one response.
+func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
+	req := &frame{}
+	if err := ss.RecvMsg(req); err != nil {
+		return err
+	}
+	resp := &frame{}
+	var hdr, trl metadata.MD
+	err := conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
+	req.free()
+	if hdr == nil {
+		hdr = metadata.MD{}
+	}
+	hdr.Set(RequestIDKey, id)
+	_ = ss.SetHeader(hdr)
+	if len(trl) > 0 {
+		ss.SetTrailer(trl)
+	}
+	if err != nil {
+		resp.free()
+		return err
+	}
+	return ss.SendMsg(resp)
+}
+
+var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// forwardStream copies messages both ways, one at a time, so each side's
+// flow control holds the other back; the upstream call ends with the
+// client's (its context is the client's).
+func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			f := &frame{}
+			if err := ss.RecvMsg(f); err != nil {
+				if errors.Is(err, io.EOF) {
+					_ = cs.CloseSend()
+				} else {
+					cancel()
+				}
+				return
+			}
+			if err := cs.SendMsg(f); err != nil {
+				f.free()
+				return // the upstream's status arrives through RecvMsg
+			}
+		}
+	}()
+	hdr, err := cs.Header()
+	if err == nil {
+		if hdr == nil {
+			hdr = metadata.MD{}
+		}
+		hdr.Set(RequestIDKey, id)
+		if err := ss.SendHeader(hdr); err != nil {
+			return err
+		}
+	}
+	for {
+		f := &frame{}
+		if err := cs.RecvMsg(f); err != nil {
+			if t := cs.Trailer(); len(t) > 0 {
+				ss.SetTrailer(t)
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := ss.SendMsg(f); err != nil {
+			return err
+		}
+	}
+}
+
+// hopHeader reports metadata that belongs to one connection and is not
+// forwarded.
+func hopHeader(k string) bool {
+	switch {
+	case strings.HasPrefix(k, ":"), strings.HasPrefix(k, "grpc-"):
+		return true
+	}
+	switch k {
+	case "content-type", "user-agent", "te", "connection":
+		return true
+	}
+	return false
+}
+
+func serviceOf(full string) string {
+	s := strings.TrimPrefix(full, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func first(md metadata.MD, k string) string {
+	if v := md.Get(k); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Status is what /status serves.
+type Status struct {
+	Draining   bool              `json:"draining"`
+	InFlight   int64             `json:"in_flight"`
+	Namespaces []NamespaceStatus `json:"namespaces"`
+}
+
+// NamespaceStatus is one namespace in [Status].
+type NamespaceStatus struct {
+	Name    string       `json:"name"`
+	Pattern Pattern      `json:"pattern"`
+	Serving bool         `json:"serving"`
+	Slots   []SlotStatus `json:"slots"`
+}
+
+// SlotStatus is one slot's plugin in [NamespaceStatus]. It never shows
+// config values or credentials.
+type SlotStatus struct {
+	Slot string `json:"slot"`
+	// Process identifies the plugin process; slots sharing it show the same.
+	Process  string `json:"process"`
+	Binary   string `json:"binary"`
+	Plugin   string `json:"plugin,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	State    string `json:"state"`
+	Health   string `json:"health,omitempty"`
+	Restarts int    `json:"restarts"`
+	Refused  string `json:"refused,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Status returns the proxy's state.
+func (p *Proxy) Status() Status {
+	s := Status{Draining: p.draining.Load(), InFlight: p.inflight.Load()}
+	for _, nsCfg := range p.cfg.Namespaces {
+		ns := p.namespaces[nsCfg.Name]
+		n := NamespaceStatus{Name: ns.Name, Pattern: ns.Pattern, Serving: true}
+		for _, u := range ns.uses {
+			st, pid, restarts, lastErr, health := u.host.snapshot()
+			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
+				State: string(st), Health: health, Restarts: restarts, Refused: u.refusal(), Error: lastErr}
+			if lv := u.host.cur.Load(); lv != nil {
+				ss.Plugin = lv.desc.GetName() + " " + lv.desc.GetVersion()
+			} else {
+				n.Serving = false
+			}
+			if ss.Refused != "" {
+				n.Serving = false
+			}
+			n.Slots = append(n.Slots, ss)
+		}
+		s.Namespaces = append(s.Namespaces, n)
+	}
+	return s
+}
+
+func (p *Proxy) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(p.Status())
+}
