@@ -390,6 +390,7 @@ func (r *Run) printVerdicts(rep *report.Report) {
 		}
 		log("  %-16s %-13s %3d passed %3d failed %3d skipped %3d errors%s", c.Name, c.Verdict, c.Passed, c.Failed, c.Skipped, c.Errors, extra)
 	}
+	defer log("accept: %d passed, %d failed, %d skipped", rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors, rep.Totals.Skipped)
 	for _, s := range rep.Specs {
 		if s.Outcome == report.Failed || s.Outcome == report.Error {
 			log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,
