@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -29,6 +30,7 @@ Examples:
   prism-accept --plugin ./bin/prism-memstore --backend memstore
   prism-accept --plugin ./bin/prism-redis --backend redis --instance container --report-dir out/redis
   prism-accept --plugin ./bin/prism-redis --backend redis --label-filter keyvalue.ttl
+  prism-accept --plugin ./bin/prism-memstore --via both --proxy ./bin/prism-proxy
   prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
 
 Exit codes: 0 every declared capability certified; 1 a declared or required
@@ -48,7 +50,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var (
 		backendName  = fs.String("backend", "memstore", "backend the plugin talks to: memstore, redis or nats")
 		instance     = fs.String("instance", "auto", "how the backend is provided: auto, container, process, embedded or external")
-		via          = fs.String("via", "direct", "how the suites reach the plugin: direct")
+		via          = fs.String("via", "direct", "how the suites reach the plugin: direct, proxy (through prism-proxy) or both")
 		labelFilter  = fs.String("label-filter", "", "run only specs whose labels match, e.g. 'keyvalue.ttl' or 'keyvalue.basic || lifecycle'")
 		require      = fs.String("require", "", "comma-separated capabilities the plugin must declare, e.g. keyvalue.ttl,keyvalue.scan")
 		pluginConfig = fs.String("plugin-config", "", "JSON object merged over the plugin config the harness builds, e.g. '{\"pool_size\": 20}'")
@@ -59,6 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.PluginArgs = append(cfg.PluginArgs, v)
 		return nil
 	})
+	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
 	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")
 	fs.DurationVar(&cfg.Timeouts.Call, "timeout-call", cfg.Timeouts.Call, "deadline of one RPC")
@@ -95,6 +98,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-accept: %v\n", err)
 		return report.ExitUsage
 	}
+	if fi, err := os.Stat(cfg.Plugin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		fmt.Fprintf(stderr, "prism-accept: --plugin %s is not an executable file (build it first, e.g. go tool task build)\n", cfg.Plugin)
+		return report.ExitUsage
+	}
 	cfg.Command = commandLine(cfg, *instance, *labelFilter)
 	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
@@ -129,6 +136,9 @@ func commandLine(cfg Config, instance, labelFilter string) string {
 		parts = append(parts, "--plugin-arg="+a)
 	}
 	parts = append(parts, "--backend", string(cfg.Backend), "--instance", instance, "--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed))
+	if cfg.viaProxy() {
+		parts = append(parts, "--proxy", cfg.ProxyBinary)
+	}
 	if labelFilter != "" {
 		parts = append(parts, "--label-filter", "'"+labelFilter+"'")
 	}

@@ -17,16 +17,22 @@ import (
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/plugin"
+	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/suites/fixture"
 	"github.com/prism-suite/prism/suites/keyvalue"
 	"github.com/prism-suite/prism/suites/lifecycle"
+	proxysuite "github.com/prism-suite/prism/suites/proxy"
 )
 
 // RootText is the text of the container every acceptance spec lives in.
 const RootText = "Prism acceptance"
+
+// ViaProxyText is the text of the container of the specs that run through
+// the proxy (with --via proxy or both); specs outside it run directly.
+const ViaProxyText = "via proxy"
 
 // Run is one registered acceptance run: its config, the plugin and backend
 // it set up, and (after the suite) its report.
@@ -41,6 +47,10 @@ type Run struct {
 	fx      *fixture.Fixture
 	infra   error // harness error during setup: every spec reports error
 	failure error // plugin failure during setup: every spec fails
+
+	px       *hproxy.Proxy    // the proxy, with --via proxy or both
+	pfx      *fixture.Fixture // the fixture whose target goes through px
+	proxyErr error            // the proxy did not start: every via-proxy spec reports error
 
 	// Report is set by WriteReports.
 	Report *report.Report
@@ -70,10 +80,34 @@ func Specs(cfg Config) *Run {
 	Describe(RootText, Ordered, ContinueOnFailure, func() {
 		BeforeAll(r.setup)
 		AfterAll(r.teardown)
-		lifecycle.Register(r.fixture)
-		keyvalue.Register(r.fixture)
+		lifecycle.Register(r.fixture) // lifecycle specs always run directly
+		if r.cfg.viaDirect() {
+			dataSuites(r.fixture)
+		}
+		if r.cfg.viaProxy() {
+			Describe(ViaProxyText, Label("via:proxy"), func() {
+				dataSuites(r.proxyFixture)
+				proxysuite.Register(r.proxyFixture)
+			})
+		}
 	})
 	return r
+}
+
+// dataSuites registers the data suites, which run directly, through the
+// proxy, or both.
+func dataSuites(p fixture.Provider) {
+	keyvalue.Register(p)
+}
+
+// proxyFixture is the provider of the specs that run through the proxy.
+func (r *Run) proxyFixture() *fixture.Fixture {
+	GinkgoHelper()
+	r.fixture()
+	if r.proxyErr != nil {
+		fixture.HarnessFail(r.proxyErr)
+	}
+	return r.pfx
 }
 
 // fixture is the provider the suites call in each spec.
@@ -153,6 +187,70 @@ func (r *Run) setup() {
 		Timeouts:    r.cfg.Timeouts,
 		RunID:       fmt.Sprintf("%d-%d", r.cfg.Seed, time.Now().UnixNano()%1_000_000),
 	}
+	if r.cfg.viaProxy() {
+		r.setupProxy()
+	}
+}
+
+// proxyNamespaces are the namespaces the proxy serves: the one under test,
+// and a second one with a plugin process (and, for redis, a key prefix) of
+// its own for the isolation spec.
+func (r *Run) proxyNamespaces() ([]hproxy.Namespace, error) {
+	init, err := r.initRequest()
+	if err != nil {
+		return nil, err
+	}
+	ns := hproxy.Namespace{Name: r.cfg.Namespace, Plugin: r.cfg.Plugin, Args: r.cfg.PluginArgs,
+		Config: init.GetConfig().AsMap(), Credentials: init.GetCredentials()}
+	iso := ns
+	iso.Name, iso.Instance = r.cfg.Namespace+"-isolated", "isolated"
+	iso.Config = map[string]any{}
+	for k, v := range ns.Config {
+		iso.Config[k] = v
+	}
+	if r.cfg.Backend == backend.Redis {
+		iso.Config["key_prefix"] = "prism-isolated:"
+	}
+	return []hproxy.Namespace{ns, iso}, nil
+}
+
+// launchProxy starts a proxy for the plugin under test and waits until its
+// namespace serves.
+func (r *Run) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
+	nss, err := r.proxyNamespaces()
+	if err != nil {
+		return nil, err
+	}
+	o := hproxy.DefaultOptions()
+	o.Binary = r.cfg.ProxyBinary
+	o.Env = r.cfg.PluginEnv
+	o.DrainTimeout = r.cfg.Timeouts.Stop
+	px, err := hproxy.Start(ctx, o, nss...)
+	if err != nil {
+		return px, err
+	}
+	if err := px.WaitServing(ctx, r.cfg.Namespace); err != nil {
+		return px, fmt.Errorf("proxy namespace %q: %w; proxy stderr:\n%s", r.cfg.Namespace, err, tail(px.Stderr(), 8<<10))
+	}
+	return px, nil
+}
+
+func (r *Run) setupProxy() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Eventually)
+	defer cancel()
+	var err error
+	r.px, err = r.launchProxy(ctx)
+	if err != nil {
+		r.proxyErr = fmt.Errorf("start prism-proxy %s: %w", r.cfg.ProxyBinary, err)
+		return
+	}
+	r.cfg.Logf("proxy: %s serving %s at %s after %v", r.cfg.ProxyBinary, r.cfg.Namespace, r.px.Addr, r.px.ReadyTime.Round(time.Millisecond))
+	fx := r.fx
+	r.pfx = &fixture.Fixture{
+		Target: r.px.Target(r.cfg.Namespace), Description: fx.Description, Lifecycle: fx.Lifecycle, Launch: fx.Launch,
+		BadConfigs: fx.BadConfigs, Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-proxy",
+		Proxy: r.px, IsolatedNamespace: r.cfg.Namespace + "-isolated", LaunchProxy: r.launchProxy,
+	}
 }
 
 func (r *Run) pluginOptions() plugin.Options {
@@ -195,6 +293,11 @@ func (r *Run) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Initial
 func (r *Run) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
 	defer cancel()
+	if r.px != nil {
+		if err := r.px.Stop(ctx); err != nil {
+			r.cfg.Logf("proxy: %v", err)
+		}
+	}
 	if r.proc != nil {
 		if err := r.proc.Stop(ctx); err != nil {
 			r.cfg.Logf("plugin: %v", err)
@@ -228,10 +331,22 @@ func specName(sr SpecReport) string {
 }
 
 func suiteOf(sr SpecReport) string {
-	if len(sr.ContainerHierarchyTexts) > 1 {
-		return sr.ContainerHierarchyTexts[1]
+	texts := sr.ContainerHierarchyTexts
+	if len(texts) > 2 && texts[1] == ViaProxyText {
+		return texts[2]
+	}
+	if len(texts) > 1 {
+		return texts[1]
 	}
 	return ""
+}
+
+// viaOf says how a spec reached the plugin.
+func viaOf(sr SpecReport) target.Via {
+	if len(sr.ContainerHierarchyTexts) > 1 && sr.ContainerHierarchyTexts[1] == ViaProxyText {
+		return target.Proxy
+	}
+	return target.Direct
 }
 
 // outcomeOf maps a Ginkgo spec report to an outcome and reason.
@@ -301,7 +416,7 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 		s := report.Spec{
 			Suite: suiteOf(sr), Capability: string(fixture.CapabilityOf(sr.Labels())), Name: specName(sr),
 			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
-			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(),
+			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
 		if r.cfg.Command != "" {
 			s.Reproduce = r.cfg.Command + " --ginkgo.focus='^" + strings.ReplaceAll(regexp.QuoteMeta(sr.FullText()), "'", `'\''`) + "$'"
@@ -375,7 +490,10 @@ func (r *Run) WriteReports(gr types.Report) error {
 	if err := writeJUnit(gr, r.cfg.ReportDir); err != nil {
 		errs = append(errs, err)
 	}
-	r.cfg.Logf("reports: %s/{report.json,junit.xml,summary.md}", r.cfg.ReportDir)
+	if _, err := report.WriteHTML(r.cfg.ReportDir, rep); err != nil {
+		errs = append(errs, err)
+	}
+	r.cfg.Logf("reports: %s/{report.json,junit.xml,summary.md,report.html}", r.cfg.ReportDir)
 	return errors.Join(errs...)
 }
 
