@@ -17,7 +17,7 @@ import (
 var htmlTemplate string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"cell": cell,
+	"cell":     cell,
 	"cssClass": func(s string) string { return strings.ReplaceAll(s, " ", "-") },
 }).Parse(htmlTemplate))
 
