@@ -41,8 +41,13 @@ type Config struct {
 	// BadConfigs are invalid configs the lifecycle specs send; defaults exist
 	// for the in-tree backends.
 	BadConfigs []fixture.BadConfig
-	// Via says how the suites reach the plugin.
+	// Via says how the suites reach the plugin: direct, proxy (through the
+	// reference proxy), or both (every data suite runs twice, once each way).
+	// Lifecycle specs always run directly.
 	Via target.Via
+	// ProxyBinary is the prism-proxy binary used when Via is proxy or both
+	// (default bin/prism-proxy).
+	ProxyBinary string
 	// Namespace is the namespace the plugin is initialized for.
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.
@@ -88,6 +93,9 @@ func (c Config) clone() Config {
 	if c.Via == "" {
 		c.Via = target.Direct
 	}
+	if c.ProxyBinary == "" {
+		c.ProxyBinary = "bin/prism-proxy"
+	}
 	if c.Timeouts == (fixture.Timeouts{}) {
 		c.Timeouts = fixture.DefaultTimeouts()
 	}
@@ -105,12 +113,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: Backend (--backend) %q is not one of memstore, redis, nats", c.Backend)
 	}
 	switch c.Via {
-	case target.Direct:
+	case target.Direct, target.Proxy, ViaBoth:
 	default:
-		return fmt.Errorf("config: Via (--via) %q is not supported; use direct", c.Via)
+		return fmt.Errorf("config: Via (--via) %q is not one of direct, proxy, both", c.Via)
 	}
 	return nil
 }
+
+// ViaBoth runs every data suite twice: directly and through the proxy.
+const ViaBoth target.Via = "both"
+
+func (c Config) viaDirect() bool { return c.Via == target.Direct || c.Via == ViaBoth }
+func (c Config) viaProxy() bool  { return c.Via == target.Proxy || c.Via == ViaBoth }
 
 // inTreeBadConfigs are invalid configs for the reference plugins.
 var inTreeBadConfigs = map[backend.Kind][]fixture.BadConfig{

@@ -110,6 +110,8 @@ type Spec struct {
 	Labels     []string `json:"labels,omitempty"`
 	// Reproduce runs this spec alone.
 	Reproduce string `json:"reproduce,omitempty"`
+	// Via says how the spec reached the plugin: direct or proxy.
+	Via string `json:"via,omitempty"`
 }
 
 // Totals counts specs by outcome.

@@ -1,0 +1,186 @@
+// Package proxy holds the specs that only make sense through the reference
+// proxy: routing errors (no, unknown or wrong-pattern namespace), namespace
+// isolation, recovery from a SIGKILLed plugin, and draining on SIGTERM.
+//
+// [Register] only registers specs; it never calls RunSpecs. The fixture is
+// read when each spec runs: its Target must go through the proxy and its
+// Proxy field must be set, else the specs are skipped with that reason. The
+// specs use KeyValue calls, so they carry the keyvalue.basic label and are
+// gated by it.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/proto/capability"
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	"github.com/prism-suite/prism/suites/fixture"
+)
+
+// Register adds the proxy specs under "Proxy".
+func Register(p fixture.Provider) bool {
+	return Describe("Proxy", Label("proxy", string(capability.KeyValueBasic)), func() {
+		var fx *fixture.Fixture
+		BeforeEach(func() {
+			fx = p()
+			fixture.Gate(fx)
+			if fx.Proxy == nil || fx.Target.Via != target.Proxy {
+				Skip("the target does not go through the reference proxy")
+			}
+		})
+		kv := func(ns string) keyvaluev1.KeyValueClient {
+			return target.Target{Via: target.Proxy, Namespace: ns, Conn: fx.Target.Conn}.KeyValue()
+		}
+
+		It("answers NotFound for a namespace it does not serve", func() {
+			_, err := kv("prism-no-such-namespace").Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: fx.Prefix() + "k"})
+			Expect(err).To(fixture.HaveCode(codes.NotFound))
+		})
+
+		It("answers InvalidArgument naming x-prism-namespace when a call names no namespace", func() {
+			_, err := keyvaluev1.NewKeyValueClient(fx.Target.Conn).Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: fx.Prefix() + "k"})
+			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, target.NamespaceKey))
+		})
+
+		It("answers Unimplemented for a service the namespace's pattern does not serve", func() {
+			// A PubSub call on a keyvalue namespace; the message body does not matter.
+			err := fx.Target.Conn.Invoke(fx.Target.Context(fx.Ctx()), "/prism.pubsub.v1.PubSub/Publish", &emptypb.Empty{}, &emptypb.Empty{})
+			Expect(err).To(fixture.HaveCode(codes.Unimplemented), "PubSub/Publish on keyvalue namespace %q", fx.Target.Namespace)
+		})
+
+		It("never forwards the plugin's Lifecycle service to clients", func() {
+			_, err := lifecyclev1.NewLifecycleClient(fx.Target.Conn).Stop(fx.Target.Context(fx.Ctx()), &lifecyclev1.StopRequest{})
+			Expect(err).To(fixture.HaveCode(codes.Unimplemented))
+		})
+
+		It("keeps namespaces apart: the same key in two namespaces holds two values", func() {
+			if fx.IsolatedNamespace == "" {
+				Skip("the fixture has no second namespace on the proxy")
+			}
+			key := fx.Prefix() + "isolated"
+			a, b := fx.Target.KeyValue(), kv(fx.IsolatedNamespace)
+			DeferCleanup(func() {
+				_, _ = a.Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key})
+				_, _ = b.Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key})
+			})
+			_, err := a.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("in " + fx.Target.Namespace)})
+			Expect(err).NotTo(HaveOccurred(), "Set in %q", fx.Target.Namespace)
+			_, err = b.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).To(fixture.HaveCode(codes.NotFound), "Get in %q of a key set only in %q", fx.IsolatedNamespace, fx.Target.Namespace)
+			_, err = b.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("in " + fx.IsolatedNamespace)})
+			Expect(err).NotTo(HaveOccurred(), "Set in %q", fx.IsolatedNamespace)
+			ga, err := a.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).NotTo(HaveOccurred())
+			gb, err := b.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(ga.GetValue())).To(Equal("in "+fx.Target.Namespace), "value in %q", fx.Target.Namespace)
+			Expect(string(gb.GetValue())).To(Equal("in "+fx.IsolatedNamespace), "value in %q", fx.IsolatedNamespace)
+		})
+
+		It("fails fast with Unavailable while a SIGKILLed plugin is down, restarts it and serves again", Label("fault:plugin-kill"), func() {
+			ns := fx.Target.Namespace
+			c := fx.Target.KeyValue()
+			key := fx.Prefix() + "after-restart"
+			DeferCleanup(func() { _, _ = c.Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
+			pid, err := fx.Proxy.KillPlugin(fx.Ctx(), ns)
+			if err != nil {
+				fixture.HarnessFail(err)
+			}
+			By("calling right after the kill")
+			start := time.Now()
+			_, err = c.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).To(fixture.HaveCode(codes.Unavailable), "Get right after SIGKILL of plugin pid %d", pid)
+			Expect(time.Since(start)).To(BeNumerically("<", time.Second), "a call to a namespace whose plugin is down must fail fast")
+
+			By("waiting for the restarted plugin to serve")
+			Eventually(func() error {
+				_, err := c.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("v")})
+				return err
+			}).WithTimeout(fx.Timeouts.Eventually).WithPolling(20*time.Millisecond).Should(Succeed(), "Set after the restart")
+			got, err := c.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got.GetValue()).To(Equal([]byte("v")))
+			npid, err := fx.Proxy.PluginPID(fx.Ctx(), ns)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(npid).NotTo(Equal(pid), "the plugin should run as a new process")
+		})
+
+		It("completes in-flight calls when SIGTERMed, refuses new ones and exits 0", Label("fault:proxy-sigterm"), func() {
+			if fx.LaunchProxy == nil {
+				Skip("the fixture cannot launch another proxy")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), fx.Timeouts.Handshake+fx.Timeouts.Eventually)
+			defer cancel()
+			px, err := fx.LaunchProxy(ctx)
+			DeferCleanup(func() { _ = px.Stop(context.Background()) })
+			if err != nil {
+				fixture.HarnessFail(err)
+			}
+			ns := fx.Target.Namespace
+			Expect(px.WaitServing(ctx, ns)).To(Succeed())
+			c := px.Target(ns).KeyValue()
+			key := fx.Prefix() + "drain"
+			_, err = c.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("v")})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() { _, _ = fx.Target.KeyValue().Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
+
+			By("freezing the plugin so that a call stays in flight")
+			pid, err := px.SignalPlugin(ctx, ns, syscall.SIGSTOP)
+			if err != nil {
+				fixture.HarnessFail(err)
+			}
+			DeferCleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+			type result struct {
+				resp *keyvaluev1.GetResponse
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				resp, err := c.Get(ctx, &keyvaluev1.GetRequest{Key: key})
+				done <- result{resp, err}
+			}()
+			Eventually(func() (int64, error) {
+				s, err := px.Status(ctx)
+				return s.InFlight, err
+			}).WithTimeout(fx.Timeouts.Eventually).WithPolling(5 * time.Millisecond).Should(BeNumerically(">=", 1))
+
+			By("sending SIGTERM while the call is in flight")
+			Expect(px.Terminate()).To(Succeed())
+			Eventually(func() (bool, error) {
+				s, err := px.Status(ctx)
+				return s.Draining, err
+			}).WithTimeout(fx.Timeouts.Eventually).WithPolling(5 * time.Millisecond).Should(BeTrue())
+			select {
+			case r := <-done:
+				Fail(fmt.Sprintf("the call in flight ended before the frozen plugin was resumed: %v", r.err))
+			case <-time.After(50 * time.Millisecond):
+			}
+
+			By("checking that a new connection is refused while draining")
+			fresh, err := target.Dial(px.Addr)
+			Expect(err).NotTo(HaveOccurred())
+			defer fresh.Close()
+			_, err = target.Target{Via: target.Proxy, Namespace: ns, Conn: fresh}.KeyValue().Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
+			Expect(err).To(fixture.HaveCode(codes.Unavailable), "a call on a new connection to a draining proxy")
+
+			By("resuming the plugin: the in-flight call completes")
+			Expect(syscall.Kill(pid, syscall.SIGCONT)).To(Succeed())
+			var r result
+			Eventually(done).WithTimeout(fx.Timeouts.Call).Should(Receive(&r))
+			Expect(r.err).NotTo(HaveOccurred(), "the call in flight at SIGTERM")
+			Expect(r.resp.GetValue()).To(Equal([]byte("v")))
+			Eventually(px.Exited()).WithTimeout(fx.Timeouts.Eventually).Should(BeClosed(), "the proxy exits after draining")
+			Expect(px.ExitCode()).To(Equal(0), "exit code after SIGTERM; stderr:\n%s", px.Stderr())
+		})
+	})
+}
