@@ -202,8 +202,18 @@ func (r *Run) proxyNamespaces() ([]hproxy.Namespace, error) {
 	}
 	ns := hproxy.Namespace{Name: r.cfg.Namespace, Plugin: r.cfg.Plugin, Args: r.cfg.PluginArgs,
 		Config: init.GetConfig().AsMap(), Credentials: init.GetCredentials()}
+	// The namespace serves every pattern the plugin declares the basics of.
+	declared := r.fx.Declared()
+	for _, p := range []string{"keyvalue", "pubsub"} {
+		if declared.Has(capability.Name(p + ".basic")) {
+			ns.Patterns = append(ns.Patterns, p)
+		}
+	}
 	iso := ns
 	iso.Name, iso.Instance = r.cfg.Namespace+"-isolated", "isolated"
+	if declared.Has(capability.KeyValueBasic) {
+		iso.Patterns = []string{"keyvalue"} // the wrong-pattern spec sends it a PubSub call
+	}
 	iso.Config = map[string]any{}
 	for k, v := range ns.Config {
 		iso.Config[k] = v

@@ -36,8 +36,8 @@ import (
 type Namespace struct {
 	// Name is the namespace name clients send.
 	Name string
-	// Pattern is keyvalue (default) or pubsub.
-	Pattern string
+	// Patterns are the patterns the namespace serves (default keyvalue).
+	Patterns []string
 	// Plugin is the plugin binary.
 	Plugin string
 	// Args are the plugin's arguments.
@@ -210,9 +210,9 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Instance    string                        `yaml:"instance,omitempty"`
 	}
 	type ns struct {
-		Name    string `yaml:"name"`
-		Pattern string `yaml:"pattern"`
-		Plugin  plugin `yaml:"plugin"`
+		Name     string   `yaml:"name"`
+		Patterns []string `yaml:"patterns"`
+		Plugin   plugin   `yaml:"plugin"`
 	}
 	cfg := struct {
 		Listen         string            `yaml:"listen"`
@@ -243,11 +243,11 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 			}
 			pl.Credentials[k] = refproxy.SecretRef{File: path}
 		}
-		pat := n.Pattern
-		if pat == "" {
-			pat = string(refproxy.KeyValue)
+		pats := n.Patterns
+		if len(pats) == 0 {
+			pats = []string{string(refproxy.KeyValue)}
 		}
-		cfg.Namespaces = append(cfg.Namespaces, ns{Name: n.Name, Pattern: pat, Plugin: pl})
+		cfg.Namespaces = append(cfg.Namespaces, ns{Name: n.Name, Patterns: pats, Plugin: pl})
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {

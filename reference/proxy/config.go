@@ -33,7 +33,7 @@ import (
 //	restart: {initial_backoff: 250ms, max_backoff: 30s}
 //	namespaces:
 //	  - name: orders
-//	    pattern: keyvalue             # keyvalue | pubsub
+//	    pattern: keyvalue             # keyvalue | pubsub; or patterns: [keyvalue, pubsub]
 //	    plugin:
 //	      binary: ./prism-redis       # relative paths are relative to this file
 //	      args: []
@@ -48,7 +48,7 @@ import (
 //	  registry: {binary: ...}
 //	  messaging: {binary: ...}
 //
-// For a single-slot pattern, plugin: is short for slots: {<pattern>: ...}.
+// plugin: fills every slot of the namespace's patterns with the same block.
 //
 // Namespaces whose plugin blocks are identical (binary, args, config,
 // credential references and instance) share one plugin process, and so the
@@ -93,8 +93,12 @@ type Namespace struct {
 	// Name is what clients send in x-prism-namespace.
 	Name string `yaml:"name"`
 	// Pattern is the data API the namespace serves: keyvalue or pubsub.
-	Pattern Pattern `yaml:"pattern"`
-	// Plugin fills the only slot of a single-slot pattern.
+	Pattern Pattern `yaml:"pattern,omitempty"`
+	// Patterns, instead of Pattern, lets one namespace serve several data
+	// APIs (e.g. keyvalue and pubsub from one plugin).
+	Patterns []Pattern `yaml:"patterns,omitempty"`
+	// Plugin fills every slot of the namespace's patterns with one plugin
+	// block (one process, since the blocks are identical).
 	Plugin *PluginSpec `yaml:"plugin,omitempty"`
 	// Slots fills the pattern's slots by name (for patterns with several).
 	Slots map[string]*PluginSpec `yaml:"slots,omitempty"`
@@ -241,9 +245,9 @@ func (c Config) Validate() error {
 			}
 			seen[ns.Name] = i
 		}
-		pat, ok := patterns[ns.Pattern]
-		if !ok {
-			add(at+".pattern", "%q is not one of %s", ns.Pattern, strings.Join(patternNames(), ", "))
+		pat, perr := ns.pattern()
+		if perr != nil {
+			add(at+perr.path, "%s", perr.msg)
 			continue
 		}
 		slots, paths, err := ns.slots(pat)
@@ -254,7 +258,7 @@ func (c Config) Validate() error {
 		for _, s := range pat.Slots {
 			spec := slots[s.Name]
 			if spec == nil {
-				add(at+".slots."+s.Name, "is required by pattern %s", ns.Pattern)
+				add(at+".slots."+s.Name, "is required by pattern %s", s.Pattern)
 				continue
 			}
 			for _, e := range c.checkPlugin(spec) {
@@ -267,6 +271,45 @@ func (c Config) Validate() error {
 
 type pathErr struct{ path, msg string }
 
+// PatternList returns the namespace's patterns (Pattern or Patterns).
+func (ns Namespace) PatternList() []Pattern {
+	if len(ns.Patterns) > 0 {
+		return ns.Patterns
+	}
+	if ns.Pattern != "" {
+		return []Pattern{ns.Pattern}
+	}
+	return nil
+}
+
+// pattern returns the slots of all the namespace's patterns together.
+func (ns Namespace) pattern() (patternSpec, *pathErr) {
+	var out patternSpec
+	switch {
+	case ns.Pattern != "" && len(ns.Patterns) > 0:
+		return out, &pathErr{".patterns", "give either pattern or patterns, not both"}
+	case ns.Pattern == "" && len(ns.Patterns) == 0:
+		return out, &pathErr{".pattern", "is required: one of " + strings.Join(patternNames(), ", ")}
+	}
+	seen := map[Pattern]bool{}
+	for i, name := range ns.PatternList() {
+		at := ".pattern"
+		if len(ns.Patterns) > 0 {
+			at = fmt.Sprintf(".patterns[%d]", i)
+		}
+		pat, ok := patterns[name]
+		if !ok {
+			return out, &pathErr{at, fmt.Sprintf("%q is not one of %s", name, strings.Join(patternNames(), ", "))}
+		}
+		if seen[name] {
+			return out, &pathErr{at, fmt.Sprintf("%q is listed twice", name)}
+		}
+		seen[name] = true
+		out.Slots = append(out.Slots, pat.Slots...)
+	}
+	return out, nil
+}
+
 // slots returns the namespace's plugins by slot name, and the config path of
 // each (".plugin" or ".slots.<name>").
 func (ns Namespace) slots(pat patternSpec) (map[string]*PluginSpec, map[string]string, *pathErr) {
@@ -275,16 +318,15 @@ func (ns Namespace) slots(pat patternSpec) (map[string]*PluginSpec, map[string]s
 	case ns.Plugin != nil && len(ns.Slots) > 0:
 		return nil, nil, &pathErr{".plugin", "give either plugin or slots, not both"}
 	case ns.Plugin != nil:
-		if len(pat.Slots) != 1 {
-			return nil, nil, &pathErr{".plugin", fmt.Sprintf("pattern %s has %d slots; name them under slots", ns.Pattern, len(pat.Slots))}
+		for _, s := range pat.Slots {
+			out[s.Name], paths[s.Name] = ns.Plugin, ".plugin"
 		}
-		out[pat.Slots[0].Name], paths[pat.Slots[0].Name] = ns.Plugin, ".plugin"
 	case len(ns.Slots) == 0:
 		return nil, nil, &pathErr{".plugin", "is required"}
 	default:
 		for name, spec := range ns.Slots {
 			if !slices.ContainsFunc(pat.Slots, func(s slotSpec) bool { return s.Name == name }) {
-				return nil, nil, &pathErr{".slots." + name, fmt.Sprintf("pattern %s has no slot %q", ns.Pattern, name)}
+				return nil, nil, &pathErr{".slots." + name, fmt.Sprintf("patterns %v have no slot %q", ns.PatternList(), name)}
 			}
 			out[name], paths[name] = spec, ".slots."+name
 		}
@@ -422,7 +464,7 @@ func checkShape(root *yaml.Node) error {
 				errs = append(errs, fmt.Errorf("%s: line %d: must be a mapping", at, ns.Line))
 				continue
 			}
-			errs = append(errs, checkKeys(ns, at, "name", "pattern", "plugin", "slots")...)
+			errs = append(errs, checkKeys(ns, at, "name", "pattern", "patterns", "plugin", "slots")...)
 			if p := child(ns, "plugin"); p != nil {
 				errs = append(errs, checkPluginShape(p, at+".plugin")...)
 			}

@@ -268,7 +268,7 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 		}
 		if len(missing) > 0 {
 			reason := fmt.Sprintf("namespace %q refused: plugin %s does not declare %s, which pattern %s needs",
-				u.ns.Name, desc.GetName(), strings.Join(missing, ", "), u.ns.Pattern)
+				u.ns.Name, desc.GetName(), strings.Join(missing, ", "), u.slot.Pattern)
 			u.refused.Store(&reason)
 			h.log.Error("namespace refused", "namespace", u.ns.Name, "slot", u.slot.Name, "reason", reason)
 			continue

@@ -27,6 +27,7 @@ const (
 // plugin must declare and the services forwarded to it.
 type slotSpec struct {
 	Name     string
+	Pattern  Pattern
 	Requires []capability.Name
 	Services []string
 }
@@ -45,9 +46,9 @@ const (
 )
 
 var patterns = map[Pattern]patternSpec{
-	KeyValue: {Slots: []slotSpec{{Name: "keyvalue", Requires: []capability.Name{capability.KeyValueBasic},
+	KeyValue: {Slots: []slotSpec{{Name: "keyvalue", Pattern: KeyValue, Requires: []capability.Name{capability.KeyValueBasic},
 		Services: []string{KeyValueService}}}},
-	PubSub: {Slots: []slotSpec{{Name: "pubsub", Requires: []capability.Name{"pubsub.basic"},
+	PubSub: {Slots: []slotSpec{{Name: "pubsub", Pattern: PubSub, Requires: []capability.Name{"pubsub.basic"},
 		Services: []string{PubSubService}}}},
 }
 

@@ -130,6 +130,8 @@ type namespace struct {
 	methods   map[string]*methodMetrics
 	unknown   *methodMetrics
 	inflight  prometheus.Gauge
+	// patternText names the patterns in errors ("keyvalue" or "keyvalue+pubsub").
+	patternText string
 }
 
 // Option configures New.
@@ -178,7 +180,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	byIdentity := map[string]*host{}
 	for _, nsCfg := range cfg.Namespaces {
 		ns := &namespace{Namespace: nsCfg, byService: map[string]*slotUse{}, methods: map[string]*methodMetrics{}}
-		pat := patterns[nsCfg.Pattern]
+		pat, _ := nsCfg.pattern()
 		slots, _, _ := nsCfg.slots(pat)
 		for _, s := range pat.Slots {
 			spec := slots[s.Name]
@@ -202,6 +204,12 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		}
 		ns.unknown = p.m.forMethod(ns.Name, labelUnknownMethod)
 		ns.inflight = p.m.inflight.WithLabelValues(ns.Name)
+		for i, pt := range nsCfg.PatternList() {
+			if i > 0 {
+				ns.patternText += "+"
+			}
+			ns.patternText += string(pt)
+		}
 		p.namespaces[ns.Name] = ns
 	}
 	for _, h := range p.hosts {
@@ -398,7 +406,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) error {
 	u := ns.byService[service]
 	if u == nil {
-		return status.Errorf(codes.Unimplemented, "namespace %q has pattern %s, which does not serve %s", ns.Name, ns.Pattern, service)
+		return status.Errorf(codes.Unimplemented, "namespace %q serves pattern %s, which does not include %s", ns.Name, ns.patternText, service)
 	}
 	if r := u.refusal(); r != "" {
 		return status.Error(codes.FailedPrecondition, r)
@@ -554,10 +562,10 @@ type Status struct {
 
 // NamespaceStatus is one namespace in [Status].
 type NamespaceStatus struct {
-	Name    string       `json:"name"`
-	Pattern Pattern      `json:"pattern"`
-	Serving bool         `json:"serving"`
-	Slots   []SlotStatus `json:"slots"`
+	Name     string       `json:"name"`
+	Patterns []Pattern    `json:"patterns"`
+	Serving  bool         `json:"serving"`
+	Slots    []SlotStatus `json:"slots"`
 }
 
 // SlotStatus is one slot's plugin in [NamespaceStatus]. It never shows
@@ -581,7 +589,7 @@ func (p *Proxy) Status() Status {
 	s := Status{Draining: p.draining.Load(), InFlight: p.inflight.Load()}
 	for _, nsCfg := range p.cfg.Namespaces {
 		ns := p.namespaces[nsCfg.Name]
-		n := NamespaceStatus{Name: ns.Name, Pattern: ns.Pattern, Serving: true}
+		n := NamespaceStatus{Name: ns.Name, Patterns: ns.PatternList(), Serving: true}
 		for _, u := range ns.uses {
 			st, pid, restarts, lastErr, health := u.host.snapshot()
 			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
