@@ -52,6 +52,9 @@ type Config struct {
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.
 	Require capability.Set
+	// ProbeUndeclared also runs the specs of undeclared capabilities, as
+	// probes that never fail the run, to report "works but undeclared".
+	ProbeUndeclared bool
 	// Timeouts are the run's deadlines.
 	Timeouts fixture.Timeouts
 	// ReportDir is where report files are written ("" writes none).

@@ -55,6 +55,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		require      = fs.String("require", "", "comma-separated capabilities the plugin must declare, e.g. keyvalue.ttl,keyvalue.scan")
 		pluginConfig = fs.String("plugin-config", "", "JSON object merged over the plugin config the harness builds, e.g. '{\"pool_size\": 20}'")
 		namespace    = fs.String("namespace", cfg.Namespace, "namespace the plugin is initialized for")
+		repeat       = fs.Int("repeat", 1, "run every spec N times; a spec must pass every time (certification never retries a failed spec)")
 	)
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
 	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {
@@ -62,6 +63,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
+	fs.BoolVar(&cfg.ProbeUndeclared, "probe-undeclared", false, "also run the specs of undeclared capabilities, to report those that work but are not declared")
 	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")
 	fs.DurationVar(&cfg.Timeouts.Call, "timeout-call", cfg.Timeouts.Call, "deadline of one RPC")
@@ -115,6 +117,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		suiteCfg.LabelFilter = *labelFilter
 	}
 	suiteCfg.RandomSeed = cfg.Seed
+	if suiteCfg.FlakeAttempts > 0 {
+		fmt.Fprintln(stderr, "prism-accept: --ginkgo.flake-attempts is refused: a certification run never retries a failed spec (use --repeat N to demand N passes)")
+		return report.ExitUsage
+	}
+	if *repeat > 1 {
+		suiteCfg.MustPassRepeatedly = *repeat
+	}
 	if !repCfg.Verbose && !repCfg.VeryVerbose {
 		// Our progress lines and verdicts replace Ginkgo's dots; --ginkgo.v
 		// brings Ginkgo's own output back.

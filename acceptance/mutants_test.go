@@ -89,3 +89,29 @@ func TestMemstoreIsCertified(t *testing.T) {
 		t.Errorf("report lacks required fields: %+v", rep.Plugin)
 	}
 }
+
+// TestProbeFindsUndeclaredCapability checks the three-way cross-check: a
+// plugin that implements keyvalue.ttl without declaring it is reported as
+// "works but undeclared" with --probe-undeclared (and the run passes), as
+// "not declared" without it, and fails the run when --require names it.
+func TestProbeFindsUndeclaredCapability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the suites three times")
+	}
+	bin := buildCommands(t)
+	args := []string{"--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant=undeclared-ttl", "--backend", "memstore",
+		"--label-filter", "keyvalue.ttl"}
+
+	rep, code, out := accept(t, bin, append(args, "--probe-undeclared")...)
+	if v := rep.Verdict("keyvalue.ttl"); v != report.WorksUndeclared || code != report.ExitOK {
+		t.Errorf("with --probe-undeclared: keyvalue.ttl %q, exit %d; want %q, exit 0\n%s", v, code, report.WorksUndeclared, out)
+	}
+	rep, code, out = accept(t, bin, args...)
+	if v := rep.Verdict("keyvalue.ttl"); v != report.NotDeclared || code != report.ExitOK {
+		t.Errorf("without probes: keyvalue.ttl %q, exit %d; want %q, exit 0\n%s", v, code, report.NotDeclared, out)
+	}
+	rep, code, out = accept(t, bin, append(args, "--require", "keyvalue.ttl")...)
+	if v := rep.Verdict("keyvalue.ttl"); v != report.VerdictFail || code != report.ExitFailed {
+		t.Errorf("with --require keyvalue.ttl: %q, exit %d; want failed, exit 1\n%s", v, code, out)
+	}
+}

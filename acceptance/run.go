@@ -186,6 +186,9 @@ func (r *Run) setup() {
 		Backend:     r.inst,
 		Timeouts:    r.cfg.Timeouts,
 		RunID:       fmt.Sprintf("%d-%d", r.cfg.Seed, time.Now().UnixNano()%1_000_000),
+		PluginPID:   r.proc.PID(),
+
+		ProbeUndeclared: r.cfg.ProbeUndeclared,
 	}
 	if r.cfg.viaProxy() {
 		r.setupProxy()
@@ -329,8 +332,14 @@ func (r *Run) progress(sr SpecReport) {
 	if o == report.Disabled {
 		return
 	}
-	line := fmt.Sprintf("%-8s %s (%v)", o, specName(sr), sr.RunTime.Round(time.Millisecond))
-	if o == report.Skipped {
+	label := string(o)
+	if c := probeOf(sr); c != "" {
+		// A probe of an undeclared capability never fails the run.
+		label = "probe " + map[bool]string{true: "ok", false: "✗"}[o == report.Passed]
+		reason = c + " is not declared"
+	}
+	line := fmt.Sprintf("%-8s %s (%v)", label, specName(sr), sr.RunTime.Round(time.Millisecond))
+	if o == report.Skipped || label == "probe ✗" {
 		line += " — " + reason
 	}
 	r.cfg.Logf("%s", line)
@@ -386,6 +395,16 @@ func outcomeOf(sr SpecReport) (report.Outcome, string) {
 	return report.Failed, msg
 }
 
+// probeOf returns the capability a spec probed, or "".
+func probeOf(sr SpecReport) string {
+	for _, e := range sr.ReportEntries {
+		if e.Name == fixture.ReportEntryProbe {
+			return e.StringRepresentation()
+		}
+	}
+	return ""
+}
+
 // BuildReport turns the suite's Ginkgo report into a Prism report.
 func (r *Run) BuildReport(gr types.Report) *report.Report {
 	rep := &report.Report{
@@ -428,11 +447,17 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
+		if c := probeOf(sr); c != "" {
+			s.Probe = true
+			if o == report.Failed || o == report.Error {
+				s.Outcome, s.Reason = report.Skipped, c+" is not declared by this plugin; probed, it failed: "+reason
+			}
+		}
 		if r.cfg.Command != "" {
 			s.Reproduce = r.cfg.Command + " --ginkgo.focus='^" + strings.ReplaceAll(regexp.QuoteMeta(sr.FullText()), "'", `'\''`) + "$'"
 		}
 		rep.Specs = append(rep.Specs, s)
-		rep.Totals.Add(o)
+		rep.Totals.Add(s.Outcome)
 	}
 	for _, info := range capability.All() {
 		c := report.Capability{Name: string(info.Name), Declared: declared.Has(info.Name) || info.Required,
@@ -448,6 +473,9 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 				c.Failed++
 			case report.Skipped:
 				c.Skipped++
+				if s.Probe {
+					c.ProbeFailed++
+				}
 			case report.Error:
 				c.Errors++
 			}
@@ -461,6 +489,8 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 			c.Verdict = report.NotTested
 		case !c.Declared && c.Required:
 			c.Verdict, c.Reason = report.VerdictFail, "required but not declared"
+		case !c.Declared && c.Passed > 0 && c.ProbeFailed == 0:
+			c.Verdict = report.WorksUndeclared
 		case !c.Declared:
 			c.Verdict = report.NotDeclared
 		case c.Failed > 0:
@@ -497,7 +527,7 @@ func (r *Run) WriteReports(gr types.Report) error {
 	if _, err := rep.WriteSummary(r.cfg.ReportDir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := writeJUnit(gr, r.cfg.ReportDir); err != nil {
+	if _, err := rep.WriteJUnit(r.cfg.ReportDir); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := report.WriteHTML(r.cfg.ReportDir, rep); err != nil {

@@ -45,6 +45,9 @@ const (
 	VerdictError Verdict = "error"
 	// NotTested: declared, but every spec was filtered out or skipped.
 	NotTested Verdict = "not tested"
+	// WorksUndeclared: not declared, but every probe of its specs passed
+	// (--probe-undeclared). It never fails a run.
+	WorksUndeclared Verdict = "works but undeclared"
 )
 
 // Report is the content of report.json.
@@ -94,6 +97,9 @@ type Capability struct {
 	Failed   int     `json:"failed"`
 	Skipped  int     `json:"skipped"`
 	Errors   int     `json:"errors"`
+	// ProbeFailed counts specs of an undeclared capability that were probed
+	// and failed (they count as skipped, not failed).
+	ProbeFailed int `json:"probe_failed,omitempty"`
 	// Reason explains a verdict that is not plain (e.g. required but not declared).
 	Reason string `json:"reason,omitempty"`
 }
@@ -112,6 +118,8 @@ type Spec struct {
 	Reproduce string `json:"reproduce,omitempty"`
 	// Via says how the spec reached the plugin: direct or proxy.
 	Via string `json:"via,omitempty"`
+	// Probe is set on a spec of an undeclared capability that ran anyway.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // Totals counts specs by outcome.

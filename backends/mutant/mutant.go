@@ -205,9 +205,9 @@ func scanDuplicates() grpc.UnaryServerInterceptor {
 // All returns every mutant in a stable order.
 func All() []Mutant { return append([]Mutant(nil), all...) }
 
-// Lookup returns the mutant called name.
+// Lookup returns the mutant or variant called name.
 func Lookup(name string) (Mutant, error) {
-	for _, m := range all {
+	for _, m := range append(All(), variants...) {
 		if m.Name == name {
 			return m, nil
 		}
