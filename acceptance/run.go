@@ -34,9 +34,9 @@ const RootText = "Prism acceptance"
 // the proxy (with --via proxy or both); specs outside it run directly.
 const ViaProxyText = "via proxy"
 
-// Run is one registered acceptance run: its config, the plugin and backend
+// Session is one registered acceptance run: its config, the plugin and backend
 // it set up, and (after the suite) its report.
-type Run struct {
+type Session struct {
 	cfg   Config
 	start time.Time
 
@@ -61,7 +61,7 @@ type Run struct {
 // the report files into cfg.ReportDir and prints the verdicts. Call it once,
 // at the top level (var _ = acceptance.Register(cfg)). The config is copied
 // at registration; the plugin and backend start when the first spec runs.
-func Register(cfg Config) *Run {
+func Register(cfg Config) *Session {
 	r := Specs(cfg)
 	ReportAfterEach(r.progress)
 	ReportAfterSuite("Prism report", func(rep types.Report) {
@@ -74,9 +74,9 @@ func Register(cfg Config) *Run {
 
 // Specs registers only the specs, in an Ordered container named RootText,
 // so a plugin author can nest them in their own Describe. Call
-// [Run.WriteReports] from your own ReportAfterSuite to get report files.
-func Specs(cfg Config) *Run {
-	r := &Run{cfg: cfg.clone()}
+// [Session.WriteReports] from your own ReportAfterSuite to get report files.
+func Specs(cfg Config) *Session {
+	r := &Session{cfg: cfg.clone()}
 	Describe(RootText, Ordered, ContinueOnFailure, func() {
 		BeforeAll(r.setup)
 		AfterAll(r.teardown)
@@ -101,7 +101,7 @@ func dataSuites(p fixture.Provider) {
 }
 
 // proxyFixture is the provider of the specs that run through the proxy.
-func (r *Run) proxyFixture() *fixture.Fixture {
+func (r *Session) proxyFixture() *fixture.Fixture {
 	GinkgoHelper()
 	r.fixture()
 	if r.proxyErr != nil {
@@ -111,7 +111,7 @@ func (r *Run) proxyFixture() *fixture.Fixture {
 }
 
 // fixture is the provider the suites call in each spec.
-func (r *Run) fixture() *fixture.Fixture {
+func (r *Session) fixture() *fixture.Fixture {
 	GinkgoHelper()
 	if r.infra != nil {
 		fixture.HarnessFail(r.infra)
@@ -122,7 +122,7 @@ func (r *Run) fixture() *fixture.Fixture {
 	return r.fx
 }
 
-func (r *Run) setup() {
+func (r *Session) setup() {
 	r.start = time.Now()
 	if err := r.cfg.Validate(); err != nil {
 		r.infra = err
@@ -198,7 +198,7 @@ func (r *Run) setup() {
 // proxyNamespaces are the namespaces the proxy serves: the one under test,
 // and a second one with a plugin process (and, for redis, a key prefix) of
 // its own for the isolation spec.
-func (r *Run) proxyNamespaces() ([]hproxy.Namespace, error) {
+func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	init, err := r.initRequest()
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func (r *Run) proxyNamespaces() ([]hproxy.Namespace, error) {
 
 // launchProxy starts a proxy for the plugin under test and waits until its
 // namespace serves.
-func (r *Run) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
+func (r *Session) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
 	nss, err := r.proxyNamespaces()
 	if err != nil {
 		return nil, err
@@ -248,7 +248,7 @@ func (r *Run) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
 	return px, nil
 }
 
-func (r *Run) setupProxy() {
+func (r *Session) setupProxy() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Eventually)
 	defer cancel()
 	var err error
@@ -266,7 +266,7 @@ func (r *Run) setupProxy() {
 	}
 }
 
-func (r *Run) pluginOptions() plugin.Options {
+func (r *Session) pluginOptions() plugin.Options {
 	o := plugin.DefaultOptions()
 	o.Args = r.cfg.PluginArgs
 	o.Env = r.cfg.PluginEnv
@@ -277,7 +277,7 @@ func (r *Run) pluginOptions() plugin.Options {
 
 // initRequest builds the Initialize request: the instance's config with the
 // run's PluginConfig merged over it.
-func (r *Run) initRequest() (*lifecyclev1.InitializeRequest, error) {
+func (r *Session) initRequest() (*lifecyclev1.InitializeRequest, error) {
 	values, creds := r.inst.PluginConfig()
 	merged := map[string]any{}
 	for k, v := range values {
@@ -294,7 +294,7 @@ func (r *Run) initRequest() (*lifecyclev1.InitializeRequest, error) {
 }
 
 // launch starts another process of the plugin under test (lifecycle specs).
-func (r *Run) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.InitializeRequest, error) {
+func (r *Session) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.InitializeRequest, error) {
 	init, err := r.initRequest()
 	if err != nil {
 		return nil, nil, err
@@ -303,7 +303,7 @@ func (r *Run) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Initial
 	return p, init, err
 }
 
-func (r *Run) teardown() {
+func (r *Session) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
 	defer cancel()
 	if r.px != nil {
@@ -324,7 +324,7 @@ func (r *Run) teardown() {
 }
 
 // progress prints one line per finished spec.
-func (r *Run) progress(sr SpecReport) {
+func (r *Session) progress(sr SpecReport) {
 	if sr.LeafNodeType != types.NodeTypeIt {
 		return
 	}
@@ -406,7 +406,7 @@ func probeOf(sr SpecReport) string {
 }
 
 // BuildReport turns the suite's Ginkgo report into a Prism report.
-func (r *Run) BuildReport(gr types.Report) *report.Report {
+func (r *Session) BuildReport(gr types.Report) *report.Report {
 	rep := &report.Report{
 		Schema:       report.SchemaVersion,
 		SuiteVersion: SuiteVersion,
@@ -510,7 +510,7 @@ func (r *Run) BuildReport(gr types.Report) *report.Report {
 
 // WriteReports builds the report, writes report.json, junit.xml and
 // summary.md into the config's ReportDir (when set), and prints the verdicts.
-func (r *Run) WriteReports(gr types.Report) error {
+func (r *Session) WriteReports(gr types.Report) error {
 	rep := r.BuildReport(gr)
 	r.Report = rep
 	r.printVerdicts(rep)
@@ -537,7 +537,7 @@ func (r *Run) WriteReports(gr types.Report) error {
 	return errors.Join(errs...)
 }
 
-func (r *Run) printVerdicts(rep *report.Report) {
+func (r *Session) printVerdicts(rep *report.Report) {
 	log := r.cfg.Logf
 	log("")
 	log("Verdicts for %s %s (backend %s via %s):", rep.Plugin.Name, rep.Plugin.Version, rep.Backend.Kind, rep.Backend.Provider)
