@@ -505,7 +505,39 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		rep.Capabilities = append(rep.Capabilities, c)
 	}
 	rep.ExitCode = rep.ComputeExitCode()
+	r.redact(rep)
 	return rep
+}
+
+// redact replaces every credential the run handed to the plugin wherever it
+// could surface in a report: the plugin's stderr, spec messages, commands.
+func (r *Session) redact(rep *report.Report) {
+	var secrets []string
+	if r.inst != nil {
+		_, creds := r.inst.PluginConfig()
+		for _, v := range creds {
+			secrets = append(secrets, v)
+		}
+	}
+	rep.Plugin.StderrTail = redactSecrets(rep.Plugin.StderrTail, secrets)
+	rep.Command = redactSecrets(rep.Command, secrets)
+	for i := range rep.Specs {
+		rep.Specs[i].Reason = redactSecrets(rep.Specs[i].Reason, secrets)
+		rep.Specs[i].Reproduce = redactSecrets(rep.Specs[i].Reproduce, secrets)
+	}
+}
+
+// Redacted is what a secret is replaced with in reports.
+const Redacted = "[REDACTED]"
+
+// redactSecrets replaces each secret (of at least 3 bytes) in s.
+func redactSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, Redacted)
+		}
+	}
+	return s
 }
 
 // WriteReports builds the report, writes report.json, junit.xml and
