@@ -25,6 +25,14 @@ const (
 	KeyValueBatch Name = "keyvalue.batch"
 )
 
+// The capabilities of the PubSub interface family.
+const (
+	PubSubBasic   Name = "pubsub.basic"
+	PubSubOrdered Name = "pubsub.ordered"
+	PubSubQueue   Name = "pubsub.queue"
+	PubSubDurable Name = "pubsub.durable"
+)
+
 // Lifecycle is not declared by plugins: every plugin must pass its specs
 // (handshake, health, Initialize validation, Stop, exit on stdin close).
 const Lifecycle Name = "lifecycle"
@@ -54,6 +62,18 @@ var all = []Info{
 		"for the whole scan exactly once and nothing outside the prefix; Count by prefix.", false},
 	{KeyValueBatch, "v1", "keyvalue", "BatchSet, BatchGet and BatchDelete of up to the declared batch size, with per-key " +
 		"results in request order.", false},
+	{PubSubBasic, "v1", "pubsub", "Publish, PublishBatch and Subscribe on literal topics with binary-safe payloads and " +
+		"metadata; a subscription is live at its first (subscribed) event and then receives every message published to " +
+		"its topic exactly once, and nothing of other topics; unsubscribe stops delivery; invalid topics and oversized " +
+		"payloads are InvalidArgument; a subscriber that stops reading is handled by the declared slow-consumer policy " +
+		"without stalling others and with bounded memory.", false},
+	{PubSubOrdered, "v1", "pubsub", "Messages from one publisher on one topic arrive at every subscriber in publish " +
+		"order, also with many concurrent publishers.", false},
+	{PubSubQueue, "v1", "pubsub", "Subscribers in one queue group share the topic's messages: each message goes to " +
+		"exactly one live member, and to the remaining members after one leaves.", false},
+	{PubSubDurable, "v1", "pubsub", "Durable consumers: at-least-once delivery with explicit Ack, redelivery of " +
+		"unacknowledged messages after the ack deadline, never redelivery of acknowledged ones, resumption where the " +
+		"consumer left off after reconnecting, and messages kept across a backend restart.", false},
 }
 
 // All returns every known capability, in a stable order.

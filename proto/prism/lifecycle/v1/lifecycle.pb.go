@@ -27,6 +27,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SlowConsumerPolicy_Mode int32
+
+const (
+	SlowConsumerPolicy_MODE_UNSPECIFIED SlowConsumerPolicy_Mode = 0
+	// MODE_DROP_OLDEST drops the oldest buffered message and reports the count
+	// to the subscriber in a Dropped event; publishers never wait.
+	SlowConsumerPolicy_MODE_DROP_OLDEST SlowConsumerPolicy_Mode = 1
+	// MODE_BLOCK_PUBLISHER makes a publish wait up to block_timeout for room,
+	// then ends the slow subscription with ResourceExhausted; nothing is
+	// dropped silently.
+	SlowConsumerPolicy_MODE_BLOCK_PUBLISHER SlowConsumerPolicy_Mode = 2
+)
+
+// Enum value maps for SlowConsumerPolicy_Mode.
+var (
+	SlowConsumerPolicy_Mode_name = map[int32]string{
+		0: "MODE_UNSPECIFIED",
+		1: "MODE_DROP_OLDEST",
+		2: "MODE_BLOCK_PUBLISHER",
+	}
+	SlowConsumerPolicy_Mode_value = map[string]int32{
+		"MODE_UNSPECIFIED":     0,
+		"MODE_DROP_OLDEST":     1,
+		"MODE_BLOCK_PUBLISHER": 2,
+	}
+)
+
+func (x SlowConsumerPolicy_Mode) Enum() *SlowConsumerPolicy_Mode {
+	p := new(SlowConsumerPolicy_Mode)
+	*p = x
+	return p
+}
+
+func (x SlowConsumerPolicy_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SlowConsumerPolicy_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_prism_lifecycle_v1_lifecycle_proto_enumTypes[0].Descriptor()
+}
+
+func (SlowConsumerPolicy_Mode) Type() protoreflect.EnumType {
+	return &file_prism_lifecycle_v1_lifecycle_proto_enumTypes[0]
+}
+
+func (x SlowConsumerPolicy_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SlowConsumerPolicy_Mode.Descriptor instead.
+func (SlowConsumerPolicy_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{2, 0}
+}
+
 type HealthCheckResponse_Status int32
 
 const (
@@ -63,11 +117,11 @@ func (x HealthCheckResponse_Status) String() string {
 }
 
 func (HealthCheckResponse_Status) Descriptor() protoreflect.EnumDescriptor {
-	return file_prism_lifecycle_v1_lifecycle_proto_enumTypes[0].Descriptor()
+	return file_prism_lifecycle_v1_lifecycle_proto_enumTypes[1].Descriptor()
 }
 
 func (HealthCheckResponse_Status) Type() protoreflect.EnumType {
-	return &file_prism_lifecycle_v1_lifecycle_proto_enumTypes[0]
+	return &file_prism_lifecycle_v1_lifecycle_proto_enumTypes[1]
 }
 
 func (x HealthCheckResponse_Status) Number() protoreflect.EnumNumber {
@@ -76,7 +130,7 @@ func (x HealthCheckResponse_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthCheckResponse_Status.Descriptor instead.
 func (HealthCheckResponse_Status) EnumDescriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13, 0}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type DescribeRequest struct {
@@ -128,7 +182,10 @@ type DescribeResponse struct {
 	// limits are the input limits the plugin enforces.
 	Limits *Limits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	// info holds free-form facts (backend server version, SDK version, ...).
-	Info          map[string]string `protobuf:"bytes,6,rep,name=info,proto3" json:"info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Info map[string]string `protobuf:"bytes,6,rep,name=info,proto3" json:"info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// slow_consumer is the plugin's policy for a subscriber that reads slower
+	// than its messages arrive; set by plugins that declare pubsub.basic.
+	SlowConsumer  *SlowConsumerPolicy `protobuf:"bytes,7,opt,name=slow_consumer,json=slowConsumer,proto3" json:"slow_consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +262,87 @@ func (x *DescribeResponse) GetInfo() map[string]string {
 	return nil
 }
 
+func (x *DescribeResponse) GetSlowConsumer() *SlowConsumerPolicy {
+	if x != nil {
+		return x.SlowConsumer
+	}
+	return nil
+}
+
+// SlowConsumerPolicy says what a plugin does when a subscription's buffer is
+// full (see prism.pubsub.v1).
+type SlowConsumerPolicy struct {
+	state protoimpl.MessageState  `protogen:"open.v1"`
+	Mode  SlowConsumerPolicy_Mode `protobuf:"varint,1,opt,name=mode,proto3,enum=prism.lifecycle.v1.SlowConsumerPolicy_Mode" json:"mode,omitempty"`
+	// buffer_messages and buffer_bytes bound one subscription's buffer: it is
+	// full when either is reached.
+	BufferMessages int64 `protobuf:"varint,2,opt,name=buffer_messages,json=bufferMessages,proto3" json:"buffer_messages,omitempty"`
+	BufferBytes    int64 `protobuf:"varint,3,opt,name=buffer_bytes,json=bufferBytes,proto3" json:"buffer_bytes,omitempty"`
+	// block_timeout is the longest a publish waits for one slow subscriber
+	// (MODE_BLOCK_PUBLISHER only).
+	BlockTimeout  *durationpb.Duration `protobuf:"bytes,4,opt,name=block_timeout,json=blockTimeout,proto3" json:"block_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlowConsumerPolicy) Reset() {
+	*x = SlowConsumerPolicy{}
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlowConsumerPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlowConsumerPolicy) ProtoMessage() {}
+
+func (x *SlowConsumerPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlowConsumerPolicy.ProtoReflect.Descriptor instead.
+func (*SlowConsumerPolicy) Descriptor() ([]byte, []int) {
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SlowConsumerPolicy) GetMode() SlowConsumerPolicy_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return SlowConsumerPolicy_MODE_UNSPECIFIED
+}
+
+func (x *SlowConsumerPolicy) GetBufferMessages() int64 {
+	if x != nil {
+		return x.BufferMessages
+	}
+	return 0
+}
+
+func (x *SlowConsumerPolicy) GetBufferBytes() int64 {
+	if x != nil {
+		return x.BufferBytes
+	}
+	return 0
+}
+
+func (x *SlowConsumerPolicy) GetBlockTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.BlockTimeout
+	}
+	return nil
+}
+
 // Capability is one declared capability and the interface version it implements.
 type Capability struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -216,7 +354,7 @@ type Capability struct {
 
 func (x *Capability) Reset() {
 	*x = Capability{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +366,7 @@ func (x *Capability) String() string {
 func (*Capability) ProtoMessage() {}
 
 func (x *Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[2]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +379,7 @@ func (x *Capability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capability.ProtoReflect.Descriptor instead.
 func (*Capability) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{2}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Capability) GetName() string {
@@ -273,7 +411,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +423,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[3]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +436,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{3}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Limits) GetMaxKeyBytes() int64 {
@@ -357,7 +495,7 @@ type InitializeRequest struct {
 
 func (x *InitializeRequest) Reset() {
 	*x = InitializeRequest{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[4]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +507,7 @@ func (x *InitializeRequest) String() string {
 func (*InitializeRequest) ProtoMessage() {}
 
 func (x *InitializeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[4]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +520,7 @@ func (x *InitializeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeRequest.ProtoReflect.Descriptor instead.
 func (*InitializeRequest) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{4}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InitializeRequest) GetConfig() *structpb.Struct {
@@ -414,7 +552,7 @@ type InitializeResponse struct {
 
 func (x *InitializeResponse) Reset() {
 	*x = InitializeResponse{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[5]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +564,7 @@ func (x *InitializeResponse) String() string {
 func (*InitializeResponse) ProtoMessage() {}
 
 func (x *InitializeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[5]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +577,7 @@ func (x *InitializeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitializeResponse.ProtoReflect.Descriptor instead.
 func (*InitializeResponse) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{5}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{6}
 }
 
 type StartRequest struct {
@@ -450,7 +588,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[6]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +600,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[6]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +613,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{6}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{7}
 }
 
 type StartResponse struct {
@@ -486,7 +624,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[7]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +636,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[7]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +649,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{7}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{8}
 }
 
 type DrainRequest struct {
@@ -524,7 +662,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[8]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +674,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[8]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +687,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{8}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DrainRequest) GetDeadline() *durationpb.Duration {
@@ -569,7 +707,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +719,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +732,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DrainResponse) GetInFlight() int64 {
@@ -612,7 +750,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +762,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +775,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
 }
 
 type StopResponse struct {
@@ -648,7 +786,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +798,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +811,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
 }
 
 type HealthCheckRequest struct {
@@ -684,7 +822,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +834,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +847,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
 }
 
 type HealthCheckResponse struct {
@@ -723,7 +861,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +873,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +886,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthCheckResponse) GetStatus() HealthCheckResponse_Status {
@@ -777,17 +915,27 @@ var File_prism_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
 const file_prism_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\n" +
 	"\"prism/lifecycle/v1/lifecycle.proto\x12\x12prism.lifecycle.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\xe0\x02\n" +
+	"\x0fDescribeRequest\"\xad\x03\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12B\n" +
 	"\fcapabilities\x18\x04 \x03(\v2\x1e.prism.lifecycle.v1.CapabilityR\fcapabilities\x122\n" +
 	"\x06limits\x18\x05 \x01(\v2\x1a.prism.lifecycle.v1.LimitsR\x06limits\x12B\n" +
-	"\x04info\x18\x06 \x03(\v2..prism.lifecycle.v1.DescribeResponse.InfoEntryR\x04info\x1a7\n" +
+	"\x04info\x18\x06 \x03(\v2..prism.lifecycle.v1.DescribeResponse.InfoEntryR\x04info\x12K\n" +
+	"\rslow_consumer\x18\a \x01(\v2&.prism.lifecycle.v1.SlowConsumerPolicyR\fslowConsumer\x1a7\n" +
 	"\tInfoEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x02\n" +
+	"\x12SlowConsumerPolicy\x12?\n" +
+	"\x04mode\x18\x01 \x01(\x0e2+.prism.lifecycle.v1.SlowConsumerPolicy.ModeR\x04mode\x12'\n" +
+	"\x0fbuffer_messages\x18\x02 \x01(\x03R\x0ebufferMessages\x12!\n" +
+	"\fbuffer_bytes\x18\x03 \x01(\x03R\vbufferBytes\x12>\n" +
+	"\rblock_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fblockTimeout\"L\n" +
+	"\x04Mode\x12\x14\n" +
+	"\x10MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10MODE_DROP_OLDEST\x10\x01\x12\x18\n" +
+	"\x14MODE_BLOCK_PUBLISHER\x10\x02\"M\n" +
 	"\n" +
 	"Capability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
@@ -849,56 +997,61 @@ func file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 	return file_prism_lifecycle_v1_lifecycle_proto_rawDescData
 }
 
-var file_prism_lifecycle_v1_lifecycle_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_prism_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_prism_lifecycle_v1_lifecycle_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_prism_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_prism_lifecycle_v1_lifecycle_proto_goTypes = []any{
-	(HealthCheckResponse_Status)(0), // 0: prism.lifecycle.v1.HealthCheckResponse.Status
-	(*DescribeRequest)(nil),         // 1: prism.lifecycle.v1.DescribeRequest
-	(*DescribeResponse)(nil),        // 2: prism.lifecycle.v1.DescribeResponse
-	(*Capability)(nil),              // 3: prism.lifecycle.v1.Capability
-	(*Limits)(nil),                  // 4: prism.lifecycle.v1.Limits
-	(*InitializeRequest)(nil),       // 5: prism.lifecycle.v1.InitializeRequest
-	(*InitializeResponse)(nil),      // 6: prism.lifecycle.v1.InitializeResponse
-	(*StartRequest)(nil),            // 7: prism.lifecycle.v1.StartRequest
-	(*StartResponse)(nil),           // 8: prism.lifecycle.v1.StartResponse
-	(*DrainRequest)(nil),            // 9: prism.lifecycle.v1.DrainRequest
-	(*DrainResponse)(nil),           // 10: prism.lifecycle.v1.DrainResponse
-	(*StopRequest)(nil),             // 11: prism.lifecycle.v1.StopRequest
-	(*StopResponse)(nil),            // 12: prism.lifecycle.v1.StopResponse
-	(*HealthCheckRequest)(nil),      // 13: prism.lifecycle.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),     // 14: prism.lifecycle.v1.HealthCheckResponse
-	nil,                             // 15: prism.lifecycle.v1.DescribeResponse.InfoEntry
-	nil,                             // 16: prism.lifecycle.v1.InitializeRequest.CredentialsEntry
-	nil,                             // 17: prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
-	(*structpb.Struct)(nil),         // 18: google.protobuf.Struct
-	(*durationpb.Duration)(nil),     // 19: google.protobuf.Duration
+	(SlowConsumerPolicy_Mode)(0),    // 0: prism.lifecycle.v1.SlowConsumerPolicy.Mode
+	(HealthCheckResponse_Status)(0), // 1: prism.lifecycle.v1.HealthCheckResponse.Status
+	(*DescribeRequest)(nil),         // 2: prism.lifecycle.v1.DescribeRequest
+	(*DescribeResponse)(nil),        // 3: prism.lifecycle.v1.DescribeResponse
+	(*SlowConsumerPolicy)(nil),      // 4: prism.lifecycle.v1.SlowConsumerPolicy
+	(*Capability)(nil),              // 5: prism.lifecycle.v1.Capability
+	(*Limits)(nil),                  // 6: prism.lifecycle.v1.Limits
+	(*InitializeRequest)(nil),       // 7: prism.lifecycle.v1.InitializeRequest
+	(*InitializeResponse)(nil),      // 8: prism.lifecycle.v1.InitializeResponse
+	(*StartRequest)(nil),            // 9: prism.lifecycle.v1.StartRequest
+	(*StartResponse)(nil),           // 10: prism.lifecycle.v1.StartResponse
+	(*DrainRequest)(nil),            // 11: prism.lifecycle.v1.DrainRequest
+	(*DrainResponse)(nil),           // 12: prism.lifecycle.v1.DrainResponse
+	(*StopRequest)(nil),             // 13: prism.lifecycle.v1.StopRequest
+	(*StopResponse)(nil),            // 14: prism.lifecycle.v1.StopResponse
+	(*HealthCheckRequest)(nil),      // 15: prism.lifecycle.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),     // 16: prism.lifecycle.v1.HealthCheckResponse
+	nil,                             // 17: prism.lifecycle.v1.DescribeResponse.InfoEntry
+	nil,                             // 18: prism.lifecycle.v1.InitializeRequest.CredentialsEntry
+	nil,                             // 19: prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
+	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
+	(*structpb.Struct)(nil),         // 21: google.protobuf.Struct
 }
 var file_prism_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
-	3,  // 0: prism.lifecycle.v1.DescribeResponse.capabilities:type_name -> prism.lifecycle.v1.Capability
-	4,  // 1: prism.lifecycle.v1.DescribeResponse.limits:type_name -> prism.lifecycle.v1.Limits
-	15, // 2: prism.lifecycle.v1.DescribeResponse.info:type_name -> prism.lifecycle.v1.DescribeResponse.InfoEntry
-	18, // 3: prism.lifecycle.v1.InitializeRequest.config:type_name -> google.protobuf.Struct
-	16, // 4: prism.lifecycle.v1.InitializeRequest.credentials:type_name -> prism.lifecycle.v1.InitializeRequest.CredentialsEntry
-	19, // 5: prism.lifecycle.v1.DrainRequest.deadline:type_name -> google.protobuf.Duration
-	0,  // 6: prism.lifecycle.v1.HealthCheckResponse.status:type_name -> prism.lifecycle.v1.HealthCheckResponse.Status
-	17, // 7: prism.lifecycle.v1.HealthCheckResponse.details:type_name -> prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
-	1,  // 8: prism.lifecycle.v1.Lifecycle.Describe:input_type -> prism.lifecycle.v1.DescribeRequest
-	5,  // 9: prism.lifecycle.v1.Lifecycle.Initialize:input_type -> prism.lifecycle.v1.InitializeRequest
-	7,  // 10: prism.lifecycle.v1.Lifecycle.Start:input_type -> prism.lifecycle.v1.StartRequest
-	9,  // 11: prism.lifecycle.v1.Lifecycle.Drain:input_type -> prism.lifecycle.v1.DrainRequest
-	11, // 12: prism.lifecycle.v1.Lifecycle.Stop:input_type -> prism.lifecycle.v1.StopRequest
-	13, // 13: prism.lifecycle.v1.Lifecycle.HealthCheck:input_type -> prism.lifecycle.v1.HealthCheckRequest
-	2,  // 14: prism.lifecycle.v1.Lifecycle.Describe:output_type -> prism.lifecycle.v1.DescribeResponse
-	6,  // 15: prism.lifecycle.v1.Lifecycle.Initialize:output_type -> prism.lifecycle.v1.InitializeResponse
-	8,  // 16: prism.lifecycle.v1.Lifecycle.Start:output_type -> prism.lifecycle.v1.StartResponse
-	10, // 17: prism.lifecycle.v1.Lifecycle.Drain:output_type -> prism.lifecycle.v1.DrainResponse
-	12, // 18: prism.lifecycle.v1.Lifecycle.Stop:output_type -> prism.lifecycle.v1.StopResponse
-	14, // 19: prism.lifecycle.v1.Lifecycle.HealthCheck:output_type -> prism.lifecycle.v1.HealthCheckResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 0: prism.lifecycle.v1.DescribeResponse.capabilities:type_name -> prism.lifecycle.v1.Capability
+	6,  // 1: prism.lifecycle.v1.DescribeResponse.limits:type_name -> prism.lifecycle.v1.Limits
+	17, // 2: prism.lifecycle.v1.DescribeResponse.info:type_name -> prism.lifecycle.v1.DescribeResponse.InfoEntry
+	4,  // 3: prism.lifecycle.v1.DescribeResponse.slow_consumer:type_name -> prism.lifecycle.v1.SlowConsumerPolicy
+	0,  // 4: prism.lifecycle.v1.SlowConsumerPolicy.mode:type_name -> prism.lifecycle.v1.SlowConsumerPolicy.Mode
+	20, // 5: prism.lifecycle.v1.SlowConsumerPolicy.block_timeout:type_name -> google.protobuf.Duration
+	21, // 6: prism.lifecycle.v1.InitializeRequest.config:type_name -> google.protobuf.Struct
+	18, // 7: prism.lifecycle.v1.InitializeRequest.credentials:type_name -> prism.lifecycle.v1.InitializeRequest.CredentialsEntry
+	20, // 8: prism.lifecycle.v1.DrainRequest.deadline:type_name -> google.protobuf.Duration
+	1,  // 9: prism.lifecycle.v1.HealthCheckResponse.status:type_name -> prism.lifecycle.v1.HealthCheckResponse.Status
+	19, // 10: prism.lifecycle.v1.HealthCheckResponse.details:type_name -> prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
+	2,  // 11: prism.lifecycle.v1.Lifecycle.Describe:input_type -> prism.lifecycle.v1.DescribeRequest
+	7,  // 12: prism.lifecycle.v1.Lifecycle.Initialize:input_type -> prism.lifecycle.v1.InitializeRequest
+	9,  // 13: prism.lifecycle.v1.Lifecycle.Start:input_type -> prism.lifecycle.v1.StartRequest
+	11, // 14: prism.lifecycle.v1.Lifecycle.Drain:input_type -> prism.lifecycle.v1.DrainRequest
+	13, // 15: prism.lifecycle.v1.Lifecycle.Stop:input_type -> prism.lifecycle.v1.StopRequest
+	15, // 16: prism.lifecycle.v1.Lifecycle.HealthCheck:input_type -> prism.lifecycle.v1.HealthCheckRequest
+	3,  // 17: prism.lifecycle.v1.Lifecycle.Describe:output_type -> prism.lifecycle.v1.DescribeResponse
+	8,  // 18: prism.lifecycle.v1.Lifecycle.Initialize:output_type -> prism.lifecycle.v1.InitializeResponse
+	10, // 19: prism.lifecycle.v1.Lifecycle.Start:output_type -> prism.lifecycle.v1.StartResponse
+	12, // 20: prism.lifecycle.v1.Lifecycle.Drain:output_type -> prism.lifecycle.v1.DrainResponse
+	14, // 21: prism.lifecycle.v1.Lifecycle.Stop:output_type -> prism.lifecycle.v1.StopResponse
+	16, // 22: prism.lifecycle.v1.Lifecycle.HealthCheck:output_type -> prism.lifecycle.v1.HealthCheckResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_prism_lifecycle_v1_lifecycle_proto_init() }
@@ -911,8 +1064,8 @@ func file_prism_lifecycle_v1_lifecycle_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prism_lifecycle_v1_lifecycle_proto_rawDesc), len(file_prism_lifecycle_v1_lifecycle_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   17,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
