@@ -1,12 +1,18 @@
 // Package memstore is Prism's in-memory reference plugin.
 //
-// It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch.
+// It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch,
+// and pubsub.basic, pubsub.ordered and pubsub.queue (an in-process bus with
+// the block-publisher slow-consumer policy; see pubsub.go). It declares no
+// pubsub.durable: nothing survives the process.
 // Keys live in an ordered B-tree, so Scan walks keys in byte order and its
 // cursor (the last key returned) gives every key present for the whole scan
 // exactly once, whatever is added or removed between pages. Expiry is exact
 // from the caller's view: every read checks the deadline, and a sweeper only
 // reclaims memory. Capacity is bounded by max_keys (ResourceExhausted when
-// full); key and value sizes by max_key_bytes and max_value_bytes.
+// full); key and value sizes by max_key_bytes and max_value_bytes; payload
+// sizes by max_payload_bytes; each subscription buffers at most
+// buffer_messages messages or buffer_bytes bytes, and a publish waits at most
+// block_timeout for a full buffer.
 package memstore
 
 import (
@@ -32,6 +38,14 @@ type Options struct {
 	// MaxKeyBytes and MaxValueBytes bound request sizes (InvalidArgument beyond).
 	MaxKeyBytes   int64
 	MaxValueBytes int64
+	// MaxPayloadBytes bounds PubSub payloads (InvalidArgument beyond).
+	MaxPayloadBytes int64
+	// BufferMessages, BufferBytes and BlockTimeout are the slow-consumer
+	// policy: a subscription's buffer size, and how long a publish waits for
+	// room before the slow subscription is ended.
+	BufferMessages int
+	BufferBytes    int64
+	BlockTimeout   time.Duration
 	// SweepInterval is how often expired keys are reclaimed (0: never).
 	SweepInterval time.Duration
 	// Now is the clock (tests may replace it).
@@ -46,6 +60,11 @@ func DefaultOptions() Options {
 		MaxValueBytes: sdk.DefaultMaxValueBytes,
 		SweepInterval: time.Second,
 		Now:           time.Now,
+
+		MaxPayloadBytes: sdk.DefaultMaxPayloadBytes,
+		BufferMessages:  1024,
+		BufferBytes:     8 << 20,
+		BlockTimeout:    time.Second,
 	}
 }
 
@@ -64,6 +83,9 @@ type Store struct {
 	tree  *btree.BTreeG[*item]
 	stop  chan struct{}
 	sweep sync.WaitGroup
+
+	busOnce sync.Once
+	ps      *bus // PubSub subscriptions (pubsub.go)
 }
 
 var (
@@ -88,11 +110,12 @@ func (s *Store) Describe() sdk.Description {
 func (s *Store) Limits() sdk.Limits {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return sdk.Limits{MaxKeyBytes: s.opts.MaxKeyBytes, MaxValueBytes: s.opts.MaxValueBytes}
+	return sdk.Limits{MaxKeyBytes: s.opts.MaxKeyBytes, MaxValueBytes: s.opts.MaxValueBytes, MaxPayloadBytes: s.opts.MaxPayloadBytes}
 }
 
-// Init reads config: max_keys, max_key_bytes, max_value_bytes (positive
-// integers) and sweep_interval (a Go duration such as "500ms"). Unknown
+// Init reads config: max_keys, max_key_bytes, max_value_bytes,
+// max_payload_bytes, buffer_messages, buffer_bytes (positive integers),
+// sweep_interval and block_timeout (Go durations such as "500ms"). Unknown
 // fields are rejected so typos do not pass silently.
 func (s *Store) Init(_ context.Context, cfg sdk.Config) error {
 	o := DefaultOptions()
@@ -126,8 +149,29 @@ func (s *Store) Init(_ context.Context, cfg sdk.Config) error {
 				return sdk.InvalidConfig(field, "must be a non-negative duration such as \"1s\", got %q", str)
 			}
 			o.SweepInterval = d
+		case "max_payload_bytes", "buffer_messages", "buffer_bytes":
+			n, err := positiveInt(field, v)
+			if err != nil {
+				return err
+			}
+			switch field {
+			case "max_payload_bytes":
+				o.MaxPayloadBytes = n
+			case "buffer_messages":
+				o.BufferMessages = int(n)
+			default:
+				o.BufferBytes = n
+			}
+		case "block_timeout":
+			str, _ := v.(string)
+			d, err := time.ParseDuration(str)
+			if err != nil || d <= 0 {
+				return sdk.InvalidConfig(field, "must be a positive duration string such as \"1s\", got %v", v)
+			}
+			o.BlockTimeout = d
 		default:
-			return sdk.InvalidConfig(field, "unknown field (known: max_keys, max_key_bytes, max_value_bytes, sweep_interval)")
+			return sdk.InvalidConfig(field, "unknown field (known: max_keys, max_key_bytes, max_value_bytes, sweep_interval, "+
+				"max_payload_bytes, buffer_messages, buffer_bytes, block_timeout)")
 		}
 	}
 	return s.Configure(o)
@@ -163,7 +207,7 @@ func (s *Store) Health(context.Context) sdk.Health {
 	s.mu.RLock()
 	n := s.tree.Len()
 	s.mu.RUnlock()
-	return sdk.Health{Status: sdk.Healthy, Details: map[string]string{"keys": fmt.Sprint(n)}}
+	return sdk.Health{Status: sdk.Healthy, Details: map[string]string{"keys": fmt.Sprint(n), "subscriptions": fmt.Sprint(s.bus().subscriptions())}}
 }
 
 // Close implements sdk.Driver.

@@ -5,8 +5,8 @@ import (
 )
 
 // Capabilities returns the capabilities a driver declares: exactly those whose
-// interfaces it satisfies. A family's extensions (ttl, scan, batch) count only
-// together with its basic interface.
+// interfaces it satisfies. A family's extensions (ttl, scan, batch; ordered,
+// queue, durable) count only together with its basic interface.
 func Capabilities(d Driver) []capability.Name {
 	var out []capability.Name
 	if _, ok := d.(KeyValueBasic); ok {
@@ -19,6 +19,18 @@ func Capabilities(d Driver) []capability.Name {
 		}
 		if _, ok := d.(KeyValueBatch); ok {
 			out = append(out, capability.KeyValueBatch)
+		}
+	}
+	if _, ok := d.(PubSubBasic); ok {
+		out = append(out, capability.PubSubBasic)
+		if _, ok := d.(PubSubOrdered); ok {
+			out = append(out, capability.PubSubOrdered)
+		}
+		if _, ok := d.(PubSubQueue); ok {
+			out = append(out, capability.PubSubQueue)
+		}
+		if _, ok := d.(PubSubDurable); ok {
+			out = append(out, capability.PubSubDurable)
 		}
 	}
 	return out

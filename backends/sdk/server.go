@@ -23,6 +23,7 @@ import (
 	"github.com/prism-suite/prism/proto/handshake"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 )
 
 // Version is the SDK's version, reported in Describe's info.
@@ -65,6 +66,7 @@ type Server struct {
 	state    atomic.Int32
 	inflight sync.WaitGroup
 	active   atomic.Int64
+	draining chan struct{} // closed when Drain begins: long-lived streams end
 }
 
 // ServerOption configures a Server.
@@ -99,7 +101,7 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	s := &Server{driver: d, log: o.logger, health: health.NewServer()}
+	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{})}
 	unary := append([]grpc.UnaryServerInterceptor{s.logUnary}, o.unary...)
 	stream := append([]grpc.StreamServerInterceptor{s.logStream}, o.stream...)
 	s.grpc = grpc.NewServer(
@@ -111,6 +113,9 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 	lifecyclev1.RegisterLifecycleServer(s.grpc, &lifecycleService{s: s})
 	if _, ok := d.(KeyValueBasic); ok {
 		keyvaluev1.RegisterKeyValueServer(s.grpc, &keyValueService{s: s})
+	}
+	if _, ok := d.(PubSubBasic); ok {
+		pubsubv1.RegisterPubSubServer(s.grpc, &pubSubService{s: s})
 	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -181,6 +186,7 @@ func (s *Server) drain(ctx context.Context) int64 {
 	s.mu.Lock()
 	if st := state(s.state.Load()); st == stateStarted {
 		s.state.Store(int32(stateDraining))
+		close(s.draining)
 		s.setDataHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 		s.log.Info("draining")
 	}
@@ -275,6 +281,9 @@ func (l *lifecycleService) Describe(context.Context, *lifecyclev1.DescribeReques
 	}
 	for _, c := range Capabilities(l.s.driver) {
 		resp.Capabilities = append(resp.Capabilities, &lifecyclev1.Capability{Name: string(c), InterfaceVersion: "v1"})
+	}
+	if _, ok := l.s.driver.(PubSubBasic); ok {
+		resp.SlowConsumer = slowConsumerProto(policyOf(l.s.driver))
 	}
 	return resp, nil
 }
