@@ -81,8 +81,12 @@ func TestMemstoreIsCertified(t *testing.T) {
 		t.Fatalf("exit %d, want 0\n%s", code, out)
 	}
 	for _, c := range rep.Capabilities {
-		if c.Verdict != report.Certified {
-			t.Errorf("%s: verdict %q, want certified", c.Name, c.Verdict)
+		want := report.Certified
+		if c.Name == "pubsub.durable" { // memstore keeps nothing across a restart, and says so
+			want = report.NotDeclared
+		}
+		if c.Verdict != want {
+			t.Errorf("%s: verdict %q, want %q", c.Name, c.Verdict, want)
 		}
 	}
 	if rep.Plugin.SHA256 == "" || rep.Plugin.Name != "memstore" || rep.Schema != report.SchemaVersion || len(rep.Specs) == 0 {

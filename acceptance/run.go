@@ -25,6 +25,7 @@ import (
 	"github.com/prism-suite/prism/suites/keyvalue"
 	"github.com/prism-suite/prism/suites/lifecycle"
 	proxysuite "github.com/prism-suite/prism/suites/proxy"
+	"github.com/prism-suite/prism/suites/pubsub"
 )
 
 // RootText is the text of the container every acceptance spec lives in.
@@ -98,6 +99,7 @@ func Specs(cfg Config) *Session {
 // proxy, or both.
 func dataSuites(p fixture.Provider) {
 	keyvalue.Register(p)
+	pubsub.Register(p)
 }
 
 // proxyFixture is the provider of the specs that run through the proxy.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 )
 
 // NamespaceKey is the request metadata key that names the namespace.
@@ -35,6 +36,9 @@ type Target struct {
 
 // KeyValue returns a KeyValue client whose calls carry the namespace.
 func (t Target) KeyValue() keyvaluev1.KeyValueClient { return keyvaluev1.NewKeyValueClient(t.conn()) }
+
+// PubSub returns a PubSub client whose calls carry the namespace.
+func (t Target) PubSub() pubsubv1.PubSubClient { return pubsubv1.NewPubSubClient(t.conn()) }
 
 // Context returns ctx with the namespace in outgoing metadata.
 func (t Target) Context(ctx context.Context) context.Context {
