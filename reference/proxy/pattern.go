@@ -8,6 +8,7 @@ import (
 
 	"github.com/prism-suite/prism/proto/capability"
 	_ "github.com/prism-suite/prism/proto/prism/keyvalue/v1" // registers the KeyValue descriptors for reflection
+	_ "github.com/prism-suite/prism/proto/prism/pubsub/v1"   // registers the PubSub descriptors for reflection
 )
 
 // Pattern names the data API a namespace serves.
@@ -48,7 +49,7 @@ const (
 var patterns = map[Pattern]patternSpec{
 	KeyValue: {Slots: []slotSpec{{Name: "keyvalue", Pattern: KeyValue, Requires: []capability.Name{capability.KeyValueBasic},
 		Services: []string{KeyValueService}}}},
-	PubSub: {Slots: []slotSpec{{Name: "pubsub", Pattern: PubSub, Requires: []capability.Name{"pubsub.basic"},
+	PubSub: {Slots: []slotSpec{{Name: "pubsub", Pattern: PubSub, Requires: []capability.Name{capability.PubSubBasic},
 		Services: []string{PubSubService}}}},
 }
 
