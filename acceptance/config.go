@@ -142,5 +142,7 @@ var inTreeBadConfigs = map[backend.Kind][]fixture.BadConfig{
 	},
 	backend.NATS: {
 		{Name: "missing url", Config: map[string]any{}, Field: "url"},
+		{Name: "wrong type", Config: map[string]any{"url": "nats://127.0.0.1:1", "ack_wait": 5}, Field: "ack_wait"},
+		{Name: "unknown field", Config: map[string]any{"url": "nats://127.0.0.1:1", "subject_prefixx": "p"}, Field: "subject_prefixx"},
 	},
 }
