@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/plugin"
 	"github.com/prism-suite/prism/harness/target"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
@@ -20,6 +21,13 @@ import (
 type Options struct {
 	// Memstore is the memstore plugin binary.
 	Memstore string
+	// Redis is the redis plugin binary ("" or missing: no redis series).
+	Redis string
+	// RedisProvider provides the Redis server of the redis series (process:
+	// a local redis-server; embedded, miniredis, measures miniredis).
+	RedisProvider backend.Provider
+	// Proxy is the prism-proxy binary ("": no via-proxy series).
+	Proxy string
 	// Concurrency lists the client concurrencies to measure.
 	Concurrency []int
 	// Ops is the number of measured ops per series.
@@ -36,8 +44,8 @@ type Options struct {
 
 // DefaultOptions returns a run that fits in well under a minute here.
 func DefaultOptions() Options {
-	return Options{Memstore: "bin/prism-memstore", Concurrency: []int{1, 64}, Ops: 20000, MaxSeries: 10 * time.Second,
-		Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
+	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy",
+		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
 // Report is bench.json.
@@ -47,11 +55,15 @@ type Report struct {
 	SpawnToServingP50 time.Duration `json:"spawn_to_serving_p50_ns"`
 	SpawnToServingMax time.Duration `json:"spawn_to_serving_max_ns"`
 	Results           []Result      `json:"results"`
+	// Goals compares the figures with the goals of the proxy (issue 5).
+	Goals []string `json:"goals,omitempty"`
 }
 
 // Run measures: plugin spawn → SERVING; the one-hop echo; memstore Get/Set
-// directly against the plugin; each at every concurrency, with ratios
-// against the echo at the same concurrency.
+// directly against the plugin (ratios against the echo) and through
+// prism-proxy (ratios against memstore direct); Redis GET/SET with go-redis
+// straight to the server, through the redis plugin and through the proxy
+// (ratios against go-redis); each at every concurrency.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{StartTime: time.Now()}
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
@@ -90,6 +102,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
+	rs, err := startRedis(ctx, o, logf)
+	if err != nil {
+		logf("redis series skipped: %v", err)
+	}
+	if rs != nil {
+		defer rs.close(ctx)
+	}
+	px, err := startProxy(ctx, o, rs)
+	if err != nil {
+		return nil, err
+	}
+	if px != nil {
+		defer px.Stop(ctx)
+	}
+
 	for _, c := range o.Concurrency {
 		logf("concurrency %d: echo", c)
 		eg, es := KeyValue(ctx, "echo (one gRPC hop)", "bench:", keyvaluev1.NewKeyValueClient(echoConn), c, o.Ops, o.MaxSeries)
@@ -98,8 +125,36 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		mg.Compare(eg)
 		ms.Compare(es)
 		rep.Results = append(rep.Results, eg, es, mg, ms)
+		if px != nil {
+			logf("concurrency %d: memstore via proxy", c)
+			pg, ps := KeyValue(ctx, "memstore via proxy", "bench:", px.Target("memstore").KeyValue(), c, o.Ops, o.MaxSeries)
+			pg.Compare(mg)
+			ps.Compare(ms)
+			rep.Results = append(rep.Results, pg, ps)
+			rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: memstore via proxy Get p50 %s = %.2f × echo p50 %s (goal ≤ 2); added p50 %s (goal ≤ 150µs)",
+				c, us(pg.P50), float64(pg.P50)/float64(max(eg.P50, 1)), us(eg.P50), us(pg.P50-mg.P50)))
+		}
+		if rs != nil {
+			logf("concurrency %d: redis", c)
+			rg, rset := RedisDirect(ctx, "redis go-redis direct", "bench:", rs.rdb, c, o.Ops, o.MaxSeries)
+			dg, ds := KeyValue(ctx, "redis plugin direct", "bench:", keyvaluev1.NewKeyValueClient(rs.plugin.Conn), c, o.Ops, o.MaxSeries)
+			dg.Compare(rg)
+			ds.Compare(rset)
+			rep.Results = append(rep.Results, rg, rset, dg, ds)
+			if px != nil {
+				xg, xs := KeyValue(ctx, "redis via proxy", "bench:", px.Target("redis").KeyValue(), c, o.Ops, o.MaxSeries)
+				xg.Compare(rg)
+				xs.Compare(rset)
+				rep.Results = append(rep.Results, xg, xs)
+				rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: redis via proxy Get %.0f ops/s = %.0f%% of go-redis %.0f ops/s (goal ≥ 50%% at 64); added p50 vs plugin direct %s (goal ≤ 150µs)",
+					c, xg.OpsPerSec, 100*xg.OpsPerSec/max(rg.OpsPerSec, 1), rg.OpsPerSec, us(xg.P50-dg.P50)))
+			}
+		}
 	}
 	logf("\n%s", Table(rep.Results))
+	for _, g := range rep.Goals {
+		logf("%s", g)
+	}
 	if o.OutDir != "" {
 		if err := rep.write(o.OutDir); err != nil {
 			return rep, err
@@ -121,6 +176,9 @@ func (r *Report) write(dir string) error {
 		return fmt.Errorf("write bench: %w", err)
 	}
 	md := fmt.Sprintf("Plugin spawn → SERVING: p50 %v, max %v\n\n%s", r.SpawnToServingP50, r.SpawnToServingMax, Table(r.Results))
+	for _, g := range r.Goals {
+		md += "\n- " + g
+	}
 	return os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md), 0o644)
 }
 

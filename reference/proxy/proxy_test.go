@@ -95,12 +95,18 @@ func start(t *testing.T, cfg proxy.Config) (*proxy.Proxy, *grpc.ClientConn) {
 		defer cancel()
 		_ = p.Shutdown(ctx)
 	})
-	conn, err := grpc.NewClient(p.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn := dial(t, p.Addr())
+	t.Cleanup(func() { conn.Close() })
+	return p, conn
+}
+
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return p, conn
+	return conn
 }
 
 func nsCtx(ns string) (context.Context, context.CancelFunc) {

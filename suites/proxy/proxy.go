@@ -12,6 +12,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -154,6 +155,13 @@ func Register(p fixture.Provider) bool {
 				done <- result{resp, err}
 			}()
 			Eventually(func() (int64, error) {
+				select {
+				case r := <-done:
+					st, _ := px.Status(ctx)
+					state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+					StopTrying(fmt.Sprintf("the call ended before it was seen in flight (plugin pid %d stopped): %v\nstatus: %+v\nstat: %s", pid, r.err, st, state)).Now()
+				default:
+				}
 				s, err := px.Status(ctx)
 				return s.InFlight, err
 			}).WithTimeout(fx.Timeouts.Eventually).WithPolling(5 * time.Millisecond).Should(BeNumerically(">=", 1))

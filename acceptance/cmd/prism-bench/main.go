@@ -8,12 +8,19 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/bench"
 )
 
 func main() {
 	o := bench.DefaultOptions()
 	flag.StringVar(&o.Memstore, "memstore", o.Memstore, "memstore plugin binary")
+	flag.StringVar(&o.Redis, "redis", o.Redis, "redis plugin binary (\"\": no redis series)")
+	flag.StringVar(&o.Proxy, "proxy", o.Proxy, "prism-proxy binary (\"\": no via-proxy series)")
+	flag.Func("redis-instance", "how Redis is provided: process (redis-server, default), embedded, container", func(v string) error {
+		o.RedisProvider = backend.Provider(v)
+		return nil
+	})
 	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
 	flag.Parse()
