@@ -20,6 +20,7 @@ import (
 	"github.com/prism-suite/prism/proto/capability"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 	"github.com/prism-suite/prism/suites/fixture"
 )
 
@@ -67,11 +68,7 @@ func Register(p fixture.Provider) bool {
 		})
 
 		It("refuses data calls before Start with FailedPrecondition", func() {
-			if !fx.Declared().Has(capability.KeyValueBasic) {
-				Skip("keyvalue.basic is not declared by this plugin")
-			}
-			_, err := keyvaluev1.NewKeyValueClient(proc.Conn).Get(ctx(), &keyvaluev1.GetRequest{Key: "k"})
-			Expect(err).To(fixture.HaveCode(codes.FailedPrecondition))
+			Expect(dataCall(fx, proc)).To(fixture.HaveCode(codes.FailedPrecondition))
 		})
 
 		It("rejects an invalid config in Initialize with InvalidArgument naming the field", func() {
@@ -98,15 +95,33 @@ func Register(p fixture.Provider) bool {
 		})
 
 		It("refuses new data calls with Unavailable after Drain", func() {
-			if !fx.Declared().Has(capability.KeyValueBasic) {
-				Skip("keyvalue.basic is not declared by this plugin")
-			}
 			_, err := proc.Setup(ctx(), init)
 			Expect(err).NotTo(HaveOccurred())
 			_, err = proc.Lifecycle.Drain(ctx(), &lifecyclev1.DrainRequest{Deadline: durationpb.New(fx.Timeouts.Stop)})
 			Expect(err).NotTo(HaveOccurred())
-			_, err = keyvaluev1.NewKeyValueClient(proc.Conn).Get(ctx(), &keyvaluev1.GetRequest{Key: "k"})
-			Expect(err).To(fixture.HaveCode(codes.Unavailable))
+			Expect(dataCall(fx, proc)).To(fixture.HaveCode(codes.Unavailable))
+		})
+
+		It("ends open subscriptions with Unavailable when it drains, leaving no call in flight", func() {
+			if !fx.Declared().Has(capability.PubSubBasic) {
+				Skip("pubsub.basic is not declared by this plugin")
+			}
+			_, err := proc.Setup(ctx(), init)
+			Expect(err).NotTo(HaveOccurred())
+			sctx, cancel := context.WithTimeout(context.Background(), fx.Timeouts.Stop+fx.Timeouts.Call)
+			defer cancel()
+			stream, err := pubsubv1.NewPubSubClient(proc.Conn).Subscribe(sctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(stream.Send(&pubsubv1.SubscribeRequest{Request: &pubsubv1.SubscribeRequest_Subscription{
+				Subscription: &pubsubv1.Subscription{Topic: fx.Prefix() + "drain"}}})).To(Succeed())
+			ev, err := stream.Recv()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ev.GetSubscribed()).NotTo(BeNil(), "the first event must be Subscribed")
+			resp, err := proc.Lifecycle.Drain(ctx(), &lifecyclev1.DrainRequest{Deadline: durationpb.New(fx.Timeouts.Stop)})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(resp.GetInFlight()).To(BeZero(), "an open subscription kept Drain waiting until its deadline")
+			_, err = stream.Recv()
+			Expect(err).To(fixture.HaveCode(codes.Unavailable), "the subscription must end with Unavailable when the plugin drains")
 		})
 
 		It("answers Stop within the stop deadline", func() {
@@ -128,4 +143,20 @@ func Register(p fixture.Provider) bool {
 				"the plugin must exit within %v of its host closing stdin", fx.Timeouts.Stop)
 		})
 	})
+}
+
+// dataCall makes one call of a data API the plugin declares (a KeyValue Get,
+// else a PubSub Publish) and returns its error; it skips the spec when the
+// plugin declares neither.
+func dataCall(fx *fixture.Fixture, proc *plugin.Process) error {
+	switch declared := fx.Declared(); {
+	case declared.Has(capability.KeyValueBasic):
+		_, err := keyvaluev1.NewKeyValueClient(proc.Conn).Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: "k"})
+		return err
+	case declared.Has(capability.PubSubBasic):
+		_, err := pubsubv1.NewPubSubClient(proc.Conn).Publish(fx.Ctx(), &pubsubv1.PublishRequest{Topic: fx.Prefix() + "t"})
+		return err
+	}
+	Skip("the plugin declares no data API the lifecycle specs know (keyvalue.basic, pubsub.basic)")
+	return nil
 }
