@@ -2,9 +2,10 @@
 //
 // # Capabilities
 //
-// It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch:
-// [Driver] satisfies the four interfaces, and the SDK derives the declaration
-// from that.
+// It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch,
+// and pubsub.basic and pubsub.ordered on PUBLISH/SUBSCRIBE (see pubsub.go; no
+// pubsub.queue, no pubsub.durable): [Driver] satisfies those interfaces, and
+// the SDK derives the declaration from that.
 //
 // # Config
 //
@@ -120,6 +121,7 @@ type conn struct {
 	client  *goredis.Client
 	opts    Options
 	version string // server's redis_version; "" when unknown
+	ps      psHub  // PubSub subscriptions on one shared connection (pubsub.go)
 }
 
 var (
@@ -191,6 +193,7 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old := d.cur.Swap(&conn{client: client, opts: o, version: version}); old != nil {
+		old.ps.close()
 		_ = old.client.Close()
 	}
 	return nil
@@ -300,6 +303,7 @@ func (d *Driver) Close(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.cur.Swap(nil); c != nil {
+		c.ps.close()
 		if err := c.client.Close(); err != nil {
 			return fmt.Errorf("close redis client: %w", err)
 		}
