@@ -1,14 +1,18 @@
 package auth
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Config configures an [Authorizer]. It is meant to sit in the proxy's YAML
@@ -157,6 +161,26 @@ func DefaultConfig() Config {
 		CacheSize:           DefaultCacheSize,
 		Grants:              GrantsConfig{Claim: DefaultGrantsClaim, Pattern: DefaultGrantsPattern},
 	}
+}
+
+// UnmarshalYAML decodes a config on top of [DefaultConfig], so fields the
+// YAML leaves out keep their defaults, and refuses unknown fields (a typo in
+// an auth section must not pass silently), wherever the Config sits in a
+// larger document.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("decode auth config: %w", err)
+	}
+	type plain Config // without this method
+	d := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode((*plain)(&d)); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("decode auth config: %w", err)
+	}
+	*c = d
+	return nil
 }
 
 // algorithms maps each known algorithm to its key family.

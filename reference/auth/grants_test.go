@@ -217,6 +217,25 @@ func TestConfigYAML(t *testing.T) {
 		minimal.Grants.Pattern != "prism:{namespace}:{access}" || minimal.Grants.Claim != "scope" {
 		t.Fatalf("defaults not kept: %+v", minimal)
 	}
+	// Nested in a larger document (the proxy's config), decoded by a plain
+	// decoder: defaults still apply, nested ones included, and typos fail.
+	var doc struct {
+		Listen string       `yaml:"listen"`
+		Auth   *auth.Config `yaml:"auth"`
+	}
+	if err := yaml.Unmarshal([]byte("listen: x\nauth:\n  issuer: https://idp.example.com\n  audience: prism\n  grants: {claim: groups}\n"), &doc); err != nil {
+		t.Fatalf("nested: %v", err)
+	}
+	if doc.Auth == nil || doc.Auth.ClockSkew != auth.DefaultClockSkew || doc.Auth.Grants.Claim != "groups" ||
+		doc.Auth.Grants.Pattern != auth.DefaultGrantsPattern || doc.Auth.Validate() != nil {
+		t.Fatalf("nested: defaults not applied: %+v", doc.Auth)
+	}
+	for _, typo := range []string{"auth:\n  issuer: https://idp.example.com\n  audiance: prism\n",
+		"auth:\n  grants: {claims: groups}\n"} {
+		if err := yaml.Unmarshal([]byte(typo), &doc); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("%q: got %v, want an unknown-field error", typo, err)
+		}
+	}
 	hs := decodeYAML(t, "issuer: https://idp.example.com\naudience: prism\nalgorithms: [RS256, HS256]\nhmac: {kid: shared-1, secret_env: PRISM_TEST_JWT_SECRET}\n")
 	if err := hs.Validate(); err != nil {
 		t.Fatalf("HS256 with hmac: %v", err)
