@@ -10,7 +10,9 @@
 //
 // Token parsing and signature verification use github.com/lestrrat-go/jwx/v3;
 // this package adds the rules the library leaves to its caller. A token is
-// accepted only when all of these hold, checked in this order:
+// accepted only when all of these hold (the cheap checks come first: the
+// size before any parsing, the header before any key lookup, the key lookup
+// before the signature, the signature before the claims):
 //
 //   - it is at most max_token_bytes long (default 8 KiB), checked before any
 //     parsing;
