@@ -50,7 +50,8 @@ func accept(t *testing.T, bin string, args ...string) (*report.Report, int, stri
 	return rep, code, string(out)
 }
 
-// TestMutantsAreKilled runs the suites against every mutant of memstore and
+// TestMutantsAreKilled runs the suites against every mutant, each wrapped
+// around its base plugin (memstore, or nats on an embedded server), and
 // requires the verdict of the capability the mutant breaks to be "failed",
 // with exit code 1. A surviving mutant means a spec is missing or too weak.
 func TestMutantsAreKilled(t *testing.T) {
@@ -61,10 +62,20 @@ func TestMutantsAreKilled(t *testing.T) {
 	var matrix []string
 	for _, m := range mutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
-			rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant="+m.Name,
-				"--backend", "memstore", "--label-filter", string(m.Breaks))
+			args := []string{"--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant=" + m.Name,
+				"--plugin-arg=--base=" + m.BaseOrDefault(), "--backend", m.BaseOrDefault(), "--label-filter", string(m.Breaks)}
+			if m.BaseOrDefault() != "memstore" {
+				// A hermetic backend: no container image or server binary needed.
+				args = append(args, "--instance", "embedded")
+			}
+			if m.Breaks.Family() == "pubsub" {
+				// A lost message makes a spec wait for it until Eventually's
+				// deadline; a shorter one kills the mutant sooner.
+				args = append(args, "--timeout-eventually", "5s")
+			}
+			rep, code, out := accept(t, bin, args...)
 			verdict := rep.Verdict(string(m.Breaks))
-			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %s", m.Name, m.Breaks, verdict))
+			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %-9s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict))
 			if verdict != report.VerdictFail || code != report.ExitFailed {
 				t.Errorf("mutant %q (%s) survived: verdict for %s = %q, exit %d; want failed, exit 1\n%s", m.Name, m.Defect, m.Breaks, verdict, code, out)
 			}

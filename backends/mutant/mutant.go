@@ -30,12 +30,39 @@ type Mutant struct {
 	Breaks capability.Name
 	// Defect says what is broken, in a sentence.
 	Defect string
-	// unary builds a fresh interceptor (mutants may keep state).
-	unary func() grpc.UnaryServerInterceptor
+	// Base is the reference plugin the mutant wraps: "memstore" (also when
+	// empty) or "nats" (for defects of capabilities memstore does not
+	// declare, such as pubsub.durable).
+	Base string
+	// unary and stream build fresh interceptors (mutants may keep state);
+	// either may be nil.
+	unary  func() grpc.UnaryServerInterceptor
+	stream func() grpc.StreamServerInterceptor
 }
 
-// Unary returns a new interceptor that applies the defect.
-func (m Mutant) Unary() grpc.UnaryServerInterceptor { return m.unary() }
+// Unary returns a new unary interceptor that applies the defect, or nil.
+func (m Mutant) Unary() grpc.UnaryServerInterceptor {
+	if m.unary == nil {
+		return nil
+	}
+	return m.unary()
+}
+
+// Stream returns a new stream interceptor that applies the defect, or nil.
+func (m Mutant) Stream() grpc.StreamServerInterceptor {
+	if m.stream == nil {
+		return nil
+	}
+	return m.stream()
+}
+
+// BaseOrDefault returns Base, or "memstore" when it is empty.
+func (m Mutant) BaseOrDefault() string {
+	if m.Base == "" {
+		return "memstore"
+	}
+	return m.Base
+}
 
 // on intercepts one method of the KeyValue service.
 func on[Req any](method string, fn func(ctx context.Context, req Req, call func(Req) (any, error)) (any, error)) func() grpc.UnaryServerInterceptor {
