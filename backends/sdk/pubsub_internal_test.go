@@ -28,7 +28,7 @@ func drainEvents(s *subscriber) (ids []string, dropped int64) {
 }
 
 func TestDropOldestKeepsTheNewestAndCountsTheRest(t *testing.T) {
-	s := newSubscriber(SlowConsumerPolicy{Mode: DropOldest, BufferMessages: 3, BufferBytes: 1 << 20}, context.Background())
+	s := newSubscriber(context.Background(), SlowConsumerPolicy{Mode: DropOldest, BufferMessages: 3, BufferBytes: 1 << 20})
 	for i := range 10 {
 		s.Deliver(msg(i))
 	}
@@ -50,7 +50,7 @@ func TestDropOldestKeepsTheNewestAndCountsTheRest(t *testing.T) {
 }
 
 func TestDropOldestBoundsBytes(t *testing.T) {
-	s := newSubscriber(SlowConsumerPolicy{Mode: DropOldest, BufferMessages: 1000, BufferBytes: 10_000}, context.Background())
+	s := newSubscriber(context.Background(), SlowConsumerPolicy{Mode: DropOldest, BufferMessages: 1000, BufferBytes: 10_000})
 	for i := range 100 {
 		s.Deliver(Message{ID: fmt.Sprint(i), Payload: make([]byte, 1000)})
 	}
@@ -69,7 +69,7 @@ func TestDropOldestBoundsBytes(t *testing.T) {
 }
 
 func TestBlockPublisherWaitsThenEndsTheSubscription(t *testing.T) {
-	s := newSubscriber(SlowConsumerPolicy{Mode: BlockPublisher, BufferMessages: 2, BufferBytes: 1 << 20, BlockTimeout: 100 * time.Millisecond}, context.Background())
+	s := newSubscriber(context.Background(), SlowConsumerPolicy{Mode: BlockPublisher, BufferMessages: 2, BufferBytes: 1 << 20, BlockTimeout: 100 * time.Millisecond})
 	s.Deliver(msg(0))
 	s.Deliver(msg(1))
 
@@ -115,7 +115,7 @@ func TestBlockPublisherWaitsThenEndsTheSubscription(t *testing.T) {
 
 func TestDeliverIsSafeForConcurrentUse(t *testing.T) {
 	for _, mode := range []SlowConsumerMode{DropOldest, BlockPublisher} {
-		s := newSubscriber(SlowConsumerPolicy{Mode: mode, BufferMessages: 16, BufferBytes: 1 << 20, BlockTimeout: 5 * time.Second}, context.Background())
+		s := newSubscriber(context.Background(), SlowConsumerPolicy{Mode: mode, BufferMessages: 16, BufferBytes: 1 << 20, BlockTimeout: 5 * time.Second})
 		var wg sync.WaitGroup
 		for p := range 8 {
 			wg.Add(1)

@@ -342,7 +342,7 @@ func (p *pubSubService) Subscribe(stream pubsubv1.PubSub_SubscribeServer) error 
 		return status.Error(codes.InvalidArgument, "subscription: the first request must be a subscription")
 	}
 
-	sink := newSubscriber(policyOf(p.s.driver), ctx)
+	sink := newSubscriber(ctx, policyOf(p.s.driver))
 	sub, err := p.subscribe(ctx, first.GetSubscription(), sink)
 	if err != nil {
 		return ToStatus(fmt.Errorf("subscribe: %w", err))
@@ -414,7 +414,7 @@ type subscriber struct {
 	err     error
 }
 
-func newSubscriber(p SlowConsumerPolicy, ctx context.Context) *subscriber {
+func newSubscriber(ctx context.Context, p SlowConsumerPolicy) *subscriber {
 	return &subscriber{policy: p, ctx: ctx, notify: make(chan struct{}, 1), failed: make(chan struct{}), space: make(chan struct{})}
 }
 
