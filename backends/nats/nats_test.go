@@ -21,12 +21,12 @@ import (
 // natsServer is an in-process nats-server on 127.0.0.1 that can be
 // restarted on the same port and store.
 type natsServer struct {
-	t    *testing.T
+	t    testing.TB
 	opts server.Options
 	srv  *server.Server
 }
 
-func startServer(t *testing.T, mutate func(*server.Options)) *natsServer {
+func startServer(t testing.TB, mutate func(*server.Options)) *natsServer {
 	t.Helper()
 	n := &natsServer{t: t, opts: server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: t.TempDir()}}
@@ -63,13 +63,13 @@ func (n *natsServer) stop() {
 
 func (n *natsServer) url() string { return "nats://" + n.srv.Addr().String() }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func connect(t *testing.T, values map[string]any, creds map[string]string) *nats.Driver {
+func connect(t testing.TB, values map[string]any, creds map[string]string) *nats.Driver {
 	t.Helper()
 	d := nats.New()
 	if err := d.Init(ctxT(t, 10*time.Second), sdk.Config{Values: values, Credentials: creds}); err != nil {

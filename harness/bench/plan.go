@@ -28,6 +28,13 @@ type Options struct {
 	RedisProvider backend.Provider
 	// Proxy is the prism-proxy binary ("": no via-proxy series).
 	Proxy string
+	// NATS is the nats plugin binary ("" or missing: no nats series), and
+	// NATSProvider provides its server (default embedded).
+	NATS         string
+	NATSProvider backend.Provider
+	// PubSub runs the PubSub series (publish, batched publish, publish →
+	// delivery latency) for every plugin, next to the backends' own clients.
+	PubSub bool
 	// Concurrency lists the client concurrencies to measure.
 	Concurrency []int
 	// Ops is the number of measured ops per series.
@@ -45,6 +52,7 @@ type Options struct {
 // DefaultOptions returns a run that fits in well under a minute here.
 func DefaultOptions() Options {
 	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy",
+		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true,
 		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
@@ -150,6 +158,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					c, xg.OpsPerSec, 100*xg.OpsPerSec/max(rg.OpsPerSec, 1), rg.OpsPerSec, us(xg.P50-dg.P50)))
 			}
 		}
+	}
+	if o.PubSub {
+		rep.Results = append(rep.Results, pubSubSeries(ctx, o, p, rs, logf)...)
 	}
 	logf("\n%s", Table(rep.Results))
 	for _, g := range rep.Goals {

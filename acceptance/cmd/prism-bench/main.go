@@ -21,6 +21,12 @@ func main() {
 		o.RedisProvider = backend.Provider(v)
 		return nil
 	})
+	flag.StringVar(&o.NATS, "nats", o.NATS, "nats plugin binary (\"\": no nats series)")
+	flag.Func("nats-instance", "how NATS is provided: embedded (default), process (nats-server), container", func(v string) error {
+		o.NATSProvider = backend.Provider(v)
+		return nil
+	})
+	flag.BoolVar(&o.PubSub, "pubsub", o.PubSub, "run the PubSub series")
 	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
 	flag.Parse()
