@@ -24,6 +24,7 @@ func (d *Driver) SubscribeDurable(ctx context.Context, topic, durable string, ac
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	if ackWait <= 0 {
 		ackWait = c.opts.AckWait
 	}
@@ -81,7 +82,7 @@ type durableSub struct {
 // delivered come again after the ack deadline.
 func (s *durableSub) Unsubscribe() error {
 	s.once.Do(func() {
-		s.c.subs.Add(-1)
+		s.c.subClosed()
 		s.cc.Stop()
 	})
 	return nil
@@ -96,6 +97,7 @@ func (d *Driver) Ack(ctx context.Context, topic, durable string, tokens []string
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	name := c.consumerName(topic, durable)
 	bctx, cancel := c.bound(ctx)
 	defer cancel()
@@ -113,7 +115,7 @@ func (d *Driver) Ack(ctx context.Context, topic, durable string, tokens []string
 	}
 	// Send every ack, then wait for every reply.
 	replies := make([]*gonats.Msg, 0, len(tokens))
-	inbox := gonats.NewInbox()
+	inbox := c.nc.NewInbox() // under the inbox prefix the permissions allow
 	ch := make(chan *gonats.Msg, len(tokens))
 	sub, err := c.nc.ChanSubscribe(inbox+".*", ch)
 	if err != nil {
@@ -163,6 +165,7 @@ func (d *Driver) DeleteDurable(ctx context.Context, topic, durable string) error
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	bctx, cancel := c.bound(ctx)
 	defer cancel()
 	if err := c.js.DeleteConsumer(bctx, c.opts.Stream, c.consumerName(topic, durable)); err != nil {

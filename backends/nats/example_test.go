@@ -44,5 +44,5 @@ func Example() {
 	fmt.Println(sdk.Capabilities(d))
 	// Output:
 	// orders.* hello en
-	// [pubsub.basic pubsub.ordered pubsub.queue pubsub.durable]
+	// [pubsub.basic pubsub.ordered pubsub.queue pubsub.durable auth.backend-credentials auth.rotation]
 }

@@ -2,9 +2,10 @@
 //
 // # Capabilities
 //
-// It declares pubsub.basic, pubsub.ordered and pubsub.queue on core NATS, and
-// pubsub.durable on JetStream: [Driver] satisfies the four interfaces and the
-// SDK derives the declaration from that. It declares no KeyValue capability.
+// It declares pubsub.basic, pubsub.ordered and pubsub.queue on core NATS,
+// pubsub.durable on JetStream, and auth.backend-credentials and auth.rotation
+// (rotate.go): [Driver] satisfies those interfaces and the SDK derives the
+// declaration from that. It declares no KeyValue capability.
 //
 // # Topics and subjects
 //
@@ -68,7 +69,16 @@
 //
 // The Initialize credentials accept "user" and "password", or "token". They
 // never appear in errors, logs or Health; a URL with user info is shown
-// redacted.
+// redacted. RotateCredentials (the lifecycle call) replaces them at run time
+// without dropping a call: a new connection with the new credentials takes
+// the new calls, the old one closes once its calls are done (subscriptions
+// keep it until they end, and it reconnects with the new credentials).
+//
+// Namespaces sharing a server each get a subject_prefix, stream and
+// payload_bucket of their own, and a user with exactly the permissions
+// [PermissionsFor] lists, so that one namespace's plugin cannot touch
+// another's subjects, stream or objects (replies come to inboxes under
+// "_INBOX.<subject_prefix>.").
 //
 // # Behaviour
 //
@@ -120,13 +130,15 @@ type Driver struct {
 	cur atomic.Pointer[conn]
 }
 
-// conn is one configured connection; Init replaces it whole.
+// conn is one configured connection; Init and RotateCredentials replace it
+// whole (rotate.go retires the old one once its calls are done).
 type conn struct {
 	nc      *gonats.Conn
 	js      jetstream.JetStream
 	opts    Options
 	objects jetstream.ObjectStore
 	subs    atomic.Int64 // live subscriptions, for Health
+	life    connLife
 }
 
 var (
@@ -194,6 +206,24 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 	if err := o.validate(); err != nil {
 		return err
 	}
+	c, err := connect(ctx, o, cred, true)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.cur.Swap(c); old != nil {
+		old.retire(nil)
+	}
+	return nil
+}
+
+// connect connects with o and cred and sets up JetStream: with create, it
+// creates or updates the stream and the object store; without, it binds to
+// the object store (rotation).
+func connect(ctx context.Context, o Options, cred Credentials, create bool) (*conn, error) {
+	c := &conn{opts: o}
+	c.life.init(cred)
 	nopts := []gonats.Option{
 		gonats.Name(o.Name),
 		gonats.Timeout(o.ConnectTimeout),
@@ -207,12 +237,13 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 		gonats.IgnoreAuthErrorAbort(),
 		gonats.PingInterval(5 * time.Second),
 		gonats.MaxPingsOutstanding(2),
+		// Replies under the subject prefix, so permissions can confine them
+		// (see PermissionsFor).
+		gonats.CustomInboxPrefix(inboxPrefix(o)),
 	}
-	switch {
-	case cred.Token != "":
-		nopts = append(nopts, gonats.Token(cred.Token))
-	case cred.User != "":
-		nopts = append(nopts, gonats.UserInfo(cred.User, cred.Password))
+	if !hasUserInfo(o.URL) {
+		// Asked at every (re)connect, so rotation can change them.
+		nopts = append(nopts, gonats.UserInfoHandler(c.life.userInfo), gonats.TokenHandler(c.life.token))
 	}
 	where := redactURL(o.URL)
 	type result struct {
@@ -228,7 +259,7 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return connectError(where, cred, r.err)
+			return nil, connectError(where, cred, r.err)
 		}
 		nc = r.nc
 	case <-ctx.Done():
@@ -237,19 +268,18 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 				r.nc.Close()
 			}
 		}()
-		return fmt.Errorf("connect to nats %s: %w", where, ctx.Err())
+		return nil, fmt.Errorf("connect to nats %s: %w", where, ctx.Err())
 	}
-	c := &conn{nc: nc, opts: o}
-	if err := c.setup(ctx); err != nil {
+	c.nc = nc
+	setup := c.setup
+	if !create {
+		setup = c.bind
+	}
+	if err := setup(ctx); err != nil {
 		nc.Close()
-		return err
+		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if old := d.cur.Swap(c); old != nil {
-		old.nc.Close()
-	}
-	return nil
+	return c, nil
 }
 
 // setup checks JetStream and creates or updates the stream and object store.
@@ -323,10 +353,11 @@ func backoff(first, most time.Duration) gonats.ReconnectDelayHandler {
 
 // Health implements sdk.Driver: the connection's state.
 func (d *Driver) Health(context.Context) sdk.Health {
-	c := d.cur.Load()
-	if c == nil {
+	c, err := d.conn("check health")
+	if err != nil {
 		return sdk.Health{Status: sdk.Unhealthy, Message: "not initialized"}
 	}
+	defer c.release()
 	st := c.nc.Stats()
 	details := map[string]string{
 		"status":        c.nc.Status().String(),
@@ -359,18 +390,26 @@ func (d *Driver) Close(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.cur.Swap(nil); c != nil {
-		c.nc.Close()
+		c.closeNow()
 	}
 	return nil
 }
 
-// conn returns the current connection, or an error naming op before Init or
-// after Close.
+// conn returns the current connection for one call, or an error naming op
+// before Init or after Close. The caller must call release when the call is
+// done: a connection replaced by RotateCredentials is closed only once every
+// call on it has released it.
 func (d *Driver) conn(op string) (*conn, error) {
-	if c := d.cur.Load(); c != nil {
-		return c, nil
+	for {
+		c := d.cur.Load()
+		if c == nil {
+			return nil, fmt.Errorf("%s: nats plugin is not initialized or is closed: %w", op, sdk.ErrUnavailable)
+		}
+		if c.acquire() {
+			return c, nil
+		}
+		// c was retired between the load and acquire: d.cur is its successor.
 	}
-	return nil, fmt.Errorf("%s: nats plugin is not initialized or is closed: %w", op, sdk.ErrUnavailable)
 }
 
 // connectError explains why Init could not connect; never with a secret.

@@ -157,6 +157,7 @@ func (d *Driver) Publish(ctx context.Context, m sdk.Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer c.release()
 	msg, id, err := c.outgoing(ctx, m)
 	if err != nil {
 		return "", err
@@ -177,6 +178,7 @@ func (d *Driver) PublishBatch(ctx context.Context, msgs []sdk.Message) ([]string
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	ids := make([]string, len(msgs))
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for i, m := range msgs {
@@ -223,6 +225,7 @@ func (d *Driver) subscribeCore(ctx context.Context, topic, group string, sink sd
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	cb := func(msg *gonats.Msg) {
 		m, err := c.incoming(topic, msg.Header, msg.Data)
 		if err != nil {
@@ -262,7 +265,7 @@ type coreSub struct {
 func (s *coreSub) Unsubscribe() error {
 	var err error
 	s.once.Do(func() {
-		s.c.subs.Add(-1)
+		s.c.subClosed()
 		if e := s.sub.Unsubscribe(); e != nil && s.c.nc.Status() == gonats.CONNECTED {
 			err = fmt.Errorf("unsubscribe: %w", e)
 		}

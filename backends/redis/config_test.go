@@ -118,7 +118,7 @@ func TestCapabilities(t *testing.T) {
 	for _, c := range sdk.Capabilities(redis.New()) {
 		got = append(got, string(c))
 	}
-	want := "keyvalue.basic keyvalue.ttl keyvalue.scan keyvalue.batch pubsub.basic pubsub.ordered"
+	want := "keyvalue.basic keyvalue.ttl keyvalue.scan keyvalue.batch pubsub.basic pubsub.ordered auth.backend-credentials auth.rotation"
 	if strings.Join(got, " ") != want {
 		t.Errorf("capabilities = %v, want %s", got, want)
 	}

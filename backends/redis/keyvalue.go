@@ -18,6 +18,7 @@ func (d *Driver) Set(ctx context.Context, key string, value []byte) error {
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	if err := c.client.Set(ctx, c.key(key), value, 0).Err(); err != nil {
 		return wrap(ctx, op, err)
 	}
@@ -31,6 +32,7 @@ func (d *Driver) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	v, err := c.client.Get(ctx, c.key(key)).Bytes()
 	if errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("%s: %w", op, sdk.ErrNotFound)
@@ -51,6 +53,7 @@ func (d *Driver) Delete(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer c.release()
 	n, err := c.client.Del(ctx, c.key(key)).Result()
 	if err != nil {
 		return false, wrap(ctx, op, err)
@@ -65,6 +68,7 @@ func (d *Driver) Exists(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer c.release()
 	n, err := c.client.Exists(ctx, c.key(key)).Result()
 	if err != nil {
 		return false, wrap(ctx, op, err)
@@ -80,6 +84,7 @@ func (d *Driver) SetWithTTL(ctx context.Context, key string, value []byte, ttl t
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	if err := c.client.SetArgs(ctx, c.key(key), value, goredis.SetArgs{TTL: ms(ttl)}).Err(); err != nil {
 		return wrap(ctx, op, err)
 	}
@@ -93,6 +98,7 @@ func (d *Driver) Expire(ctx context.Context, key string, ttl time.Duration) erro
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	ok, err := c.client.PExpire(ctx, c.key(key), ms(ttl)).Result()
 	if err != nil {
 		return wrap(ctx, op, err)
@@ -110,6 +116,7 @@ func (d *Driver) TTL(ctx context.Context, key string) (time.Duration, bool, erro
 	if err != nil {
 		return 0, false, err
 	}
+	defer c.release()
 	// go-redis reports PTTL's -2 (missing) and -1 (no expiry) as those
 	// nanosecond counts, and any other reply in milliseconds.
 	d2, err := c.client.PTTL(ctx, c.key(key)).Result()
@@ -134,6 +141,7 @@ func (d *Driver) Persist(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer c.release()
 	var exists *goredis.IntCmd
 	var persisted *goredis.BoolCmd
 	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
@@ -164,6 +172,7 @@ func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Dur
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	if len(entries) == 0 {
 		return nil
 	}
@@ -190,6 +199,7 @@ func (d *Driver) BatchGet(ctx context.Context, keys []string) ([][]byte, []bool,
 	if err != nil {
 		return nil, nil, err
 	}
+	defer c.release()
 	values := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
 	if len(keys) == 0 {
@@ -245,6 +255,7 @@ func (d *Driver) BatchDelete(ctx context.Context, keys []string) ([]bool, error)
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	existed := make([]bool, len(keys))
 	if len(keys) == 0 {
 		return existed, nil

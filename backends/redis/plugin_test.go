@@ -68,8 +68,8 @@ func TestThroughTheSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	desc, err := lc.Describe(ctx, &lifecyclev1.DescribeRequest{})
-	if err != nil || desc.GetName() != "redis" || len(desc.GetCapabilities()) != 6 { // keyvalue.* and pubsub.basic, pubsub.ordered
-		t.Errorf("Describe = %v, %v; want redis with 6 capabilities", desc, err)
+	if err != nil || desc.GetName() != "redis" || len(desc.GetCapabilities()) != 8 { // keyvalue.*, pubsub.basic, pubsub.ordered, auth.backend-credentials, auth.rotation
+		t.Errorf("Describe = %v, %v; want redis with 8 capabilities", desc, err)
 	}
 
 	if _, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: "missing"}); status.Code(err) != codes.NotFound {

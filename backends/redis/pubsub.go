@@ -79,6 +79,7 @@ func (d *Driver) Publish(ctx context.Context, m sdk.Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer c.release()
 	id := newID()
 	b, err := envelope(m, id, time.Now())
 	if err != nil {
@@ -98,6 +99,7 @@ func (d *Driver) PublishBatch(ctx context.Context, msgs []sdk.Message) ([]string
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	ids := make([]string, len(msgs))
 	now := time.Now()
 	_, err = c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -231,6 +233,7 @@ func (d *Driver) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sd
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	h := &c.ps
 	s := &redisSub{c: c, channel: c.channel(topic), topic: topic, sink: sink}
 
@@ -276,6 +279,7 @@ func (d *Driver) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sd
 	}
 	select {
 	case <-pc.confirmed:
+		c.subOpened() // keeps a retired client open until the subscription ends
 		return s, nil
 	case <-ctx.Done():
 		return fail(fmt.Errorf("%s: waiting for redis to confirm: %w", op, ctx.Err()))
@@ -287,6 +291,7 @@ func (d *Driver) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sd
 func (s *redisSub) Unsubscribe() error {
 	var err error
 	s.once.Do(func() {
+		defer s.c.subClosed()
 		h := &s.c.ps
 		h.cmd.Lock()
 		defer h.cmd.Unlock()

@@ -3,8 +3,9 @@
 // # Capabilities
 //
 // It declares keyvalue.basic, keyvalue.ttl, keyvalue.scan and keyvalue.batch,
-// and pubsub.basic and pubsub.ordered on PUBLISH/SUBSCRIBE (see pubsub.go; no
-// pubsub.queue, no pubsub.durable): [Driver] satisfies those interfaces, and
+// pubsub.basic and pubsub.ordered on PUBLISH/SUBSCRIBE (see pubsub.go; no
+// pubsub.queue, no pubsub.durable), and auth.backend-credentials and
+// auth.rotation (see rotate.go): [Driver] satisfies those interfaces, and
 // the SDK derives the declaration from that.
 //
 // # Config
@@ -35,6 +36,26 @@
 // password is refused before connecting: go-redis would otherwise silently
 // connect as the default user. Rejected credentials make Initialize fail with
 // Unauthenticated; credentials never appear in errors or logs.
+//
+// RotateCredentials (the lifecycle call) replaces them at run time without
+// dropping a call: a new client is built and checked with the new
+// credentials, new calls go to it, and the old client is closed once the
+// calls in flight on it are done (open subscriptions keep it until they end).
+//
+// # One ACL user per namespace
+//
+// Namespaces sharing a Redis server each get a key_prefix and an ACL user
+// confined to it, with the default user off, so one namespace's plugin cannot
+// read, write or flush another's data even if it were told to:
+//
+//	ACL SETUSER default off
+//	ACL SETUSER prism-orders on >PASSWORD resetkeys ~orders:* resetchannels &orders:* +@all -@dangerous
+//
+// with key_prefix "orders:" (PubSub channels are "<key_prefix>pubsub:<topic>",
+// inside &orders:*). -@dangerous takes away FLUSHALL, KEYS, CONFIG, DEBUG and
+// INFO among others; without INFO the server version is simply unknown. The
+// plugin needs nothing else. To rotate: add a second password (>NEW), call
+// RotateCredentials with it, then remove the old one (<OLD).
 //
 // # Behaviour
 //
@@ -116,12 +137,14 @@ type Driver struct {
 	cur atomic.Pointer[conn]
 }
 
-// conn is one configured client; Init replaces it whole.
+// conn is one configured client; Init and RotateCredentials replace it
+// whole (rotate.go retires the old one once its calls are done).
 type conn struct {
 	client  *goredis.Client
 	opts    Options
 	version string // server's redis_version; "" when unknown
 	ps      psHub  // PubSub subscriptions on one shared connection (pubsub.go)
+	life    connLife
 }
 
 var (
@@ -175,40 +198,53 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 	if cred.Username != "" && cred.Password == "" {
 		return sdk.InvalidConfig("credentials.password", "is empty but username %q is given", cred.Username)
 	}
-	where := o.Address
-	if o.TLS {
-		where += " over tls"
-	}
-	client := goredis.NewClient(clientOptions(o, cred))
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return initError(ctx, where, cred, err)
-	}
-	version, err := serverVersion(ctx, client)
+	c, err := connect(ctx, o, cred)
 	if err != nil {
-		_ = client.Close()
-		return initError(ctx, where, cred, err)
+		return err
 	}
-
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old := d.cur.Swap(&conn{client: client, opts: o, version: version}); old != nil {
-		old.ps.close()
-		_ = old.client.Close()
+	if old := d.cur.Swap(c); old != nil {
+		old.retire(nil)
 	}
 	return nil
 }
 
-func clientOptions(o Options, cred Credentials) *goredis.Options {
+// connect makes a client with o and cred, PINGs the server and reads its
+// version.
+func connect(ctx context.Context, o Options, cred Credentials) (*conn, error) {
+	where := o.Address
+	if o.TLS {
+		where += " over tls"
+	}
+	c := &conn{opts: o}
+	c.life.init(cred)
+	c.client = goredis.NewClient(clientOptions(o, c.life.credentials))
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		_ = c.client.Close()
+		return nil, initError(ctx, where, cred, err)
+	}
+	version, err := serverVersion(ctx, c.client)
+	if err != nil {
+		_ = c.client.Close()
+		return nil, initError(ctx, where, cred, err)
+	}
+	c.version = version
+	return c, nil
+}
+
+// clientOptions are the go-redis options for o. Every new connection
+// authenticates with what cred returns then (rotation can change it).
+func clientOptions(o Options, cred func(context.Context) (string, string, error)) *goredis.Options {
 	opts := &goredis.Options{
 		Addr:         o.Address,
-		Username:     cred.Username,
-		Password:     cred.Password,
 		DB:           o.DB,
 		PoolSize:     o.PoolSize,
 		DialTimeout:  o.DialTimeout,
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,
+		// Asked at every new connection, so rotation can change it.
+		CredentialsProviderContext: cred,
 		// The caller's deadline bounds every socket read and write.
 		ContextTimeoutEnabled: true,
 		// No retries inside the driver: the caller decides (see the SDK contract).
@@ -257,10 +293,11 @@ func serverVersion(ctx context.Context, client *goredis.Client) (string, error) 
 // Unreachable is Unhealthy; 90% or more of pool_size connections in use is
 // Degraded. Details hold the pool's statistics and the server version.
 func (d *Driver) Health(ctx context.Context) sdk.Health {
-	c := d.cur.Load()
-	if c == nil {
+	c, err := d.conn("check health")
+	if err != nil {
 		return sdk.Health{Status: sdk.Unhealthy, Message: "not initialized"}
 	}
+	defer c.release()
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	pingErr := c.client.Ping(ctx).Err()
@@ -303,21 +340,28 @@ func (d *Driver) Close(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.cur.Swap(nil); c != nil {
-		c.ps.close()
-		if err := c.client.Close(); err != nil {
+		if err := c.closeNow(); err != nil {
 			return fmt.Errorf("close redis client: %w", err)
 		}
 	}
 	return nil
 }
 
-// conn returns the current client, or an error naming op before Init or
-// after Close.
+// conn returns the current client for one call, or an error naming op
+// before Init or after Close. The caller must call release when the call is
+// done: a client replaced by RotateCredentials is closed only once every
+// call on it has released it.
 func (d *Driver) conn(op string) (*conn, error) {
-	if c := d.cur.Load(); c != nil {
-		return c, nil
+	for {
+		c := d.cur.Load()
+		if c == nil {
+			return nil, fmt.Errorf("%s: redis plugin is not initialized or is closed: %w", op, sdk.ErrUnavailable)
+		}
+		if c.acquire() {
+			return c, nil
+		}
+		// c was retired between the load and acquire: d.cur is its successor.
 	}
-	return nil, fmt.Errorf("%s: redis plugin is not initialized or is closed: %w", op, sdk.ErrUnavailable)
 }
 
 // key maps a Prism key to the Redis key.

@@ -26,6 +26,7 @@ func (d *Driver) Scan(ctx context.Context, prefix, cursor string, limit int, wit
 	if err != nil {
 		return nil, "", err
 	}
+	defer c.release()
 	if limit <= 0 {
 		limit = sdk.DefaultPageSize
 	}
@@ -101,6 +102,7 @@ func (d *Driver) Count(ctx context.Context, prefix string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	defer c.release()
 	seen := map[string]struct{}{}
 	if err := c.scanPrefix(ctx, prefix, func(k string) { seen[k] = struct{}{} }); err != nil {
 		return 0, wrap(ctx, op, err)

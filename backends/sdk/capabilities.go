@@ -6,7 +6,9 @@ import (
 
 // Capabilities returns the capabilities a driver declares: exactly those whose
 // interfaces it satisfies. A family's extensions (ttl, scan, batch; ordered,
-// queue, durable) count only together with its basic interface.
+// queue, durable) count only together with its basic interface, and
+// auth.rotation ([CredentialRotator]) only with auth.backend-credentials
+// ([BackendCredentials]).
 func Capabilities(d Driver) []capability.Name {
 	var out []capability.Name
 	if _, ok := d.(KeyValueBasic); ok {
@@ -31,6 +33,12 @@ func Capabilities(d Driver) []capability.Name {
 		}
 		if _, ok := d.(PubSubDurable); ok {
 			out = append(out, capability.PubSubDurable)
+		}
+	}
+	if _, ok := d.(BackendCredentials); ok {
+		out = append(out, capability.AuthBackendCredentials)
+		if _, ok := d.(CredentialRotator); ok {
+			out = append(out, capability.AuthRotation)
 		}
 	}
 	return out

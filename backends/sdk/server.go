@@ -67,6 +67,7 @@ type Server struct {
 	inflight sync.WaitGroup
 	active   atomic.Int64
 	draining chan struct{} // closed when Drain begins: long-lived streams end
+	trip     tripwire      // calls that arrived with authorization metadata
 }
 
 // ServerOption configures a Server.
@@ -102,8 +103,8 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 		o.logger = slog.Default()
 	}
 	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{})}
-	unary := append([]grpc.UnaryServerInterceptor{s.logUnary}, o.unary...)
-	stream := append([]grpc.StreamServerInterceptor{s.logStream}, o.stream...)
+	unary := append([]grpc.UnaryServerInterceptor{s.tripUnary, s.logUnary}, o.unary...)
+	stream := append([]grpc.StreamServerInterceptor{s.tripStream, s.logStream}, o.stream...)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
@@ -358,6 +359,7 @@ func (l *lifecycleService) HealthCheck(ctx context.Context, _ *lifecyclev1.Healt
 		details = map[string]string{}
 	}
 	details[GoroutinesDetail] = goroutines
+	l.s.tripDetails(details)
 	resp := &lifecyclev1.HealthCheckResponse{Message: h.Message, Details: details}
 	switch h.Status {
 	case Healthy:

@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -28,6 +30,7 @@ const (
 type containerInstance struct {
 	kind    Kind
 	auth    *Credentials
+	um      *natsUsers // nats with an admin user
 	timeout time.Duration
 	logf    func(string, ...any)
 
@@ -60,6 +63,9 @@ func startContainer(ctx context.Context, kind Kind, o Options, reason string) (I
 	c := &containerInstance{
 		kind: kind, auth: o.Auth, timeout: o.StartTimeout, logf: o.Logf, provider: p,
 		info: Info{Kind: kind, Provider: Container, Image: image, ImageID: imageID, Reason: reason},
+	}
+	if kind == NATS && o.Auth != nil && o.Auth.Username != "" {
+		c.um, _ = newNATSUsers(func() string { return c.Info().Address }, o.Auth, c.reloadUsers)
 	}
 	// The host port is chosen here and bound explicitly, so that it stays the
 	// same after a restart. Another process may take it between the choice and
@@ -127,6 +133,12 @@ func (c *containerInstance) run(ctx context.Context, image string) error {
 		// JetStream keeps its store in the container's file system, which
 		// survives Down/Up.
 		args := append([]string{"-js"}, natsAuthArgs(c.auth)...)
+		if c.um != nil {
+			// Users from a config file, reloaded on SIGHUP (auth specs).
+			args = []string{"-js", "-c", natsUsersPath}
+			opts = append(opts, testcontainers.WithFiles(testcontainers.ContainerFile{
+				Reader: strings.NewReader(natsConfig(c.um.all())), ContainerFilePath: natsUsersPath, FileMode: 0o644}))
+		}
 		opts = append(opts,
 			testcontainers.WithCmd(args...),
 			testcontainers.WithWaitStrategy(wait.ForLog("Server is ready").WithStartupTimeout(c.timeout)),
@@ -276,6 +288,36 @@ func (c *containerInstance) terminate(ctx context.Context) error {
 	_, err := c.provider.Client().ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return err
+	}
+	return nil
+}
+
+func (c *containerInstance) users() (Users, error) {
+	switch {
+	case c.kind == Redis && c.auth != nil:
+		return newRedisUsers(func() string { return c.Info().Address }, c.auth)
+	case c.um != nil:
+		return c.um, nil
+	}
+	return nil, errNoAdmin(c.kind)
+}
+
+// natsUsersPath is the users config file in a nats container.
+const natsUsersPath = "/prism-users.conf"
+
+// reloadUsers copies the users file into the container and signals the
+// server to reload it (natsUsers waits until the change shows).
+func (c *containerInstance) reloadUsers(ctx context.Context, users []natsUser) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctr == nil || c.down {
+		return errors.New("the nats container is not running")
+	}
+	if err := c.ctr.CopyToContainer(ctx, []byte(natsConfig(users)), natsUsersPath, 0o644); err != nil {
+		return fmt.Errorf("copy nats users: %w", err)
+	}
+	if _, err := c.provider.Client().ContainerKill(ctx, c.ctr.GetContainerID(), client.ContainerKillOptions{Signal: "HUP"}); err != nil {
+		return fmt.Errorf("signal nats to reload: %w", err)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats-server/v2/server"
+
+	natsplugin "github.com/prism-suite/prism/backends/nats"
 )
 
 func startEmbedded(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
@@ -136,6 +138,7 @@ type natsEmbedded struct {
 	auth    *Credentials
 	dir     string
 	timeout time.Duration
+	um      *natsUsers // nil without an admin user
 
 	mu     sync.Mutex
 	srv    *server.Server
@@ -153,6 +156,10 @@ func startEmbeddedNATS(ctx context.Context, o Options, reason string) (Instance,
 	}
 	n := &natsEmbedded{auth: o.Auth, dir: dir, timeout: o.StartTimeout, port: server.RANDOM_PORT,
 		info: Info{Kind: NATS, Provider: Embedded, Reason: reason, ServerVersion: "nats-server " + server.VERSION}}
+	if o.Auth != nil && o.Auth.Username != "" {
+		// Users, not a single user, so that the auth specs can add some.
+		n.um, _ = newNATSUsers(func() string { return n.Info().Address }, o.Auth, n.reloadUsers)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.startLocked(ctx); err != nil {
@@ -162,13 +169,55 @@ func startEmbeddedNATS(ctx context.Context, o Options, reason string) (Instance,
 	return n, nil
 }
 
-// startLocked runs a new server on n.port (random the first time) and dir.
-func (n *natsEmbedded) startLocked(ctx context.Context) error {
-	opts := &server.Options{
+// options are the server options but users.
+func (n *natsEmbedded) options() *server.Options {
+	return &server.Options{
 		Host: "127.0.0.1", Port: n.port, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: n.dir,
 	}
-	if a := n.auth; a != nil {
+}
+
+// reloadUsers applies a new user list to the running server (a restarted
+// one starts with it).
+func (n *natsEmbedded) reloadUsers(_ context.Context, users []natsUser) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv == nil {
+		return nil
+	}
+	opts := n.options()
+	opts.Users = serverUsers(users)
+	return n.srv.ReloadOptions(opts)
+}
+
+func (n *natsEmbedded) users() (Users, error) {
+	if n.um == nil {
+		return nil, errNoAdmin(NATS)
+	}
+	return n.um, nil
+}
+
+// serverUsers turns users into nats-server users with their permissions.
+func serverUsers(users []natsUser) []*server.User {
+	out := make([]*server.User, 0, len(users))
+	for _, u := range users {
+		su := &server.User{Username: u.name, Password: u.password}
+		if u.scope != "" {
+			p := natsplugin.PermissionsFor(natsScope(u.scope))
+			su.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Allow: p.Publish},
+				Subscribe: &server.SubjectPermission{Allow: p.Subscribe}}
+		}
+		out = append(out, su)
+	}
+	return out
+}
+
+// startLocked runs a new server on n.port (random the first time) and dir.
+func (n *natsEmbedded) startLocked(ctx context.Context) error {
+	opts := n.options()
+	if n.um != nil {
+		opts.Users = serverUsers(n.um.all())
+	} else if a := n.auth; a != nil {
 		if a.Token != "" {
 			opts.Authorization = a.Token
 		} else {

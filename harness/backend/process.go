@@ -18,6 +18,7 @@ import (
 type processInstance struct {
 	kind    Kind
 	auth    *Credentials
+	um      *natsUsers // nats with an admin user
 	path    string
 	args    []string
 	dir     string
@@ -67,7 +68,17 @@ func startProcess(ctx context.Context, kind Kind, o Options, reason string) (Ins
 		p.args = append(p.args, redisAuthArgs(o.Auth)...)
 	case NATS:
 		p.args = []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir}
-		p.args = append(p.args, natsAuthArgs(o.Auth)...)
+		if o.Auth != nil && o.Auth.Username != "" {
+			// Users from a config file, reloaded on SIGHUP, so that the auth
+			// specs can add some.
+			p.um, _ = newNATSUsers(func() string { return p.Info().Address }, o.Auth, p.reloadUsers)
+			if err := p.writeUsers(p.um.all()); err != nil {
+				return p, &HarnessError{Err: err}
+			}
+			p.args = append(p.args, "-c", p.usersFile())
+		} else {
+			p.args = append(p.args, natsAuthArgs(o.Auth)...)
+		}
 	}
 	o.Logf("backend: starting %s process %s on %s (data in %s) ...", kind, path, p.info.Address, dir)
 	p.mu.Lock()
@@ -218,4 +229,40 @@ func tail(path string, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+func (p *processInstance) users() (Users, error) {
+	switch {
+	case p.kind == Redis && p.auth != nil:
+		return newRedisUsers(func() string { return p.Info().Address }, p.auth)
+	case p.um != nil:
+		return p.um, nil
+	}
+	return nil, errNoAdmin(p.kind)
+}
+
+func (p *processInstance) usersFile() string { return filepath.Join(p.dir, "users.conf") }
+
+func (p *processInstance) writeUsers(users []natsUser) error {
+	if err := os.WriteFile(p.usersFile(), []byte(natsConfig(users)), 0o600); err != nil {
+		return fmt.Errorf("write nats users: %w", err)
+	}
+	return nil
+}
+
+// reloadUsers rewrites the users file and signals the server to reload it
+// (natsUsers waits until the change shows).
+func (p *processInstance) reloadUsers(_ context.Context, users []natsUser) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.writeUsers(users); err != nil {
+		return err
+	}
+	if p.cmd == nil {
+		return nil // a restarted server reads the file
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signal nats to reload: %w", err)
+	}
+	return nil
 }

@@ -29,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/reference/auth"
 	refproxy "github.com/prism-suite/prism/reference/proxy"
 )
 
@@ -77,6 +78,10 @@ type Options struct {
 	StderrLimit int
 	// StderrTee, when set, also receives the proxy's stderr.
 	StderrTee io.Writer
+	// Auth, when set, is written as the config's auth: section: the proxy
+	// then authenticates every data call (see reference/auth). nil leaves
+	// auth off. An HMAC secret must come from an env var or a file.
+	Auth *auth.Config
 }
 
 // DefaultOptions returns: bin/prism-proxy, 30 s to start, 10 s drain, 5 s
@@ -222,10 +227,12 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		HealthInterval string            `yaml:"health_interval"`
 		Restart        map[string]string `yaml:"restart"`
 		Namespaces     []ns              `yaml:"namespaces"`
+		Auth           *auth.Config      `yaml:"auth,omitempty"`
 	}{
 		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", LogLevel: opts.LogLevel,
 		DrainTimeout: opts.DrainTimeout.String(), HealthInterval: opts.HealthInterval.String(),
 		Restart: map[string]string{"initial_backoff": opts.InitialBackoff.String(), "max_backoff": opts.MaxBackoff.String()},
+		Auth:    opts.Auth,
 	}
 	for _, n := range namespaces {
 		bin, err := filepath.Abs(n.Plugin)

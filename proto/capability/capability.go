@@ -33,6 +33,23 @@ const (
 	PubSubDurable Name = "pubsub.durable"
 )
 
+// The capabilities of auth. auth.jwt and auth.namespace are properties of
+// the reference proxy, not of a plugin: no plugin declares them; a run that
+// certifies the proxy's auth (prism-accept --auth) declares them for the
+// proxy it starts. auth.backend-credentials and auth.rotation are declared by
+// plugins (the Go SDK derives them from sdk.BackendCredentials and
+// sdk.CredentialRotator).
+const (
+	AuthJWT                Name = "auth.jwt"
+	AuthNamespace          Name = "auth.namespace"
+	AuthBackendCredentials Name = "auth.backend-credentials"
+	AuthRotation           Name = "auth.rotation"
+)
+
+// ProxyCapabilities are the capabilities of the reference proxy rather than
+// of a plugin: a run declares them for the proxy when it certifies its auth.
+var ProxyCapabilities = []Name{AuthJWT, AuthNamespace}
+
 // Lifecycle is not declared by plugins: every plugin must pass its specs
 // (handshake, health, Initialize validation, Stop, exit on stdin close).
 const Lifecycle Name = "lifecycle"
@@ -74,6 +91,22 @@ var all = []Info{
 	{PubSubDurable, "v1", "pubsub", "Durable consumers: at-least-once delivery with explicit Ack, redelivery of " +
 		"unacknowledged messages after the ack deadline, never redelivery of acknowledged ones, resumption where the " +
 		"consumer left off after reconnecting, and messages kept across a backend restart.", false},
+	{AuthJWT, "v1", "auth", "(The proxy's.) Every data call needs one 'authorization: Bearer <JWT>' issued by the " +
+		"configured OIDC issuer for the configured audience, signed with an allow-listed algorithm by a key of the " +
+		"issuer's JWKS and not expired; any other token (alg none, algorithm confusion, forged, tampered, expired, " +
+		"future, wrong issuer or audience, unknown kid, key-bearing headers, crit, oversized, missing or doubled) is " +
+		"Unauthenticated with one generic message; keys rotated by the issuer are picked up, and a burst of unknown " +
+		"kids causes a bounded number of JWKS fetches.", false},
+	{AuthNamespace, "v1", "auth", "(The proxy's.) A valid token reads and writes only the namespaces its grants " +
+		"name, read and write apart; anything else is PermissionDenied; the token is stripped before the call is " +
+		"forwarded, so plugins never see it.", false},
+	{AuthBackendCredentials, "v1", "auth", "The plugin authenticates to its backend with the credentials passed " +
+		"apart from config: valid ones work; wrong, missing or empty ones fail Initialize (Unauthenticated, or " +
+		"InvalidArgument naming the credential) without echoing a secret; a namespace's backend user cannot touch " +
+		"another namespace's data or run dangerous commands.", false},
+	{AuthRotation, "v1", "auth", "RotateCredentials replaces the backend credentials at run time without dropping " +
+		"a call: old and new both work during the roll, the old ones may be revoked once it returns, and the plugin " +
+		"keeps serving concurrent calls on its new credentials.", false},
 }
 
 // All returns every known capability, in a stable order.

@@ -21,6 +21,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 // Authorizer verifies bearer tokens against one OIDC issuer and authorises
@@ -356,11 +358,15 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 	if iat, ok := tok.IssuedAt(); ok && iat.After(now.Add(a.c.skew)) {
 		return nil, unauthenticated("iat %v is in the future beyond clock_skew", iat.UTC())
 	}
+	vnow, aud := now, jwt.WithAudience(a.cfg.Audience)
+	if d := authmutant.Active(); d != "" { // test-only defects (prism-proxy's PRISM_AUTH_MUTANT)
+		vnow, aud = mutantValidation(d, now, exp, aud, jwt.WithAcceptableSkew(a.c.skew))
+	}
 	err = jwt.Validate(tok,
-		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return vnow })),
 		jwt.WithAcceptableSkew(a.c.skew),
 		jwt.WithIssuer(a.cfg.Issuer),
-		jwt.WithAudience(a.cfg.Audience),
+		aud,
 	)
 	if err != nil {
 		return nil, unauthenticated("claims: %v", err)
@@ -463,4 +469,19 @@ func ContextWithPrincipal(ctx context.Context, p *Principal) context.Context {
 func PrincipalFromContext(ctx context.Context) (*Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(*Principal)
 	return p, ok
+}
+
+// mutantValidation applies a test-only defect to claim validation: it
+// replaces the audience check with noop, or moves the clock back before an
+// expired token's exp.
+func mutantValidation(d authmutant.Defect, now, exp time.Time, aud, noop jwt.ValidateOption) (time.Time, jwt.ValidateOption) {
+	switch d {
+	case authmutant.SkipAudience:
+		aud = noop
+	case authmutant.IgnoreExpiry:
+		if !now.Before(exp) {
+			now = exp.Add(-time.Second)
+		}
+	}
+	return now, aud
 }

@@ -19,6 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/prism-suite/prism/reference/auth"
 )
 
 // Config is the proxy's configuration, usually read from YAML with [Load].
@@ -31,6 +33,10 @@ import (
 //	drain_timeout: 15s               # SIGTERM: how long in-flight calls may take
 //	health_interval: 2s              # how often each plugin is health-checked
 //	restart: {initial_backoff: 250ms, max_backoff: 30s}
+//	auth:                            # off when absent (local development only)
+//	  issuer: https://idp.example.com/realms/prism
+//	  audience: prism-proxy
+//	  grants: {claim: scope, pattern: "prism:{namespace}:{access}"}
 //	namespaces:
 //	  - name: orders
 //	    pattern: keyvalue             # keyvalue | pubsub; or patterns: [keyvalue, pubsub]
@@ -73,6 +79,11 @@ type Config struct {
 	Restart Backoff `yaml:"restart"`
 	// Namespaces are the namespaces the proxy serves.
 	Namespaces []Namespace `yaml:"namespaces"`
+	// Auth turns on data-plane auth: every data call needs a JWT from this
+	// OIDC issuer that grants the access the call needs on its namespace
+	// (see reference/auth). nil is auth off, for local development only: the
+	// proxy then accepts every call and says so loudly at start.
+	Auth *auth.Config `yaml:"auth,omitempty"`
 
 	// dir is the folder relative paths are resolved against ("" = cwd).
 	dir string
@@ -224,6 +235,13 @@ func (c Config) Validate() error {
 	}
 	if c.Restart.MaxBackoff < c.Restart.InitialBackoff {
 		add("restart.max_backoff", "%v is less than initial_backoff %v", c.Restart.MaxBackoff, c.Restart.InitialBackoff)
+	}
+	if c.Auth != nil {
+		if err := c.Auth.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("auth.%w", e))
+			}
+		}
 	}
 	if len(c.Namespaces) == 0 {
 		add("namespaces", "at least one namespace is required")
@@ -445,7 +463,7 @@ func checkShape(root *yaml.Node) error {
 		return fmt.Errorf("line %d: the config must be a mapping", doc.Line)
 	}
 	var errs []error
-	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces")...)
+	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth")...)
 	if r := child(doc, "restart"); r != nil {
 		errs = append(errs, checkKeys(r, "restart", "initial_backoff", "max_backoff")...)
 	}

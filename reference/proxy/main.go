@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 const usage = `prism-proxy serves Prism's data API (KeyValue, PubSub) and routes each call,
@@ -56,6 +58,13 @@ func Main(args []string, stderr io.Writer) int {
 	if *logLevel != "" {
 		cfg.LogLevel = *logLevel
 	}
+	// Test only: a deliberately broken auth for the suite's mutant tests.
+	defect, err := authmutant.Parse(os.Getenv(authmutant.Env))
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+		return 2
+	}
+	authmutant.Set(defect)
 	p, err := New(cfg, WithPluginStderr(stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)

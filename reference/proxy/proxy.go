@@ -114,6 +114,7 @@ type Proxy struct {
 	lis     net.Listener
 	mlis    net.Listener
 
+	auth      authState // auth.go
 	draining  atomic.Bool
 	inflight  atomic.Int64
 	reqPrefix string
@@ -162,6 +163,9 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		var lvl slog.Level
 		_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 		p.log = slog.New(slog.NewJSONHandler(sw, &slog.HandlerOptions{Level: lvl}))
+	}
+	if err := p.setupAuth(); err != nil {
+		return nil, err
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -237,12 +241,12 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 
 	p.health = health.NewServer()
-	p.grpc = grpc.NewServer(
+	p.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(p.codec),
 		grpc.UnknownServiceHandler(p.handle),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
-	)
+	}, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
 	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
@@ -327,6 +331,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		wg.Wait()
 		if p.httpSrv != nil {
 			_ = p.httpSrv.Shutdown(pctx)
+		}
+		if p.auth.a != nil {
+			p.auth.a.Close()
 		}
 		p.log.Info("stopped")
 	})
@@ -420,7 +427,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	}
 	out := make(metadata.MD, len(md)+1)
 	for k, v := range md {
-		if !hopHeader(k) {
+		if !hopHeader(k) || (p.auth.leak && k == "authorization") {
 			out[k] = v
 		}
 	}
@@ -525,14 +532,15 @@ func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *g
 }
 
 // hopHeader reports metadata that belongs to one connection and is not
-// forwarded.
+// forwarded. The bearer token (authorization) is never forwarded: plugins
+// must not see it, whether auth is on or off.
 func hopHeader(k string) bool {
 	switch {
 	case strings.HasPrefix(k, ":"), strings.HasPrefix(k, "grpc-"):
 		return true
 	}
 	switch k {
-	case "content-type", "user-agent", "te", "connection":
+	case "content-type", "user-agent", "te", "connection", "authorization":
 		return true
 	}
 	return false

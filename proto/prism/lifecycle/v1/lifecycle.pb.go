@@ -910,6 +910,88 @@ func (x *HealthCheckResponse) GetDetails() map[string]string {
 	return nil
 }
 
+type RotateCredentialsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// credentials replace those of Initialize, whole; like them they are kept
+	// apart from config so hosts can redact them.
+	Credentials   map[string]string `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCredentialsRequest) Reset() {
+	*x = RotateCredentialsRequest{}
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCredentialsRequest) ProtoMessage() {}
+
+func (x *RotateCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*RotateCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RotateCredentialsRequest) GetCredentials() map[string]string {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RotateCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCredentialsResponse) Reset() {
+	*x = RotateCredentialsResponse{}
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCredentialsResponse) ProtoMessage() {}
+
+func (x *RotateCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_prism_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*RotateCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
+}
+
 var File_prism_lifecycle_v1_lifecycle_proto protoreflect.FileDescriptor
 
 const file_prism_lifecycle_v1_lifecycle_proto_rawDesc = "" +
@@ -975,7 +1057,13 @@ const file_prism_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_HEALTHY\x10\x01\x12\x13\n" +
 	"\x0fSTATUS_DEGRADED\x10\x02\x12\x14\n" +
-	"\x10STATUS_UNHEALTHY\x10\x032\x86\x04\n" +
+	"\x10STATUS_UNHEALTHY\x10\x03\"\xbb\x01\n" +
+	"\x18RotateCredentialsRequest\x12_\n" +
+	"\vcredentials\x18\x01 \x03(\v2=.prism.lifecycle.v1.RotateCredentialsRequest.CredentialsEntryR\vcredentials\x1a>\n" +
+	"\x10CredentialsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1b\n" +
+	"\x19RotateCredentialsResponse2\xf8\x04\n" +
 	"\tLifecycle\x12U\n" +
 	"\bDescribe\x12#.prism.lifecycle.v1.DescribeRequest\x1a$.prism.lifecycle.v1.DescribeResponse\x12[\n" +
 	"\n" +
@@ -983,7 +1071,8 @@ const file_prism_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x05Start\x12 .prism.lifecycle.v1.StartRequest\x1a!.prism.lifecycle.v1.StartResponse\x12L\n" +
 	"\x05Drain\x12 .prism.lifecycle.v1.DrainRequest\x1a!.prism.lifecycle.v1.DrainResponse\x12I\n" +
 	"\x04Stop\x12\x1f.prism.lifecycle.v1.StopRequest\x1a .prism.lifecycle.v1.StopResponse\x12^\n" +
-	"\vHealthCheck\x12&.prism.lifecycle.v1.HealthCheckRequest\x1a'.prism.lifecycle.v1.HealthCheckResponseBCZAgithub.com/prism-suite/prism/proto/prism/lifecycle/v1;lifecyclev1b\x06proto3"
+	"\vHealthCheck\x12&.prism.lifecycle.v1.HealthCheckRequest\x1a'.prism.lifecycle.v1.HealthCheckResponse\x12p\n" +
+	"\x11RotateCredentials\x12,.prism.lifecycle.v1.RotateCredentialsRequest\x1a-.prism.lifecycle.v1.RotateCredentialsResponseBCZAgithub.com/prism-suite/prism/proto/prism/lifecycle/v1;lifecyclev1b\x06proto3"
 
 var (
 	file_prism_lifecycle_v1_lifecycle_proto_rawDescOnce sync.Once
@@ -998,60 +1087,66 @@ func file_prism_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 }
 
 var file_prism_lifecycle_v1_lifecycle_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_prism_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_prism_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_prism_lifecycle_v1_lifecycle_proto_goTypes = []any{
-	(SlowConsumerPolicy_Mode)(0),    // 0: prism.lifecycle.v1.SlowConsumerPolicy.Mode
-	(HealthCheckResponse_Status)(0), // 1: prism.lifecycle.v1.HealthCheckResponse.Status
-	(*DescribeRequest)(nil),         // 2: prism.lifecycle.v1.DescribeRequest
-	(*DescribeResponse)(nil),        // 3: prism.lifecycle.v1.DescribeResponse
-	(*SlowConsumerPolicy)(nil),      // 4: prism.lifecycle.v1.SlowConsumerPolicy
-	(*Capability)(nil),              // 5: prism.lifecycle.v1.Capability
-	(*Limits)(nil),                  // 6: prism.lifecycle.v1.Limits
-	(*InitializeRequest)(nil),       // 7: prism.lifecycle.v1.InitializeRequest
-	(*InitializeResponse)(nil),      // 8: prism.lifecycle.v1.InitializeResponse
-	(*StartRequest)(nil),            // 9: prism.lifecycle.v1.StartRequest
-	(*StartResponse)(nil),           // 10: prism.lifecycle.v1.StartResponse
-	(*DrainRequest)(nil),            // 11: prism.lifecycle.v1.DrainRequest
-	(*DrainResponse)(nil),           // 12: prism.lifecycle.v1.DrainResponse
-	(*StopRequest)(nil),             // 13: prism.lifecycle.v1.StopRequest
-	(*StopResponse)(nil),            // 14: prism.lifecycle.v1.StopResponse
-	(*HealthCheckRequest)(nil),      // 15: prism.lifecycle.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),     // 16: prism.lifecycle.v1.HealthCheckResponse
-	nil,                             // 17: prism.lifecycle.v1.DescribeResponse.InfoEntry
-	nil,                             // 18: prism.lifecycle.v1.InitializeRequest.CredentialsEntry
-	nil,                             // 19: prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
-	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
-	(*structpb.Struct)(nil),         // 21: google.protobuf.Struct
+	(SlowConsumerPolicy_Mode)(0),      // 0: prism.lifecycle.v1.SlowConsumerPolicy.Mode
+	(HealthCheckResponse_Status)(0),   // 1: prism.lifecycle.v1.HealthCheckResponse.Status
+	(*DescribeRequest)(nil),           // 2: prism.lifecycle.v1.DescribeRequest
+	(*DescribeResponse)(nil),          // 3: prism.lifecycle.v1.DescribeResponse
+	(*SlowConsumerPolicy)(nil),        // 4: prism.lifecycle.v1.SlowConsumerPolicy
+	(*Capability)(nil),                // 5: prism.lifecycle.v1.Capability
+	(*Limits)(nil),                    // 6: prism.lifecycle.v1.Limits
+	(*InitializeRequest)(nil),         // 7: prism.lifecycle.v1.InitializeRequest
+	(*InitializeResponse)(nil),        // 8: prism.lifecycle.v1.InitializeResponse
+	(*StartRequest)(nil),              // 9: prism.lifecycle.v1.StartRequest
+	(*StartResponse)(nil),             // 10: prism.lifecycle.v1.StartResponse
+	(*DrainRequest)(nil),              // 11: prism.lifecycle.v1.DrainRequest
+	(*DrainResponse)(nil),             // 12: prism.lifecycle.v1.DrainResponse
+	(*StopRequest)(nil),               // 13: prism.lifecycle.v1.StopRequest
+	(*StopResponse)(nil),              // 14: prism.lifecycle.v1.StopResponse
+	(*HealthCheckRequest)(nil),        // 15: prism.lifecycle.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),       // 16: prism.lifecycle.v1.HealthCheckResponse
+	(*RotateCredentialsRequest)(nil),  // 17: prism.lifecycle.v1.RotateCredentialsRequest
+	(*RotateCredentialsResponse)(nil), // 18: prism.lifecycle.v1.RotateCredentialsResponse
+	nil,                               // 19: prism.lifecycle.v1.DescribeResponse.InfoEntry
+	nil,                               // 20: prism.lifecycle.v1.InitializeRequest.CredentialsEntry
+	nil,                               // 21: prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
+	nil,                               // 22: prism.lifecycle.v1.RotateCredentialsRequest.CredentialsEntry
+	(*durationpb.Duration)(nil),       // 23: google.protobuf.Duration
+	(*structpb.Struct)(nil),           // 24: google.protobuf.Struct
 }
 var file_prism_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	5,  // 0: prism.lifecycle.v1.DescribeResponse.capabilities:type_name -> prism.lifecycle.v1.Capability
 	6,  // 1: prism.lifecycle.v1.DescribeResponse.limits:type_name -> prism.lifecycle.v1.Limits
-	17, // 2: prism.lifecycle.v1.DescribeResponse.info:type_name -> prism.lifecycle.v1.DescribeResponse.InfoEntry
+	19, // 2: prism.lifecycle.v1.DescribeResponse.info:type_name -> prism.lifecycle.v1.DescribeResponse.InfoEntry
 	4,  // 3: prism.lifecycle.v1.DescribeResponse.slow_consumer:type_name -> prism.lifecycle.v1.SlowConsumerPolicy
 	0,  // 4: prism.lifecycle.v1.SlowConsumerPolicy.mode:type_name -> prism.lifecycle.v1.SlowConsumerPolicy.Mode
-	20, // 5: prism.lifecycle.v1.SlowConsumerPolicy.block_timeout:type_name -> google.protobuf.Duration
-	21, // 6: prism.lifecycle.v1.InitializeRequest.config:type_name -> google.protobuf.Struct
-	18, // 7: prism.lifecycle.v1.InitializeRequest.credentials:type_name -> prism.lifecycle.v1.InitializeRequest.CredentialsEntry
-	20, // 8: prism.lifecycle.v1.DrainRequest.deadline:type_name -> google.protobuf.Duration
+	23, // 5: prism.lifecycle.v1.SlowConsumerPolicy.block_timeout:type_name -> google.protobuf.Duration
+	24, // 6: prism.lifecycle.v1.InitializeRequest.config:type_name -> google.protobuf.Struct
+	20, // 7: prism.lifecycle.v1.InitializeRequest.credentials:type_name -> prism.lifecycle.v1.InitializeRequest.CredentialsEntry
+	23, // 8: prism.lifecycle.v1.DrainRequest.deadline:type_name -> google.protobuf.Duration
 	1,  // 9: prism.lifecycle.v1.HealthCheckResponse.status:type_name -> prism.lifecycle.v1.HealthCheckResponse.Status
-	19, // 10: prism.lifecycle.v1.HealthCheckResponse.details:type_name -> prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
-	2,  // 11: prism.lifecycle.v1.Lifecycle.Describe:input_type -> prism.lifecycle.v1.DescribeRequest
-	7,  // 12: prism.lifecycle.v1.Lifecycle.Initialize:input_type -> prism.lifecycle.v1.InitializeRequest
-	9,  // 13: prism.lifecycle.v1.Lifecycle.Start:input_type -> prism.lifecycle.v1.StartRequest
-	11, // 14: prism.lifecycle.v1.Lifecycle.Drain:input_type -> prism.lifecycle.v1.DrainRequest
-	13, // 15: prism.lifecycle.v1.Lifecycle.Stop:input_type -> prism.lifecycle.v1.StopRequest
-	15, // 16: prism.lifecycle.v1.Lifecycle.HealthCheck:input_type -> prism.lifecycle.v1.HealthCheckRequest
-	3,  // 17: prism.lifecycle.v1.Lifecycle.Describe:output_type -> prism.lifecycle.v1.DescribeResponse
-	8,  // 18: prism.lifecycle.v1.Lifecycle.Initialize:output_type -> prism.lifecycle.v1.InitializeResponse
-	10, // 19: prism.lifecycle.v1.Lifecycle.Start:output_type -> prism.lifecycle.v1.StartResponse
-	12, // 20: prism.lifecycle.v1.Lifecycle.Drain:output_type -> prism.lifecycle.v1.DrainResponse
-	14, // 21: prism.lifecycle.v1.Lifecycle.Stop:output_type -> prism.lifecycle.v1.StopResponse
-	16, // 22: prism.lifecycle.v1.Lifecycle.HealthCheck:output_type -> prism.lifecycle.v1.HealthCheckResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	21, // 10: prism.lifecycle.v1.HealthCheckResponse.details:type_name -> prism.lifecycle.v1.HealthCheckResponse.DetailsEntry
+	22, // 11: prism.lifecycle.v1.RotateCredentialsRequest.credentials:type_name -> prism.lifecycle.v1.RotateCredentialsRequest.CredentialsEntry
+	2,  // 12: prism.lifecycle.v1.Lifecycle.Describe:input_type -> prism.lifecycle.v1.DescribeRequest
+	7,  // 13: prism.lifecycle.v1.Lifecycle.Initialize:input_type -> prism.lifecycle.v1.InitializeRequest
+	9,  // 14: prism.lifecycle.v1.Lifecycle.Start:input_type -> prism.lifecycle.v1.StartRequest
+	11, // 15: prism.lifecycle.v1.Lifecycle.Drain:input_type -> prism.lifecycle.v1.DrainRequest
+	13, // 16: prism.lifecycle.v1.Lifecycle.Stop:input_type -> prism.lifecycle.v1.StopRequest
+	15, // 17: prism.lifecycle.v1.Lifecycle.HealthCheck:input_type -> prism.lifecycle.v1.HealthCheckRequest
+	17, // 18: prism.lifecycle.v1.Lifecycle.RotateCredentials:input_type -> prism.lifecycle.v1.RotateCredentialsRequest
+	3,  // 19: prism.lifecycle.v1.Lifecycle.Describe:output_type -> prism.lifecycle.v1.DescribeResponse
+	8,  // 20: prism.lifecycle.v1.Lifecycle.Initialize:output_type -> prism.lifecycle.v1.InitializeResponse
+	10, // 21: prism.lifecycle.v1.Lifecycle.Start:output_type -> prism.lifecycle.v1.StartResponse
+	12, // 22: prism.lifecycle.v1.Lifecycle.Drain:output_type -> prism.lifecycle.v1.DrainResponse
+	14, // 23: prism.lifecycle.v1.Lifecycle.Stop:output_type -> prism.lifecycle.v1.StopResponse
+	16, // 24: prism.lifecycle.v1.Lifecycle.HealthCheck:output_type -> prism.lifecycle.v1.HealthCheckResponse
+	18, // 25: prism.lifecycle.v1.Lifecycle.RotateCredentials:output_type -> prism.lifecycle.v1.RotateCredentialsResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_prism_lifecycle_v1_lifecycle_proto_init() }
@@ -1065,7 +1160,7 @@ func file_prism_lifecycle_v1_lifecycle_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prism_lifecycle_v1_lifecycle_proto_rawDesc), len(file_prism_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,12 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Lifecycle_Describe_FullMethodName    = "/prism.lifecycle.v1.Lifecycle/Describe"
-	Lifecycle_Initialize_FullMethodName  = "/prism.lifecycle.v1.Lifecycle/Initialize"
-	Lifecycle_Start_FullMethodName       = "/prism.lifecycle.v1.Lifecycle/Start"
-	Lifecycle_Drain_FullMethodName       = "/prism.lifecycle.v1.Lifecycle/Drain"
-	Lifecycle_Stop_FullMethodName        = "/prism.lifecycle.v1.Lifecycle/Stop"
-	Lifecycle_HealthCheck_FullMethodName = "/prism.lifecycle.v1.Lifecycle/HealthCheck"
+	Lifecycle_Describe_FullMethodName          = "/prism.lifecycle.v1.Lifecycle/Describe"
+	Lifecycle_Initialize_FullMethodName        = "/prism.lifecycle.v1.Lifecycle/Initialize"
+	Lifecycle_Start_FullMethodName             = "/prism.lifecycle.v1.Lifecycle/Start"
+	Lifecycle_Drain_FullMethodName             = "/prism.lifecycle.v1.Lifecycle/Drain"
+	Lifecycle_Stop_FullMethodName              = "/prism.lifecycle.v1.Lifecycle/Stop"
+	Lifecycle_HealthCheck_FullMethodName       = "/prism.lifecycle.v1.Lifecycle/HealthCheck"
+	Lifecycle_RotateCredentials_FullMethodName = "/prism.lifecycle.v1.Lifecycle/RotateCredentials"
 )
 
 // LifecycleClient is the client API for Lifecycle service.
@@ -53,6 +54,16 @@ type LifecycleClient interface {
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// HealthCheck reports the data-plane health (the backend as the plugin sees it).
 	HealthCheck(ctx context.Context, in *HealthCheckRequest, opts ...grpc.CallOption) (*HealthCheckResponse, error)
+	// RotateCredentials replaces the backend credentials given in Initialize,
+	// whole, without dropping calls in flight. The plugin first checks the new
+	// credentials against the backend (malformed ones are InvalidArgument
+	// naming the credential, rejected ones Unauthenticated, an unreachable
+	// backend Unavailable; on any error the old credentials stay in use), then
+	// sends new calls with them, and returns once no call in flight uses the
+	// old ones any more, so the host may revoke them then. Allowed after
+	// Initialize and before Stop (else FailedPrecondition). A plugin that
+	// cannot rotate answers Unimplemented; one that can declares auth.rotation.
+	RotateCredentials(ctx context.Context, in *RotateCredentialsRequest, opts ...grpc.CallOption) (*RotateCredentialsResponse, error)
 }
 
 type lifecycleClient struct {
@@ -123,6 +134,16 @@ func (c *lifecycleClient) HealthCheck(ctx context.Context, in *HealthCheckReques
 	return out, nil
 }
 
+func (c *lifecycleClient) RotateCredentials(ctx context.Context, in *RotateCredentialsRequest, opts ...grpc.CallOption) (*RotateCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateCredentialsResponse)
+	err := c.cc.Invoke(ctx, Lifecycle_RotateCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LifecycleServer is the server API for Lifecycle service.
 // All implementations must embed UnimplementedLifecycleServer
 // for forward compatibility.
@@ -145,6 +166,16 @@ type LifecycleServer interface {
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// HealthCheck reports the data-plane health (the backend as the plugin sees it).
 	HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error)
+	// RotateCredentials replaces the backend credentials given in Initialize,
+	// whole, without dropping calls in flight. The plugin first checks the new
+	// credentials against the backend (malformed ones are InvalidArgument
+	// naming the credential, rejected ones Unauthenticated, an unreachable
+	// backend Unavailable; on any error the old credentials stay in use), then
+	// sends new calls with them, and returns once no call in flight uses the
+	// old ones any more, so the host may revoke them then. Allowed after
+	// Initialize and before Stop (else FailedPrecondition). A plugin that
+	// cannot rotate answers Unimplemented; one that can declares auth.rotation.
+	RotateCredentials(context.Context, *RotateCredentialsRequest) (*RotateCredentialsResponse, error)
 	mustEmbedUnimplementedLifecycleServer()
 }
 
@@ -172,6 +203,9 @@ func (UnimplementedLifecycleServer) Stop(context.Context, *StopRequest) (*StopRe
 }
 func (UnimplementedLifecycleServer) HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HealthCheck not implemented")
+}
+func (UnimplementedLifecycleServer) RotateCredentials(context.Context, *RotateCredentialsRequest) (*RotateCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateCredentials not implemented")
 }
 func (UnimplementedLifecycleServer) mustEmbedUnimplementedLifecycleServer() {}
 func (UnimplementedLifecycleServer) testEmbeddedByValue()                   {}
@@ -302,6 +336,24 @@ func _Lifecycle_HealthCheck_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Lifecycle_RotateCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServer).RotateCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lifecycle_RotateCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServer).RotateCredentials(ctx, req.(*RotateCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Lifecycle_ServiceDesc is the grpc.ServiceDesc for Lifecycle service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -332,6 +384,10 @@ var Lifecycle_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HealthCheck",
 			Handler:    _Lifecycle_HealthCheck_Handler,
+		},
+		{
+			MethodName: "RotateCredentials",
+			Handler:    _Lifecycle_RotateCredentials_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
