@@ -33,6 +33,15 @@ const (
 	PubSubDurable Name = "pubsub.durable"
 )
 
+// The capabilities of the Multicast Registry. No plugin declares them: the
+// reference proxy offers them for a namespace with pattern registry,
+// according to what the plugins in its registry and messaging slots declare.
+const (
+	RegistryBasic       Name = "registry.basic"
+	RegistryMulticast   Name = "registry.multicast"
+	RegistryAtLeastOnce Name = "registry.at_least_once"
+)
+
 // The capabilities of auth. auth.jwt and auth.namespace are properties of
 // the reference proxy, not of a plugin: no plugin declares them; a run that
 // certifies the proxy's auth (prism-accept --auth) declares them for the
@@ -91,6 +100,19 @@ var all = []Info{
 	{PubSubDurable, "v1", "pubsub", "Durable consumers: at-least-once delivery with explicit Ack, redelivery of " +
 		"unacknowledged messages after the ack deadline, never redelivery of acknowledged ones, resumption where the " +
 		"consumer left off after reconnecting, and messages kept across a backend restart.", false},
+	{RegistryBasic, "v1", "registry", "Through the proxy's registry pattern: Register with typed metadata and a TTL, " +
+		"AlreadyExists without replace, replace as the heartbeat, schema violations InvalidArgument naming the field, a quota " +
+		"(ResourceExhausted) that expired identities never count; Unregister idempotent; an expired identity is never " +
+		"enumerated and can register again at once; Enumerate evaluates every filter operator as SEMANTICS.md defines it, " +
+		"invalid filters are InvalidArgument naming the clause, and paging returns every identity present for the whole walk " +
+		"exactly once; identities with any characters stay apart; concurrent use leaves a consistent state; the state lives " +
+		"in the registry slot and survives a proxy restart.", false},
+	{RegistryMulticast, "v1", "registry", "At-most-once Multicast: targets resolved when it runs, each live receiver " +
+		"(an open Receive) gets the message exactly once and nothing meant for another identity, a target without a live " +
+		"receiver is FAILED and never counted delivered, unregistered and expired identities get nothing, fan-out to 1 000 " +
+		"targets within the deadline; at-least-once is FailedPrecondition when the messaging slot is not durable.", false},
+	{RegistryAtLeastOnce, "v1", "registry", "At-least-once Multicast on a durable messaging slot: DELIVERED only when the " +
+		"receiver acknowledged within the timeout, TIMEOUT otherwise, and redelivery to a receiver that did not acknowledge.", false},
 	{AuthJWT, "v1", "auth", "(The proxy's.) Every data call needs one 'authorization: Bearer <JWT>' issued by the " +
 		"configured OIDC issuer for the configured audience, signed with an allow-listed algorithm by a key of the " +
 		"issuer's JWKS and not expired; any other token (alg none, algorithm confusion, forged, tampered, expired, " +
