@@ -20,6 +20,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/prism-suite/prism/reference/registry"
+
 	"github.com/prism-suite/prism/reference/auth"
 )
 
@@ -39,7 +41,7 @@ import (
 //	  grants: {claim: scope, pattern: "prism:{namespace}:{access}"}
 //	namespaces:
 //	  - name: orders
-//	    pattern: keyvalue             # keyvalue | pubsub; or patterns: [keyvalue, pubsub]
+//	    pattern: keyvalue             # keyvalue | pubsub | registry; or patterns: [keyvalue, pubsub]
 //	    plugin:
 //	      binary: ./prism-redis       # relative paths are relative to this file
 //	      args: []
@@ -47,12 +49,14 @@ import (
 //	      credentials:
 //	        password: {env: REDIS_PASSWORD}   # or {file: /run/secrets/redis}
 //
-// A pattern that composes several plugins (the multicast registry, later)
-// names them under slots instead of plugin:
+// A pattern that composes several plugins (the multicast registry) names
+// them under slots instead of plugin, and takes its settings (see
+// reference/registry.Config) in a registry block:
 //
 //	slots:
 //	  registry: {binary: ...}
 //	  messaging: {binary: ...}
+//	registry: {max_identities: 10000, schema: {fields: {floor: {type: int}}}}
 //
 // plugin: fills every slot of the namespace's patterns with the same block.
 //
@@ -113,6 +117,8 @@ type Namespace struct {
 	Plugin *PluginSpec `yaml:"plugin,omitempty"`
 	// Slots fills the pattern's slots by name (for patterns with several).
 	Slots map[string]*PluginSpec `yaml:"slots,omitempty"`
+	// Registry is the registry pattern's settings (schema, quota, ...).
+	Registry *registry.Config `yaml:"registry,omitempty"`
 }
 
 // PluginSpec is how to run and configure one plugin.
@@ -268,6 +274,7 @@ func (c Config) Validate() error {
 			add(at+perr.path, "%s", perr.msg)
 			continue
 		}
+		errs = append(errs, ns.checkRegistry(at)...)
 		slots, paths, err := ns.slots(pat)
 		if err != nil {
 			add(at+err.path, "%s", err.msg)
@@ -482,7 +489,7 @@ func checkShape(root *yaml.Node) error {
 				errs = append(errs, fmt.Errorf("%s: line %d: must be a mapping", at, ns.Line))
 				continue
 			}
-			errs = append(errs, checkKeys(ns, at, "name", "pattern", "patterns", "plugin", "slots")...)
+			errs = append(errs, checkKeys(ns, at, "name", "pattern", "patterns", "plugin", "slots", "registry")...)
 			if p := child(ns, "plugin"); p != nil {
 				errs = append(errs, checkPluginShape(p, at+".plugin")...)
 			}

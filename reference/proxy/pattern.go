@@ -9,6 +9,7 @@ import (
 	"github.com/prism-suite/prism/proto/capability"
 	_ "github.com/prism-suite/prism/proto/prism/keyvalue/v1" // registers the KeyValue descriptors for reflection
 	_ "github.com/prism-suite/prism/proto/prism/pubsub/v1"   // registers the PubSub descriptors for reflection
+	"github.com/prism-suite/prism/reference/registry"
 )
 
 // Pattern names the data API a namespace serves.
@@ -22,6 +23,17 @@ const (
 	// PubSub forwards prism.pubsub.v1.PubSub to one plugin declaring
 	// pubsub.basic.
 	PubSub Pattern = "pubsub"
+	// Registry serves prism.registry.v1.Registry itself (not forwarded),
+	// composed from a registry slot (a KeyValue plugin declaring
+	// keyvalue.basic, keyvalue.scan and keyvalue.ttl) and a messaging slot (a
+	// PubSub plugin declaring pubsub.basic; pubsub.durable for at-least-once).
+	Registry Pattern = "registry"
+)
+
+// The slots of the registry pattern.
+const (
+	registrySlot  = "registry"
+	messagingSlot = "messaging"
 )
 
 // slotSpec is one plugin a pattern is built from: the capabilities the
@@ -44,6 +56,8 @@ type patternSpec struct {
 const (
 	KeyValueService = "prism.keyvalue.v1.KeyValue"
 	PubSubService   = "prism.pubsub.v1.PubSub"
+	// RegistryService is served by the proxy itself for registry namespaces.
+	RegistryService = "prism.registry.v1.Registry"
 )
 
 var patterns = map[Pattern]patternSpec{
@@ -51,6 +65,9 @@ var patterns = map[Pattern]patternSpec{
 		Services: []string{KeyValueService}}}},
 	PubSub: {Slots: []slotSpec{{Name: "pubsub", Pattern: PubSub, Requires: []capability.Name{capability.PubSubBasic},
 		Services: []string{PubSubService}}}},
+	Registry: {Slots: []slotSpec{
+		{Name: registrySlot, Pattern: Registry, Requires: registry.RegistrySlotRequires},
+		{Name: messagingSlot, Pattern: Registry, Requires: registry.MessagingSlotRequires}}},
 }
 
 func patternNames() []string {

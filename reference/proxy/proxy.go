@@ -16,6 +16,11 @@
 // (it is then killed), is restarted with exponential backoff and jitter. While
 // a plugin is down, its namespaces' calls fail at once with Unavailable.
 //
+// The registry pattern is the exception: the proxy serves
+// prism.registry.v1.Registry itself for registry namespaces, with a
+// coordinator (reference/registry) over the plugins of the namespace's
+// registry and messaging slots; the routing errors below are the same.
+//
 // # Routing
 //
 // Calls are forwarded at the gRPC frame level: the proxy never unmarshals a
@@ -82,6 +87,9 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
+
+	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	"github.com/prism-suite/prism/reference/registry"
 )
 
 // Metadata keys the proxy reads and writes.
@@ -133,6 +141,8 @@ type namespace struct {
 	inflight  prometheus.Gauge
 	// patternText names the patterns in errors ("keyvalue" or "keyvalue+pubsub").
 	patternText string
+	// registry serves the Registry service for a registry namespace.
+	registry *registry.Coordinator
 }
 
 // Option configures New.
@@ -214,6 +224,9 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 			}
 			ns.patternText += string(pt)
 		}
+		if err := p.setupRegistry(ns); err != nil {
+			return nil, err
+		}
 		p.namespaces[ns.Name] = ns
 	}
 	for _, h := range p.hosts {
@@ -248,6 +261,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 	}, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
+	registryv1.RegisterRegistryServer(p.grpc, registry.NewServer(p.registryLookup))
 	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(p.grpc, reflection.NewServer(ropts))
@@ -321,6 +335,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 				<-done
 			}
 		}
+		p.closeRegistries()
 		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
