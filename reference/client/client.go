@@ -19,9 +19,11 @@
 // returns the same answer — are retried when they fail with Unavailable (a
 // plugin restarting behind the proxy, a proxy restarting), with exponential
 // backoff, through gRPC's service-config retry policy: KeyValue Get, Exists,
-// GetTTL, Scan, Count, BatchGet, Set and BatchSet. Delete, BatchDelete,
-// Persist and Expire (their answers or TTLs change when repeated) and every
-// PubSub call (a repeated Publish is a duplicate message) are never retried.
+// GetTTL, Scan, Count, BatchGet, Set and BatchSet, and Registry Enumerate.
+// Delete, BatchDelete, Persist and Expire (their answers or TTLs change when
+// repeated), every PubSub call (a repeated Publish is a duplicate message)
+// and the other Registry calls (a repeated Multicast delivers twice) are
+// never retried.
 // [WithRetryPolicy] changes the attempts and backoff; [WithoutRetries] turns
 // retries off.
 package client
@@ -75,6 +77,7 @@ func DefaultRetryPolicy() RetryPolicy {
 // idempotent lists the methods that are retried, by service.
 var idempotent = map[string][]string{
 	"prism.keyvalue.v1.KeyValue": {"Get", "Exists", "GetTTL", "Scan", "Count", "BatchGet", "Set", "BatchSet"},
+	"prism.registry.v1.Registry": {"Enumerate"},
 }
 
 // ServiceConfig returns the gRPC service config that retries the idempotent

@@ -8,6 +8,14 @@
 //	prismctl pubsub publish TOPIC PAYLOAD [--meta k=v]...
 //	prismctl pubsub subscribe TOPIC [--queue-group G] [--count N]
 //	prismctl health [SERVICE]
+//	prismctl registry register IDENTITY [--ttl 30s] [--replace] [--meta k=v]...
+//	prismctl registry unregister IDENTITY
+//	prismctl registry enumerate [FILTER] [--values] [--page-size N]
+//	prismctl registry multicast FILTER PAYLOAD [--meta k=v]... [--at-least-once]
+//	prismctl registry receive IDENTITY [--count N] [--ack]
+//
+// FILTER is the registry filter's text form (reference/registry/filter), e.g.
+// 'type = "sensor" and floor >= 2'.
 //
 // with --addr (default $PRISM_ADDR or 127.0.0.1:7070), --namespace (default
 // $PRISM_NAMESPACE or "default") and --timeout anywhere on the line.
@@ -40,6 +48,16 @@ Usage:
   prismctl pubsub publish TOPIC PAYLOAD [--meta k=v]...
   prismctl pubsub subscribe TOPIC [--queue-group G] [--count N]
   prismctl health [SERVICE]        (SERVICE: a namespace, or "" for the proxy)
+  prismctl registry register IDENTITY [--ttl 30s] [--replace] [--meta k=v]...
+  prismctl registry unregister IDENTITY
+  prismctl registry enumerate [FILTER] [--values] [--page-size N]
+  prismctl registry multicast FILTER PAYLOAD [--meta k=v]... [--at-least-once]
+  prismctl registry receive IDENTITY [--count N] [--ack]
+
+  FILTER is the registry filter's text form, e.g. 'type = "sensor" and floor >= 2'
+  ("" selects every identity). Register's --meta values are literals of that
+  form (1, 1.5, true, "text", ["a", "b"]); anything else is a string. --timeout
+  also bounds a multicast, whose exit code is 3 when a target was not delivered.
 
 Flags (anywhere on the line):
   --addr ADDR        proxy address (default $PRISM_ADDR or 127.0.0.1:7070)
@@ -89,6 +107,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		queueGroup string
 		count      int
 		meta       []string
+		reg        registryFlags
 	)
 	fs := newFS("prismctl")
 	fs.DurationVar(&ttl, "ttl", 0, "")
@@ -97,6 +116,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&queueGroup, "queue-group", "", "")
 	fs.IntVar(&count, "count", 0, "")
 	fs.Func("meta", "", func(v string) error { meta = append(meta, v); return nil })
+	fs.BoolVar(&reg.replace, "replace", false, "")
+	fs.BoolVar(&reg.atLeastOnce, "at-least-once", false, "")
+	fs.BoolVar(&reg.ack, "ack", false, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
 	pos, err := parseInterleaved(fs, args)
@@ -222,6 +244,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s\n", m.Payload)
 		}
 	default:
+		if pos[0] == "registry" {
+			reg.ttl, reg.values, reg.pageSize, reg.count, reg.meta, reg.timeout = ttl, values, pageSize, count, meta, g.timeout
+			return runRegistry(ctx, c, pos, reg, stdout, stderr)
+		}
 		if pos[0] == "health" && len(pos) <= 2 {
 			svc := g.namespace
 			if len(pos) == 2 {
