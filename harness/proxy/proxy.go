@@ -31,6 +31,7 @@ import (
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/reference/auth"
 	refproxy "github.com/prism-suite/prism/reference/proxy"
+	"github.com/prism-suite/prism/reference/registry"
 )
 
 // Namespace is one namespace the proxy serves and its plugin.
@@ -51,6 +52,20 @@ type Namespace struct {
 	// Instance separates namespaces whose plugin blocks are otherwise
 	// identical into processes of their own (see reference/proxy.Config).
 	Instance string
+	// Slots, instead of Plugin, fills a pattern's slots by name (the
+	// registry pattern: "registry" and "messaging").
+	Slots map[string]Slot
+	// Registry is the registry pattern's settings.
+	Registry *registry.Config
+}
+
+// Slot is the plugin of one slot of a namespace.
+type Slot struct {
+	Plugin      string
+	Args        []string
+	Config      map[string]any
+	Credentials map[string]string
+	Instance    string
 }
 
 // Options configure Start. Use [DefaultOptions] and change fields.
@@ -215,9 +230,11 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Instance    string                        `yaml:"instance,omitempty"`
 	}
 	type ns struct {
-		Name     string   `yaml:"name"`
-		Patterns []string `yaml:"patterns"`
-		Plugin   plugin   `yaml:"plugin"`
+		Name     string            `yaml:"name"`
+		Patterns []string          `yaml:"patterns"`
+		Plugin   *plugin           `yaml:"plugin,omitempty"`
+		Slots    map[string]plugin `yaml:"slots,omitempty"`
+		Registry *registry.Config  `yaml:"registry,omitempty"`
 	}
 	cfg := struct {
 		Listen         string            `yaml:"listen"`
@@ -234,27 +251,47 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Restart: map[string]string{"initial_backoff": opts.InitialBackoff.String(), "max_backoff": opts.MaxBackoff.String()},
 		Auth:    opts.Auth,
 	}
-	for _, n := range namespaces {
-		bin, err := filepath.Abs(n.Plugin)
+	block := func(name string, s Slot) (plugin, error) {
+		bin, err := filepath.Abs(s.Plugin)
 		if err != nil {
-			return "", fmt.Errorf("write proxy config: %w", err)
+			return plugin{}, fmt.Errorf("write proxy config: %w", err)
 		}
-		pl := plugin{Binary: bin, Args: n.Args, Config: n.Config, Instance: n.Instance}
-		for k, v := range n.Credentials {
-			path := filepath.Join(dir, fmt.Sprintf("credential-%s-%s", n.Name, k))
+		pl := plugin{Binary: bin, Args: s.Args, Config: s.Config, Instance: s.Instance}
+		for k, v := range s.Credentials {
+			path := filepath.Join(dir, fmt.Sprintf("credential-%s-%s", name, k))
 			if err := os.WriteFile(path, []byte(v), 0o600); err != nil {
-				return "", fmt.Errorf("write credential file: %w", err)
+				return plugin{}, fmt.Errorf("write credential file: %w", err)
 			}
 			if pl.Credentials == nil {
 				pl.Credentials = map[string]refproxy.SecretRef{}
 			}
 			pl.Credentials[k] = refproxy.SecretRef{File: path}
 		}
+		return pl, nil
+	}
+	for _, n := range namespaces {
 		pats := n.Patterns
 		if len(pats) == 0 {
 			pats = []string{string(refproxy.KeyValue)}
 		}
-		cfg.Namespaces = append(cfg.Namespaces, ns{Name: n.Name, Patterns: pats, Plugin: pl})
+		out := ns{Name: n.Name, Patterns: pats, Registry: n.Registry}
+		if len(n.Slots) > 0 {
+			out.Slots = map[string]plugin{}
+			for slot, s := range n.Slots {
+				pl, err := block(n.Name+"-"+slot, s)
+				if err != nil {
+					return "", err
+				}
+				out.Slots[slot] = pl
+			}
+		} else {
+			pl, err := block(n.Name, Slot{Plugin: n.Plugin, Args: n.Args, Config: n.Config, Credentials: n.Credentials, Instance: n.Instance})
+			if err != nil {
+				return "", err
+			}
+			out.Plugin = &pl
+		}
+		cfg.Namespaces = append(cfg.Namespaces, out)
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {

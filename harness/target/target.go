@@ -13,6 +13,7 @@ import (
 
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
+	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 )
 
 // NamespaceKey is the request metadata key that names the namespace.
@@ -39,6 +40,10 @@ func (t Target) KeyValue() keyvaluev1.KeyValueClient { return keyvaluev1.NewKeyV
 
 // PubSub returns a PubSub client whose calls carry the namespace.
 func (t Target) PubSub() pubsubv1.PubSubClient { return pubsubv1.NewPubSubClient(t.conn()) }
+
+// Registry returns a Multicast Registry client whose calls carry the
+// namespace (the proxy serves it for namespaces with pattern registry).
+func (t Target) Registry() registryv1.RegistryClient { return registryv1.NewRegistryClient(t.conn()) }
 
 // Context returns ctx with the namespace in outgoing metadata.
 func (t Target) Context(ctx context.Context) context.Context {
