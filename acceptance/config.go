@@ -25,8 +25,16 @@ const SuiteVersion = "0.1.0"
 // Config says what to certify and how. Build it with [DefaultConfig]; a
 // Config passed to Register or Run is copied, never changed.
 type Config struct {
-	// Plugin is the plugin binary to certify.
+	// Plugin is the plugin binary to certify (not used with Pattern).
 	Plugin string
+	// Pattern, when set, certifies a pattern of the reference proxy instead
+	// of a plugin: "registry" (PatternRegistry) runs the registry suite
+	// through ProxyBinary, whose namespaces compose RegistrySlot and
+	// MessagingSlot (plugins prism-<slot> next to ProxyBinary).
+	Pattern string
+	// RegistrySlot and MessagingSlot are the backends of the registry
+	// pattern's slots: memstore or redis, and memstore, nats or redis.
+	RegistrySlot, MessagingSlot backend.Kind
 	// PluginArgs are passed to the plugin binary.
 	PluginArgs []string
 	// PluginEnv is added to the plugin's environment.
@@ -107,6 +115,19 @@ func (c Config) clone() Config {
 
 // Validate reports a config that cannot run, naming the field.
 func (c Config) Validate() error {
+	switch c.Pattern {
+	case "":
+	case PatternRegistry:
+		if c.RegistrySlot != backend.Memstore && c.RegistrySlot != backend.Redis {
+			return fmt.Errorf("config: RegistrySlot (--registry-slot) %q is not one of memstore, redis", c.RegistrySlot)
+		}
+		if c.MessagingSlot != backend.Memstore && c.MessagingSlot != backend.NATS && c.MessagingSlot != backend.Redis {
+			return fmt.Errorf("config: MessagingSlot (--messaging-slot) %q is not one of memstore, nats, redis", c.MessagingSlot)
+		}
+		return nil
+	default:
+		return fmt.Errorf("config: Pattern (--pattern) %q is not %q", c.Pattern, PatternRegistry)
+	}
 	if c.Plugin == "" {
 		return fmt.Errorf("config: Plugin (--plugin) is required: the path to a plugin binary")
 	}

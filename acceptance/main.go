@@ -25,6 +25,7 @@ capability. Reports go to --report-dir.
 
 Usage:
   prism-accept --plugin ./bin/my-plugin --backend redis [flags] [--ginkgo.* flags]
+  prism-accept --pattern registry --registry-slot memstore|redis --messaging-slot memstore|nats|redis [flags]
 
 Examples:
   prism-accept --plugin ./bin/prism-memstore --backend memstore
@@ -32,6 +33,7 @@ Examples:
   prism-accept --plugin ./bin/prism-redis --backend redis --label-filter keyvalue.ttl
   prism-accept --plugin ./bin/prism-memstore --via both --proxy ./bin/prism-proxy
   prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
+  prism-accept --pattern registry --registry-slot redis --messaging-slot nats   # the proxy's multicast registry
 
 Exit codes: 0 every declared capability certified; 1 a declared or required
 capability failed; 2 a harness error (e.g. the container did not start) kept a
@@ -56,7 +58,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		pluginConfig = fs.String("plugin-config", "", "JSON object merged over the plugin config the harness builds, e.g. '{\"pool_size\": 20}'")
 		namespace    = fs.String("namespace", cfg.Namespace, "namespace the plugin is initialized for")
 		repeat       = fs.Int("repeat", 1, "run every spec N times; a spec must pass every time (certification never retries a failed spec)")
+		registrySlot = fs.String("registry-slot", "memstore", "with --pattern registry: the registry slot's backend, memstore or redis")
+		messaging    = fs.String("messaging-slot", "memstore", "with --pattern registry: the messaging slot's backend, memstore, nats or redis")
 	)
+	fs.StringVar(&cfg.Pattern, "pattern", "", "certify a pattern of prism-proxy instead of a plugin: registry (the slots' plugins are bin/prism-<backend> next to --proxy)")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
 	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {
 		cfg.PluginArgs = append(cfg.PluginArgs, v)
@@ -82,8 +87,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cfg.Backends.Provider = backend.Provider(*instance)
 	cfg.Via = target.Via(*via)
 	cfg.Namespace = *namespace
+	cfg.RegistrySlot, cfg.MessagingSlot = backend.Kind(*registrySlot), backend.Kind(*messaging)
+	if cfg.Pattern != "" {
+		cfg.Via = target.Proxy
+	}
 	if cfg.ReportDir == "" {
 		cfg.ReportDir = "out/accept/" + *backendName
+		if cfg.Pattern == PatternRegistry {
+			cfg.ReportDir = fmt.Sprintf("out/accept/registry-%s-%s", *registrySlot, *messaging)
+		}
 	}
 	var err error
 	if cfg.Require, err = capability.Parse(*require); err != nil {
@@ -100,7 +112,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-accept: %v\n", err)
 		return report.ExitUsage
 	}
-	if fi, err := os.Stat(cfg.Plugin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+	if fi, err := os.Stat(cfg.Plugin); cfg.Pattern == "" && (err != nil || fi.IsDir() || fi.Mode()&0o111 == 0) {
 		fmt.Fprintf(stderr, "prism-accept: --plugin %s is not an executable file (build it first, e.g. go tool task build)\n", cfg.Plugin)
 		return report.ExitUsage
 	}
@@ -129,8 +141,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// brings Ginkgo's own output back.
 		formatter.ColorableStdOut = io.Discard
 	}
-	fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
-		cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)
+	if cfg.Pattern != "" {
+		fmt.Fprintf(stdout, "prism-accept: certifying %s's %s pattern with slots registry=%s messaging=%s (instance %s); reports in %s\n",
+			cfg.ProxyBinary, cfg.Pattern, cfg.RegistrySlot, cfg.MessagingSlot, *instance, cfg.ReportDir)
+	} else {
+		fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
+			cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)
+	}
 	RunSpecs(&testingT{}, "Prism acceptance", suiteCfg, repCfg)
 	if run.Report == nil {
 		return report.ExitError
@@ -141,6 +158,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // commandLine reproduces the run as a prism-accept command.
 func commandLine(cfg Config, instance, labelFilter string) string {
 	parts := []string{"prism-accept", "--plugin", cfg.Plugin}
+	if cfg.Pattern != "" {
+		parts = []string{"prism-accept", "--pattern", cfg.Pattern, "--registry-slot", string(cfg.RegistrySlot),
+			"--messaging-slot", string(cfg.MessagingSlot), "--proxy", cfg.ProxyBinary, "--instance", instance, "--seed", fmt.Sprint(cfg.Seed)}
+		if labelFilter != "" {
+			parts = append(parts, "--label-filter", "'"+labelFilter+"'")
+		}
+		return strings.Join(parts, " ")
+	}
 	for _, a := range cfg.PluginArgs {
 		parts = append(parts, "--plugin-arg="+a)
 	}

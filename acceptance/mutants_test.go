@@ -11,13 +11,14 @@ import (
 
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/backends/mutant"
+	"github.com/prism-suite/prism/reference/registry"
 )
 
 // buildCommands builds prism-accept and the plugins once per test binary run.
 func buildCommands(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant", "../reference/cmd/prism-proxy")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build commands: %v\n%s", err, out)
 	}
@@ -93,7 +94,7 @@ func TestMemstoreIsCertified(t *testing.T) {
 	}
 	for _, c := range rep.Capabilities {
 		want := report.Certified
-		if c.Name == "pubsub.durable" || strings.HasPrefix(c.Name, "auth.") { // memstore keeps nothing across a restart, and says so; auth.* need --auth and a backend
+		if c.Name == "pubsub.durable" || strings.HasPrefix(c.Name, "registry.") || strings.HasPrefix(c.Name, "auth.") { // memstore keeps nothing across a restart, and says so; the registry is the proxy's; auth.* need --auth and a backend
 			want = report.NotDeclared
 		}
 		if c.Verdict != want {
@@ -129,4 +130,30 @@ func TestProbeFindsUndeclaredCapability(t *testing.T) {
 	if v := rep.Verdict("keyvalue.ttl"); v != report.VerdictFail || code != report.ExitFailed {
 		t.Errorf("with --require keyvalue.ttl: %q, exit %d; want failed, exit 1\n%s", v, code, out)
 	}
+}
+
+// TestRegistryMutantsAreKilled runs the registry suite through prism-proxy
+// (memstore slots) once per registry mutant, which the proxy builds into its
+// coordinators when PRISM_REGISTRY_MUTANT names it, with only the specs of
+// the mutant's topic, and requires the verdict of the capability the mutant
+// breaks to be "failed", with exit code 1.
+func TestRegistryMutantsAreKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the registry suite once per mutant")
+	}
+	bin := buildCommands(t)
+	var matrix []string
+	for _, m := range registry.Mutants() {
+		t.Run(m.Name, func(t *testing.T) {
+			t.Setenv(registry.MutantEnv, m.Name) // prism-accept's proxy inherits it
+			rep, code, out := accept(t, bin, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
+				"--proxy", filepath.Join(bin, "prism-proxy"), "--label-filter", m.LabelFilter)
+			verdict := rep.Verdict(string(m.Breaks))
+			matrix = append(matrix, fmt.Sprintf("%-28s %-20s %s", m.Name, m.Breaks, verdict))
+			if verdict != report.VerdictFail || code != report.ExitFailed {
+				t.Errorf("registry mutant %q (%s) survived: verdict for %s = %q, exit %d; want failed, exit 1\n%s", m.Name, m.Defect, m.Breaks, verdict, code, out)
+			}
+		})
+	}
+	t.Logf("registry kill matrix:\n%s", strings.Join(matrix, "\n"))
 }

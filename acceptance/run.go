@@ -78,6 +78,10 @@ func Register(cfg Config) *Session {
 // [Session.WriteReports] from your own ReportAfterSuite to get report files.
 func Specs(cfg Config) *Session {
 	r := &Session{cfg: cfg.clone()}
+	if r.cfg.Pattern == PatternRegistry {
+		r.registrySpecs()
+		return r
+	}
 	Describe(RootText, Ordered, ContinueOnFailure, func() {
 		BeforeAll(r.setup)
 		AfterAll(r.teardown)
@@ -438,6 +442,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	if r.proc != nil {
 		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
 		rep.Plugin.StderrTail = tail(r.proc.Stderr(), 8<<10)
+	} else if r.px != nil { // a pattern run: the proxy's stderr holds its plugins' too
+		rep.Plugin.SpawnToServingMS = float64(r.px.ReadyTime.Microseconds()) / 1000
+		rep.Plugin.StderrTail = tail(r.px.Stderr(), 8<<10)
 	}
 	for _, sr := range gr.SpecReports {
 		if sr.LeafNodeType != types.NodeTypeIt {
