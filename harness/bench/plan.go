@@ -35,6 +35,9 @@ type Options struct {
 	// PubSub runs the PubSub series (publish, batched publish, publish →
 	// delivery latency) for every plugin, next to the backends' own clients.
 	PubSub bool
+	// Registry runs the multicast registry series through Proxy on memstore
+	// slots (Enumerate of 1 000, Multicast to 100 and to 10 000).
+	Registry bool
 	// Concurrency lists the client concurrencies to measure.
 	Concurrency []int
 	// Ops is the number of measured ops per series.
@@ -52,7 +55,7 @@ type Options struct {
 // DefaultOptions returns a run that fits in well under a minute here.
 func DefaultOptions() Options {
 	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy",
-		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true,
+		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true, Registry: true,
 		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
@@ -161,6 +164,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.PubSub {
 		rep.Results = append(rep.Results, pubSubSeries(ctx, o, p, rs, logf)...)
+	}
+	if o.Registry {
+		rr, goals, err := registrySeries(ctx, o, logf)
+		if err != nil {
+			logf("registry series: %v", err)
+		}
+		rep.Results = append(rep.Results, rr...)
+		rep.Goals = append(rep.Goals, goals...)
 	}
 	logf("\n%s", Table(rep.Results))
 	for _, g := range rep.Goals {
