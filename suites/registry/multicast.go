@@ -106,6 +106,11 @@ func describeMulticast(sess func() *session) {
 			Expect(s.byName(resp)).To(Equal(map[string]registryv1.TargetStatus_Status{"listening": delivered, "silent": failed, "gone": failed}))
 		})
 
+		It("answers NotFound when opening the inbox of an identity that is not registered", func() {
+			_, err := s.openInbox(s.rc, "never-registered")
+			Expect(err).To(fixture.HaveCode(codes.NotFound))
+		})
+
 		It("sends nothing to an identity unregistered before the multicast", func() {
 			s.MustRegister("stays", md{})
 			s.MustRegister("leaves", md{})
