@@ -205,36 +205,53 @@ func (c *Coordinator) receiversOf(s kvSlot, ids []string) (map[string][]string, 
 		id, err := unescape(esc)
 		return id, string(e.GetValue()), err == nil
 	}
-	walk := func(prefix string, keep func(id string) bool) error {
-		cursor := ""
-		for {
-			resp, err := s.kv.Scan(s.ctx, &keyvaluev1.ScanRequest{Prefix: prefix, PageSize: s.maxPage(), Cursor: cursor, IncludeValues: true})
-			if err != nil {
-				return slotError("registry", "scan presence", err)
-			}
-			for _, e := range resp.GetEntries() {
-				if id, owner, ok := parse(e); ok && keep(id) {
-					out[id] = append(out[id], owner)
-				}
-			}
-			if cursor = resp.GetNextCursor(); cursor == "" {
-				return nil
-			}
-		}
-	}
 	if len(ids) > perTargetPresence {
 		want := make(map[string]bool, len(ids))
 		for _, id := range ids {
 			want[id] = true
 		}
-		return out, walk(c.presencePrefix(), func(id string) bool { return want[id] })
+		return out, walkInto(s, c.presencePrefix(), func(e *keyvaluev1.Entry) {
+			if id, owner, ok := parse(e); ok && want[id] {
+				out[id] = append(out[id], owner)
+			}
+		})
 	}
-	for _, id := range ids {
-		if err := walk(c.presenceOf(id), func(got string) bool { return got == id }); err != nil {
-			return nil, err
+	// A few targets: their presence keys, read concurrently.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = walkInto(s, c.presenceOf(id), func(e *keyvaluev1.Entry) {
+				if got, owner, ok := parse(e); ok && got == id {
+					mu.Lock()
+					out[id] = append(out[id], owner)
+					mu.Unlock()
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// walkInto calls fn for every entry (with its value) under prefix.
+func walkInto(s kvSlot, prefix string, fn func(*keyvaluev1.Entry)) error {
+	cursor := ""
+	for {
+		resp, err := s.kv.Scan(s.ctx, &keyvaluev1.ScanRequest{Prefix: prefix, PageSize: s.maxPage(), Cursor: cursor, IncludeValues: true})
+		if err != nil {
+			return slotError("registry", "scan presence", err)
+		}
+		for _, e := range resp.GetEntries() {
+			fn(e)
+		}
+		if cursor = resp.GetNextCursor(); cursor == "" {
+			return nil
 		}
 	}
-	return out, nil
 }
 
 // --- peers: is another proxy's receiver reachable on our messaging slot? ---
