@@ -9,7 +9,9 @@
 //
 // All registry state lives in the registry slot; the coordinator keeps none
 // that a restart would lose, so two proxies on the same slots serve the same
-// registry. Keys start with the namespace's KeyPrefix (see keys.go for the
+// registry. What it holds in memory is derived or its own: the presence keys
+// of the Receive streams it serves (to refresh them), which other proxies
+// answered its pings, and decoded records by their bytes (a cache). Keys start with the namespace's KeyPrefix (see keys.go for the
 // layout): a record per identity (a protobuf Identity: metadata,
 // registered_at, expires_at) written with the slot's TTL, a presence key per
 // open Receive stream, and an acknowledgement key per at-least-once
@@ -446,7 +448,7 @@ type decodeCache struct {
 }
 
 // decodeCacheSize bounds the cache; when full it starts over.
-const decodeCacheSize = 100_000
+const decodeCacheSize = 20_000
 
 func (d *decodeCache) get(b []byte) *registryv1.Identity {
 	d.mu.RLock()
