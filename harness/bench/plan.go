@@ -166,7 +166,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Results = append(rep.Results, pubSubSeries(ctx, o, p, rs, logf)...)
 	}
 	if o.Registry {
-		rr, goals, err := registrySeries(ctx, o, logf)
+		rr, goals, err := registrySeries(ctx, o, baselineOf(rep.Results, "memstore via proxy Get", 1), logf)
 		if err != nil {
 			logf("registry series: %v", err)
 		}

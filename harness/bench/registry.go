@@ -31,7 +31,10 @@ const (
 // Enumerate of 1 000 identities with a filter, and multicast to 100 and to
 // 10 000 identities — the time from the call until the last receiver has
 // its message, and the share of targets that received it.
-func registrySeries(ctx context.Context, o Options, logf func(string, ...any)) ([]Result, []string, error) {
+//
+// Each is compared with base (a proxied memstore Get at concurrency 1 in the
+// same run, when there is one), so a loaded machine shows in both.
+func registrySeries(ctx context.Context, o Options, base *Result, logf func(string, ...any)) ([]Result, []string, error) {
 	if o.Proxy == "" {
 		return nil, nil, nil
 	}
@@ -104,9 +107,9 @@ func registrySeries(ctx context.Context, o Options, logf func(string, ...any)) (
 			}
 			return err
 		})
+		goals = append(goals, fmt.Sprintf("registry Enumerate of %d identities with a filter, %s (memstore slot): p50 %s, p99 %s%s (goal ≤ 1ms)",
+			registryEnumerateSize, what, us(enum.P50), us(enum.P99), compared(&enum, base)))
 		results = append(results, enum)
-		goals = append(goals, fmt.Sprintf("registry Enumerate of %d identities with a filter, %s (memstore slot): p50 %s, p99 %s (goal ≤ 1ms)",
-			registryEnumerateSize, what, us(enum.P50), us(enum.P99)))
 	}
 
 	for _, size := range []struct{ n, runs int }{{registrySmallFanout, registrySmallRuns}, {registryLargeFanout, registryLargeRuns}} {
@@ -115,10 +118,36 @@ func registrySeries(ctx context.Context, o Options, logf func(string, ...any)) (
 		if err != nil {
 			return results, goals, err
 		}
+		goal += compared(&r, base)
+		switch size.n {
+		case registrySmallFanout:
+			goal += " (goal ≤ 5ms p99)"
+		case registryLargeFanout:
+			goal += " (goal ≤ 250ms, 100% delivered)"
+		}
 		results = append(results, r)
 		goals = append(goals, goal)
 	}
 	return results, goals, nil
+}
+
+// baselineOf returns the result with that name and concurrency, or nil.
+func baselineOf(rs []Result, name string, conc int) *Result {
+	for i := range rs {
+		if rs[i].Name == name && rs[i].Concurrency == conc {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+// compared fills r's ratios against base and says how its p50 compares.
+func compared(r *Result, base *Result) string {
+	if base == nil || base.P50 <= 0 {
+		return ""
+	}
+	r.Compare(*base)
+	return fmt.Sprintf("; p50 = %.1f × %s p50 %s in this run", r.P50Ratio, base.Name, us(base.P50))
 }
 
 func str(s string) *registryv1.Value {
@@ -288,11 +317,5 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 	}
 	goal := fmt.Sprintf("registry Multicast to %d receivers over %d runs: last receiver after p50 %s, p99 %s (call p50 %s); received %.2f%% of %d targets, %d reported delivered, %d duplicates",
 		n, len(calls), us(r.P50), us(r.P99), us(percentile(calls, 50)), share, targets, delivered, dup.Load())
-	switch n {
-	case registrySmallFanout:
-		goal += " (goal ≤ 5ms p99)"
-	case registryLargeFanout:
-		goal += " (goal ≤ 250ms, 100% delivered)"
-	}
 	return r, goal, nil
 }
