@@ -139,7 +139,7 @@ func (s *session) id(name string) string { return s.prefix + name }
 // name strips the spec's prefix from an identity.
 func (s *session) name(id string) string { return strings.TrimPrefix(id, s.prefix) }
 
-// Value helpers.
+// S is a string value.
 func S(v string) *registryv1.Value {
 	return &registryv1.Value{Kind: &registryv1.Value_StringValue{StringValue: v}}
 }
