@@ -56,6 +56,9 @@ type Config struct {
 	// ProxyBinary is the prism-proxy binary used when Via is proxy or both
 	// (default bin/prism-proxy).
 	ProxyBinary string
+	// Auth also certifies auth (auth.go): a test OIDC issuer, a second proxy
+	// with auth on, and backend users confined to one namespace each.
+	Auth bool
 	// Namespace is the namespace the plugin is initialized for.
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.

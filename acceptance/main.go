@@ -33,6 +33,7 @@ Examples:
   prism-accept --plugin ./bin/prism-redis --backend redis --label-filter keyvalue.ttl
   prism-accept --plugin ./bin/prism-memstore --via both --proxy ./bin/prism-proxy
   prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
+  prism-accept --plugin ./bin/prism-redis --backend redis --auth --label-filter auth   # auth.*: proxy with auth on, ACL users
   prism-accept --pattern registry --registry-slot redis --messaging-slot nats   # the proxy's multicast registry
 
 Exit codes: 0 every declared capability certified; 1 a declared or required
@@ -68,6 +69,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
+	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
 	fs.BoolVar(&cfg.ProbeUndeclared, "probe-undeclared", false, "also run the specs of undeclared capabilities, to report those that work but are not declared")
 	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")
@@ -170,8 +172,11 @@ func commandLine(cfg Config, instance, labelFilter string) string {
 		parts = append(parts, "--plugin-arg="+a)
 	}
 	parts = append(parts, "--backend", string(cfg.Backend), "--instance", instance, "--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed))
-	if cfg.viaProxy() {
+	if cfg.viaProxy() || cfg.Auth {
 		parts = append(parts, "--proxy", cfg.ProxyBinary)
+	}
+	if cfg.Auth {
+		parts = append(parts, "--auth")
 	}
 	if labelFilter != "" {
 		parts = append(parts, "--label-filter", "'"+labelFilter+"'")

@@ -21,6 +21,7 @@ import (
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	authsuite "github.com/prism-suite/prism/suites/auth"
 	"github.com/prism-suite/prism/suites/fixture"
 	"github.com/prism-suite/prism/suites/keyvalue"
 	"github.com/prism-suite/prism/suites/lifecycle"
@@ -52,6 +53,7 @@ type Session struct {
 	px       *hproxy.Proxy    // the proxy, with --via proxy or both
 	pfx      *fixture.Fixture // the fixture whose target goes through px
 	proxyErr error            // the proxy did not start: every via-proxy spec reports error
+	auth     *authRun         // with --auth (auth.go)
 
 	// Report is set by WriteReports.
 	Report *report.Report
@@ -94,6 +96,9 @@ func Specs(cfg Config) *Session {
 				dataSuites(r.proxyFixture)
 				proxysuite.Register(r.proxyFixture)
 			})
+		}
+		if r.cfg.Auth {
+			authsuite.Register(r.authFixture)
 		}
 	})
 	return r
@@ -143,7 +148,7 @@ func (r *Session) setup() {
 		r.infra = err
 		return
 	}
-	opts := r.cfg.Backends
+	opts := r.cfg.authBackend(r.cfg.Backends)
 	opts.Logf = log
 	r.inst, err = backend.Start(ctx, r.cfg.Backend, opts)
 	if err != nil {
@@ -198,6 +203,9 @@ func (r *Session) setup() {
 	}
 	if r.cfg.viaProxy() {
 		r.setupProxy()
+	}
+	if r.cfg.Auth {
+		r.setupAuth()
 	}
 }
 
@@ -312,6 +320,7 @@ func (r *Session) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Ini
 func (r *Session) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
 	defer cancel()
+	r.teardownAuth(ctx)
 	if r.px != nil {
 		if err := r.px.Stop(ctx); err != nil {
 			r.cfg.Logf("proxy: %v", err)
@@ -469,8 +478,11 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		rep.Totals.Add(s.Outcome)
 	}
 	for _, info := range capability.All() {
-		c := report.Capability{Name: string(info.Name), Declared: declared.Has(info.Name) || info.Required,
+		c := report.Capability{Name: string(info.Name), Declared: declared.Has(info.Name) || info.Required || r.proxyDeclares(info.Name),
 			Required: info.Required || r.cfg.Require.Has(info.Name)}
+		if r.proxyDeclares(info.Name) {
+			c.Reason = "the reference proxy's (--auth)"
+		}
 		for _, s := range rep.Specs {
 			if s.Capability != string(info.Name) {
 				continue
@@ -528,6 +540,7 @@ func (r *Session) redact(rep *report.Report) {
 			secrets = append(secrets, v)
 		}
 	}
+	secrets = append(secrets, r.authSecrets()...)
 	rep.Plugin.StderrTail = redactSecrets(rep.Plugin.StderrTail, secrets)
 	rep.Command = redactSecrets(rep.Command, secrets)
 	for i := range rep.Specs {

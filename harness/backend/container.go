@@ -30,7 +30,8 @@ const (
 type containerInstance struct {
 	kind    Kind
 	auth    *Credentials
-	um      *natsUsers // nats with an admin user
+	um      *natsUsers  // nats with an admin user
+	ru      *redisUsers // redis with an admin ACL user
 	timeout time.Duration
 	logf    func(string, ...any)
 
@@ -66,6 +67,9 @@ func startContainer(ctx context.Context, kind Kind, o Options, reason string) (I
 	}
 	if kind == NATS && o.Auth != nil && o.Auth.Username != "" {
 		c.um, _ = newNATSUsers(func() string { return c.Info().Address }, o.Auth, c.reloadUsers)
+	}
+	if kind == Redis {
+		c.ru = newRedisUsers(func() string { return c.Info().Address }, o.Auth)
 	}
 	// The host port is chosen here and bound explicitly, so that it stays the
 	// same after a restart. Another process may take it between the choice and
@@ -210,6 +214,9 @@ func (c *containerInstance) Up(ctx context.Context) error {
 	if _, err := waitReady(ctx, c.kind, c.info.Address, c.auth, nil); err != nil {
 		return harnessErr("restart %s container: %w", c.kind, err)
 	}
+	if err := c.ru.replay(ctx, c.info.Address); err != nil {
+		return &HarnessError{Err: err}
+	}
 	return nil
 }
 
@@ -294,8 +301,8 @@ func (c *containerInstance) terminate(ctx context.Context) error {
 
 func (c *containerInstance) users() (Users, error) {
 	switch {
-	case c.kind == Redis && c.auth != nil:
-		return newRedisUsers(func() string { return c.Info().Address }, c.auth)
+	case c.kind == Redis:
+		return redisUsersOf(c.ru)
 	case c.um != nil:
 		return c.um, nil
 	}

@@ -18,7 +18,8 @@ import (
 type processInstance struct {
 	kind    Kind
 	auth    *Credentials
-	um      *natsUsers // nats with an admin user
+	um      *natsUsers  // nats with an admin user
+	ru      *redisUsers // redis with an admin ACL user
 	path    string
 	args    []string
 	dir     string
@@ -66,6 +67,7 @@ func startProcess(ctx context.Context, kind Kind, o Options, reason string) (Ins
 			"--appendonly", "yes", "--save", "", "--daemonize", "no", "--logfile", "",
 		}
 		p.args = append(p.args, redisAuthArgs(o.Auth)...)
+		p.ru = newRedisUsers(func() string { return p.Info().Address }, o.Auth)
 	case NATS:
 		p.args = []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir}
 		if o.Auth != nil && o.Auth.Username != "" {
@@ -175,6 +177,9 @@ func (p *processInstance) Up(ctx context.Context) error {
 	if _, err := p.startLocked(ctx); err != nil {
 		return harnessErr("restart %s process: %w", p.kind, err)
 	}
+	if err := p.ru.replay(ctx, p.info.Address); err != nil {
+		return &HarnessError{Err: err}
+	}
 	return nil
 }
 
@@ -233,8 +238,8 @@ func tail(path string, n int) string {
 
 func (p *processInstance) users() (Users, error) {
 	switch {
-	case p.kind == Redis && p.auth != nil:
-		return newRedisUsers(func() string { return p.Info().Address }, p.auth)
+	case p.kind == Redis:
+		return redisUsersOf(p.ru)
 	case p.um != nil:
 		return p.um, nil
 	}

@@ -77,17 +77,51 @@ func secret() string {
 	return "pw-" + hex.EncodeToString(b[:])
 }
 
-// redisUsers manages ACL users through the admin connection.
+// redisUsers manages ACL users through the admin connection. Users made
+// with ACL SETUSER live in the server's memory only, so it keeps the commands
+// and replays them when the server comes back from an outage.
 type redisUsers struct {
 	addr  func() string
 	admin Credentials
+
+	mu  sync.Mutex
+	log [][]any // ACL SETUSER arguments, in order
 }
 
-func newRedisUsers(addr func() string, auth *Credentials) (Users, error) {
+// newRedisUsers returns the user manager of a redis instance started with
+// auth, or nil when auth is not an ACL user.
+func newRedisUsers(addr func() string, auth *Credentials) *redisUsers {
 	if !auth.redisACLUser() {
+		return nil
+	}
+	return &redisUsers{addr: addr, admin: *auth}
+}
+
+// redisUsersOf returns r as Users, or why there is none.
+func redisUsersOf(r *redisUsers) (Users, error) {
+	if r == nil {
 		return nil, errors.New("the redis instance was started without an admin ACL user (Options.Auth with a Username), so it cannot manage users")
 	}
-	return &redisUsers{addr: addr, admin: *auth}, nil
+	return r, nil
+}
+
+// replay runs the ACL commands again on a restarted server at addr (given,
+// since the instance's lock is held).
+func (r *redisUsers) replay(ctx context.Context, addr string) error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := redis.NewClient(&redis.Options{Addr: addr, Username: r.admin.Username, Password: r.admin.Password, MaxRetries: -1,
+		PoolSize: 1, DialTimeout: 2 * time.Second, ContextTimeoutEnabled: true, DisableIdentity: true, Protocol: 2})
+	defer c.Close()
+	for _, args := range r.log {
+		if err := c.Do(ctx, append([]any{"ACL", "SETUSER"}, args...)...).Err(); err != nil {
+			return fmt.Errorf("restore redis acl users: %w", err)
+		}
+	}
+	return nil
 }
 
 func (r *redisUsers) client(c Credentials) *redis.Client {
@@ -96,11 +130,14 @@ func (r *redisUsers) client(c Credentials) *redis.Client {
 }
 
 func (r *redisUsers) acl(ctx context.Context, args ...any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	c := r.client(r.admin)
 	defer c.Close()
 	if err := c.Do(ctx, append([]any{"ACL", "SETUSER"}, args...)...).Err(); err != nil {
 		return fmt.Errorf("set redis acl user: %w", err)
 	}
+	r.log = append(r.log, args)
 	return nil
 }
 

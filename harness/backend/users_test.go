@@ -71,6 +71,20 @@ func TestUsers(t *testing.T) {
 			if cfg := users.ScopeConfig("scope-a"); len(cfg) == 0 {
 				t.Errorf("ScopeConfig is empty")
 			}
+			if out, ok := inst.(backend.Outager); ok {
+				if err := out.Down(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := out.Up(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := users.Authenticate(ctx, a2); err != nil {
+					t.Errorf("a user made before an outage is refused after it: %v", err)
+				}
+				if err := users.Authenticate(ctx, a); err == nil {
+					t.Errorf("credentials revoked before an outage are accepted after it")
+				}
+			}
 		})
 	}
 	t.Run("miniredis", func(t *testing.T) {

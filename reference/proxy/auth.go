@@ -203,10 +203,10 @@ func unsignedToken(ctx context.Context) bool {
 	return json.Unmarshal(b, &h) == nil && strings.EqualFold(h.Alg, "none")
 }
 
-// asRead names a read method in place of a write one (defect
+// asRead names a read method in place of a known write one (defect
 // read-grants-write): the interceptor then asks for read access only.
 func asRead(full string) string {
-	if a, known := auth.MethodAccess(full); !known || a == auth.Write {
+	if a, known := auth.MethodAccess(full); known && a == auth.Write {
 		return "/prism.keyvalue.v1.KeyValue/Get"
 	}
 	return full
