@@ -9,8 +9,9 @@
 //   - external:  an address (and credentials) the user gives.
 //
 // Provider "auto" picks container when a Docker daemon answers and the image is
-// present or pullable, else embedded, and says which it chose and why in
-// [Info.Reason]. The chosen provider, image and version go into reports.
+// present or pullable, else embedded (but process for a Redis with an admin
+// ACL user in Options.Auth when redis-server is on PATH: miniredis cannot
+// manage ACL users), and says which it chose and why in [Info.Reason]. The chosen provider, image and version go into reports.
 // The decision takes a few seconds at most: a missing image gets one pull
 // attempt of at most 6s.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -38,6 +39,13 @@ func Start(ctx context.Context, kind Kind, opts Options) (Instance, error) {
 	provider, reason := o.Provider, "provider "+string(o.Provider)+" was requested"
 	if provider == Auto {
 		provider, reason = chooseProvider(ctx, kind, o)
+		if provider == Embedded && kind == Redis && o.Auth.redisACLUser() {
+			// miniredis has no real ACLs: with an admin user (auth specs), a
+			// local redis-server serves better.
+			if path, err := exec.LookPath(o.RedisServerPath); err == nil {
+				provider, reason = Process, reason+"; but miniredis cannot manage ACL users, so process with "+path
+			}
+		}
 		o.Logf("backend: auto chose %s for %s: %s", provider, kind, reason)
 	}
 

@@ -38,6 +38,9 @@ type Options struct {
 	// Registry runs the multicast registry series through Proxy on memstore
 	// slots (Enumerate of 1 000, Multicast to 100 and to 10 000).
 	Registry bool
+	// Auth runs the auth series through Proxy: memstore Get with auth off
+	// and on, and token verification on a cache miss (auth.go).
+	Auth bool
 	// Concurrency lists the client concurrencies to measure.
 	Concurrency []int
 	// Ops is the number of measured ops per series.
@@ -55,7 +58,7 @@ type Options struct {
 // DefaultOptions returns a run that fits in well under a minute here.
 func DefaultOptions() Options {
 	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy",
-		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true, Registry: true,
+		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true, Registry: true, Auth: true,
 		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
@@ -171,6 +174,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			logf("registry series: %v", err)
 		}
 		rep.Results = append(rep.Results, rr...)
+		rep.Goals = append(rep.Goals, goals...)
+	}
+	if o.Auth && o.Proxy != "" {
+		ar, goals, err := authSeries(ctx, o, logf)
+		if err != nil {
+			logf("auth series: %v", err)
+		}
+		rep.Results = append(rep.Results, ar...)
 		rep.Goals = append(rep.Goals, goals...)
 	}
 	logf("\n%s", Table(rep.Results))

@@ -128,8 +128,7 @@ func (i *Interceptor) check(ctx context.Context, full string) (context.Context, 
 	md, _ := metadata.FromIncomingContext(ctx)
 	authz := md.Get(AuthorizationKey)
 	if len(authz) > 0 {
-		md = md.Copy()
-		delete(md, AuthorizationKey)
+		delete(md, AuthorizationKey) // md is this call's own copy: FromIncomingContext copies
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
 	if i.public[serviceOf(full)] {

@@ -152,3 +152,48 @@ func TestAuthConfigErrorsArePrefixed(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkGetViaProxyAuth is BenchmarkGetViaProxy with auth on and one
+// token reused by every call (the verified-token cache answers), for
+// profiling what auth adds:
+//
+//	go test -run '^$' -bench 'GetViaProxy' -cpuprofile cpu.out ./reference/proxy/
+//	go tool pprof -top -focus 'auth\.' proxy.test cpu.out
+func BenchmarkGetViaProxyAuth(b *testing.B) {
+	iss, err := oidc.Start(oidc.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer iss.Close()
+	cfg := testConfig(kvNamespace("a", ""))
+	cfg.LogLevel = "warn"
+	ac := auth.DefaultConfig()
+	ac.Issuer, ac.Audience = iss.URL(), iss.Audience()
+	cfg.Auth = &ac
+	p, err := proxy.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	conn := dial(b, p.Addr())
+	defer conn.Close()
+	kv := keyvaluev1.NewKeyValueClient(conn)
+	tok := iss.MustMint(iss.Claims("bench", "prism:a:read", "prism:a:write"))
+	ctx := bearer(metadata.AppendToOutgoingContext(context.Background(), proxy.NamespaceKey, "a"), tok)
+	if _, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: make([]byte, 128)}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: "k"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -27,6 +27,7 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&o.PubSub, "pubsub", o.PubSub, "run the PubSub series")
+	flag.BoolVar(&o.Auth, "auth", o.Auth, "run the auth series: memstore Get through --proxy with auth off and on, and token verification on a cache miss")
 	flag.BoolVar(&o.Registry, "registry", o.Registry, "run the multicast registry series (through --proxy, memstore slots)")
 	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
