@@ -38,6 +38,18 @@
 // Each call carries x-request-id to the plugin (one is generated when the
 // client sent none) and back to the client in the response header.
 //
+// # Auth
+//
+// With [Config.Auth] set, every call to a forwarded service needs an
+// "authorization: Bearer <JWT>" from the configured OIDC issuer that grants
+// the access the method needs (read or write) on the call's namespace; the
+// check runs before routing (reference/auth's interceptor; see auth.go), so
+// a refused call never reaches a plugin: Unauthenticated for any token
+// problem, PermissionDenied for a missing grant. Health and reflection need
+// no token. Without Config.Auth every call is accepted, and the proxy logs a
+// warning at start. Either way the authorization metadata is never forwarded
+// to a plugin.
+//
 // # Operations
 //
 // The proxy serves gRPC health with one service name per namespace (SERVING
