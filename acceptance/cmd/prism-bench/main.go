@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	bench.ServeEchoIfChild() // the echo baseline re-runs this binary in a process of its own
 	o := bench.DefaultOptions()
 	flag.StringVar(&o.Memstore, "memstore", o.Memstore, "memstore plugin binary")
 	flag.StringVar(&o.Redis, "redis", o.Redis, "redis plugin binary (\"\": no redis series)")
