@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,25 +13,13 @@ import (
 
 	"github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
-	"github.com/prism-suite/prism/harness/target"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 )
 
 func servePubSub(t *testing.T, d sdk.Driver) (lifecyclev1.LifecycleClient, pubsubv1.PubSubClient) {
 	t.Helper()
-	srv := sdk.NewServer(d)
-	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "p.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.GRPC().Serve(lis) }()
-	t.Cleanup(srv.GRPC().Stop)
-	conn, err := target.Dial("unix://" + lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveConn(t, d)
 	return lifecyclev1.NewLifecycleClient(conn), pubsubv1.NewPubSubClient(conn)
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -46,6 +47,13 @@ type basicDriver struct {
 
 func serve(t *testing.T, d sdk.Driver) (lifecyclev1.LifecycleClient, keyvaluev1.KeyValueClient) {
 	t.Helper()
+	conn := serveConn(t, d)
+	return lifecyclev1.NewLifecycleClient(conn), keyvaluev1.NewKeyValueClient(conn)
+}
+
+// serveConn serves d on a unix socket for the test and returns a connection to it.
+func serveConn(t *testing.T, d sdk.Driver) *grpc.ClientConn {
+	t.Helper()
 	srv := sdk.NewServer(d)
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "p.sock"))
 	if err != nil {
@@ -58,7 +66,7 @@ func serve(t *testing.T, d sdk.Driver) (lifecyclev1.LifecycleClient, keyvaluev1.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return lifecyclev1.NewLifecycleClient(conn), keyvaluev1.NewKeyValueClient(conn)
+	return conn
 }
 
 func start(t *testing.T, lc lifecyclev1.LifecycleClient) {

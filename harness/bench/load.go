@@ -83,8 +83,7 @@ func Load(ctx context.Context, name string, concurrency, total int, d time.Durat
 	slices.Sort(all)
 	r := Result{Name: name, Concurrency: concurrency, Ops: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed}
 	if len(all) > 0 {
-		r.P50 = all[len(all)*50/100]
-		r.P99 = all[min(len(all)-1, len(all)*99/100)]
+		r.P50, r.P99 = sortedPercentile(all, 50), sortedPercentile(all, 99)
 		r.OpsPerSec = float64(len(all)) / elapsed.Seconds()
 	}
 	if f, ok := first.Load().(string); ok {

@@ -231,11 +231,17 @@ func (r *Report) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md), 0o644)
 }
 
+// percentile returns the p-th percentile of ds, leaving ds as it is.
 func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)]
+	return sortedPercentile(s, p)
+}
+
+// sortedPercentile returns the p-th percentile of an ascending slice (0 when empty).
+func sortedPercentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
 }

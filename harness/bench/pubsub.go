@@ -178,7 +178,7 @@ func latency(ctx context.Context, t pubSubTarget, n int, d time.Duration) Result
 	slices.Sort(got)
 	r := Result{Name: name, Concurrency: publishers, Ops: int64(len(got)), Errors: errs.Load() + int64(n-len(got)), Elapsed: elapsed}
 	if len(got) > 0 {
-		r.P50, r.P99 = got[len(got)*50/100], got[min(len(got)-1, len(got)*99/100)]
+		r.P50, r.P99 = sortedPercentile(got, 50), sortedPercentile(got, 99)
 		r.OpsPerSec = float64(len(got)) / elapsed.Seconds()
 	}
 	if f, ok := first.Load().(string); ok {

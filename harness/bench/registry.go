@@ -307,7 +307,7 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 	}
 	slices.Sort(lastArrival)
 	r := Result{Name: fmt.Sprintf("registry Multicast to %d (until the last receiver has it)", n), Concurrency: 1,
-		Ops: int64(len(calls)), Elapsed: time.Since(start), P50: percentile(lastArrival, 50), P99: percentile(lastArrival, 99)}
+		Ops: int64(len(calls)), Elapsed: time.Since(start), P50: sortedPercentile(lastArrival, 50), P99: sortedPercentile(lastArrival, 99)}
 	if r.Elapsed > 0 {
 		r.OpsPerSec = float64(len(calls)) / r.Elapsed.Seconds()
 	}
