@@ -471,10 +471,19 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		p.inflight.Add(-1)
 		ns.inflight.Dec()
 	}()
+	var err error
 	if p.unary[full] {
-		return p.forwardUnary(octx, ss, lv.conn, full, id)
+		err = p.forwardUnary(octx, ss, lv.conn, full, id)
+	} else {
+		err = p.forwardStream(octx, ss, lv.conn, full, id)
 	}
-	return p.forwardStream(octx, ss, lv.conn, full, id)
+	// A plugin that dies mid-call has its connection closed by the
+	// supervisor, which gRPC reports as Canceled; the client did not cancel,
+	// so the truth for it is that the plugin is unavailable.
+	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
+		return u.host.unavailable(ns.Name)
+	}
+	return err
 }
 
 // forwardUnary forwards one request and one response.
