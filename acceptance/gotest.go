@@ -11,8 +11,8 @@ import (
 
 // Run certifies cfg.Plugin from a plain `go test`: it registers the specs
 // (with [Register]), runs them, writes the report files into cfg.ReportDir
-// when set, and fails t unless every declared (and required) capability is
-// certified. It calls RunSpecs, so call it once per test binary:
+// when set, and fails t exactly when prism-accept would exit non-zero for the
+// same run (see report.Judge). It calls RunSpecs, so call it once per test binary:
 //
 //	func TestMyPlugin(t *testing.T) {
 //		cfg := acceptance.DefaultConfig()
@@ -39,11 +39,14 @@ func Run(t *testing.T, cfg Config) *report.Report {
 	if run.Report == nil {
 		t.Fatal("prism acceptance: the suite ended without a report")
 	}
-	for _, c := range run.Report.Capabilities {
-		switch c.Verdict {
-		case report.VerdictFail, report.VerdictError:
-			t.Errorf("%s: %s %s", c.Name, c.Verdict, c.Reason)
+	// t fails exactly when prism-accept would exit non-zero for this run.
+	if run.Report.ExitCode != report.ExitOK {
+		for _, c := range run.Report.Capabilities {
+			if c.Verdict == report.VerdictFail || c.Verdict == report.VerdictError {
+				t.Errorf("%s: %s %s", c.Name, c.Verdict, c.Reason)
+			}
 		}
+		t.Errorf("prism acceptance: exit %d: %s", run.Report.ExitCode, run.Report.ExitReason)
 	}
 	return run.Report
 }

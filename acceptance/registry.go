@@ -156,7 +156,9 @@ func (r *Session) setupRegistry() {
 	defer pcancel()
 	r.px, err = r.launchRegistryProxy(pctx)
 	if err != nil {
-		r.infra = fmt.Errorf("start prism-proxy %s: %w", r.cfg.ProxyBinary, err)
+		// The proxy is what a pattern run certifies: its failure to serve is
+		// a failure, not the harness's.
+		r.failure = fmt.Errorf("start prism-proxy %s: %w", r.cfg.ProxyBinary, err)
 		return
 	}
 	log("proxy: %s serving registry namespaces at %s after %v", r.cfg.ProxyBinary, r.px.Addr, r.px.ReadyTime.Round(time.Millisecond))

@@ -447,6 +447,11 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			declared[capability.Name(c.GetName())] = true
 			rep.Plugin.Declared = append(rep.Plugin.Declared, c.GetName())
 		}
+		for _, c := range capability.ProxyCapabilities {
+			if r.proxyDeclares(c) {
+				declared[c] = true
+			}
+		}
 	}
 	if r.proc != nil {
 		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
@@ -477,57 +482,52 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		rep.Specs = append(rep.Specs, s)
 		rep.Totals.Add(s.Outcome)
 	}
-	for _, info := range capability.All() {
-		c := report.Capability{Name: string(info.Name), Declared: declared.Has(info.Name) || info.Required || r.proxyDeclares(info.Name),
-			Required: info.Required || r.cfg.Require.Has(info.Name)}
-		if r.proxyDeclares(info.Name) {
-			c.Reason = "the reference proxy's (--auth)"
+	run := report.Run{Described: r.desc != nil, Declared: declared, Required: r.cfg.Require,
+		Selection: selectionOf(gr.SuiteConfig), Setup: r.setupFailure(), Specs: rep.Specs}
+	rep.Capabilities, rep.ExitCode, rep.ExitReason = report.Judge(run)
+	for i, c := range rep.Capabilities {
+		if c.Declared && c.Reason == "" && r.proxyDeclares(capability.Name(c.Name)) {
+			rep.Capabilities[i].Reason = "the reference proxy's (--auth)"
 		}
-		for _, s := range rep.Specs {
-			if s.Capability != string(info.Name) {
-				continue
-			}
-			switch s.Outcome {
-			case report.Passed:
-				c.Passed++
-			case report.Failed:
-				c.Failed++
-			case report.Skipped:
-				c.Skipped++
-				if s.Probe {
-					c.ProbeFailed++
-				}
-			case report.Error:
-				c.Errors++
-			}
-		}
-		switch {
-		case r.desc == nil && c.Errors > 0:
-			// The plugin never described itself (setup failed): what it
-			// declares is unknown, so its specs' errors are the verdict.
-			c.Verdict = report.VerdictError
-		case r.desc == nil:
-			c.Verdict = report.NotTested
-		case !c.Declared && c.Required:
-			c.Verdict, c.Reason = report.VerdictFail, "required but not declared"
-		case !c.Declared && c.Passed > 0 && c.ProbeFailed == 0:
-			c.Verdict = report.WorksUndeclared
-		case !c.Declared:
-			c.Verdict = report.NotDeclared
-		case c.Failed > 0:
-			c.Verdict = report.VerdictFail
-		case c.Errors > 0:
-			c.Verdict = report.VerdictError
-		case c.Passed > 0:
-			c.Verdict = report.Certified
-		default:
-			c.Verdict = report.NotTested
-		}
-		rep.Capabilities = append(rep.Capabilities, c)
 	}
-	rep.ExitCode = rep.ComputeExitCode()
 	r.redact(rep)
 	return rep
+}
+
+// setupFailure says why setup failed (nil when it did not): the harness's
+// trouble is an error, the plugin's (or, in a pattern run, the proxy's) a
+// failure of lifecycle, with the end of its stderr.
+func (r *Session) setupFailure() *report.SetupFailure {
+	switch {
+	case r.infra != nil:
+		return &report.SetupFailure{Outcome: report.Error, Message: "harness: " + r.infra.Error()}
+	case r.failure != nil:
+		msg := r.failure.Error()
+		if r.proc != nil && !strings.Contains(msg, "stderr:") {
+			msg += "; stderr:\n" + tail(r.proc.Stderr(), 4<<10)
+		}
+		return &report.SetupFailure{Outcome: report.Failed, Message: msg}
+	}
+	return nil
+}
+
+// selectionOf describes what a suite config selects, for messages: the
+// label filter, focus and skip ("" when it selects everything).
+func selectionOf(c types.SuiteConfig) string {
+	var parts []string
+	add := func(what string, vs ...string) {
+		for _, v := range vs {
+			if v != "" {
+				parts = append(parts, fmt.Sprintf("%s %q", what, v))
+			}
+		}
+	}
+	add("label filter", c.LabelFilter)
+	add("focus", c.FocusStrings...)
+	add("focus file", c.FocusFiles...)
+	add("skip", c.SkipStrings...)
+	add("skip file", c.SkipFiles...)
+	return strings.Join(parts, ", ")
 }
 
 // redact replaces every credential the run handed to the plugin wherever it
@@ -602,7 +602,12 @@ func (r *Session) printVerdicts(rep *report.Report) {
 		}
 		log("  %-16s %-13s %3d passed %3d failed %3d skipped %3d errors%s", c.Name, c.Verdict, c.Passed, c.Failed, c.Skipped, c.Errors, extra)
 	}
-	defer log("accept: %d passed, %d failed, %d skipped", rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors, rep.Totals.Skipped)
+	defer func() {
+		if rep.ExitCode != report.ExitOK {
+			log("\nexit %d: %s", rep.ExitCode, rep.ExitReason)
+		}
+		log("accept: %d passed, %d failed, %d skipped", rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors, rep.Totals.Skipped)
+	}()
 	for _, s := range rep.Specs {
 		if s.Outcome == report.Failed || s.Outcome == report.Error {
 			log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,

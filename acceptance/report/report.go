@@ -43,7 +43,8 @@ const (
 	NotDeclared Verdict = "not declared"
 	// VerdictError: a harness error kept the capability from being judged.
 	VerdictError Verdict = "error"
-	// NotTested: declared, but every spec was filtered out or skipped.
+	// NotTested: not judged: every spec was filtered out or skipped, or the
+	// plugin never described itself (Reason says which).
 	NotTested Verdict = "not tested"
 	// WorksUndeclared: not declared, but every probe of its specs passed
 	// (--probe-undeclared). It never fails a run.
@@ -69,8 +70,10 @@ type Report struct {
 	Capabilities []Capability `json:"capabilities"`
 	Specs        []Spec       `json:"specs"`
 	Totals       Totals       `json:"totals"`
-	// ExitCode is what prism-accept exits with for this report.
+	// ExitCode is what prism-accept exits with for this report (see Judge).
 	ExitCode int `json:"exit_code"`
+	// ExitReason says why ExitCode is not 0.
+	ExitReason string `json:"exit_reason,omitempty"`
 }
 
 // Plugin identifies the plugin under test.
@@ -147,30 +150,22 @@ func (t *Totals) Add(o Outcome) {
 	}
 }
 
-// Exit codes of a run.
+// Exit codes of a run; Judge says exactly when each is given.
 const (
+	// ExitOK: something ran, nothing failed or errored, and every required
+	// capability and every declared one the selection reached is certified.
 	ExitOK = 0
-	// ExitFailed: a declared or required capability failed.
+	// ExitFailed: a spec or a capability failed, a required capability is not
+	// certified, or the plugin could not be launched, handshaked or described.
 	ExitFailed = 1
-	// ExitError: no capability failed, but a harness error kept one from being judged.
+	// ExitError: nothing failed, but the harness could not judge something
+	// it was asked to (a harness error, or every selected spec of a declared
+	// capability was skipped).
 	ExitError = 2
-	// ExitUsage: the command line or config was wrong; nothing ran.
+	// ExitUsage: the command line or config was wrong, or the selection
+	// (label filter, focus) selects no spec this plugin can run.
 	ExitUsage = 64
 )
-
-// ComputeExitCode derives the exit code from the verdicts.
-func (r *Report) ComputeExitCode() int {
-	code := ExitOK
-	for _, c := range r.Capabilities {
-		switch c.Verdict {
-		case VerdictFail:
-			return ExitFailed
-		case VerdictError:
-			code = ExitError
-		}
-	}
-	return code
-}
 
 // WriteJSON writes report.json into dir.
 func (r *Report) WriteJSON(dir string) (string, error) {
