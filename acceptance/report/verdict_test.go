@@ -144,7 +144,7 @@ func TestJudge(t *testing.T) {
 			reasons: map[capability.Name]string{capability.KeyValueTTL: `excluded by the selection label filter "keyvalue.basic"`}}},
 		{"a selection of only undeclared capabilities certifies nothing: usage", report.Run{Described: true,
 			Selection: `label filter "pubsub.durable"`,
-			Specs: []report.Spec{spec(capability.Lifecycle, report.Disabled, ""), spec(capability.PubSubDurable, report.Skipped, "pubsub.durable is not declared by this plugin")},
+			Specs:     []report.Spec{spec(capability.Lifecycle, report.Disabled, ""), spec(capability.PubSubDurable, report.Skipped, "pubsub.durable is not declared by this plugin")},
 		}, want{exit: report.ExitUsage, why: "no spec ran", verdicts: map[capability.Name]report.Verdict{capability.PubSubDurable: report.NotDeclared}}},
 		{"probes that all pass: works but undeclared, and no failure", with(healthy(), func(r *report.Run) {
 			r.Specs = append(r.Specs, probe(capability.KeyValueScan, report.Passed), probe(capability.KeyValueScan, report.Passed))
