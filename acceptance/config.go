@@ -72,9 +72,14 @@ type Config struct {
 	ReportDir string
 	// Seed is recorded in the report and seeds resource names.
 	Seed int64
-	// Command is the command line that reproduces the run, for reports; the
-	// runner appends a focus to it for per-spec reproduce commands.
+	// Command is the command line that reproduces the run, for reports,
+	// without a focus or report folder: the runner appends the run's for the
+	// report's command, and a focus on one spec for each spec's reproduce
+	// command. "" writes no reproduce commands.
 	Command string
+	// CommandLeftOut names what shaped the run but is not in Command
+	// (environment variables holding secrets).
+	CommandLeftOut []string
 	// Logf prints progress lines (default: to stdout).
 	Logf func(format string, args ...any)
 }
@@ -97,6 +102,7 @@ func (c Config) clone() Config {
 	c.Require = maps.Clone(c.Require)
 	c.PluginArgs = append([]string(nil), c.PluginArgs...)
 	c.PluginEnv = append([]string(nil), c.PluginEnv...)
+	c.CommandLeftOut = append([]string(nil), c.CommandLeftOut...)
 	c.BadConfigs = append([]fixture.BadConfig(nil), c.BadConfigs...)
 	if c.Logf == nil {
 		c.Logf = func(format string, args ...any) { fmt.Printf(format+"\n", args...) }

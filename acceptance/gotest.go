@@ -35,7 +35,7 @@ func Run(t *testing.T, cfg Config) *report.Report {
 	suiteCfg.RandomSeed = cfg.Seed
 	// The verdicts decide, not Ginkgo: a failed probe of an undeclared
 	// capability, for one, is no failure.
-	RunSpecs(&testingT{}, "Prism acceptance", suiteCfg, repCfg)
+	RunSpecs(&testingT{}, SuiteDescription, suiteCfg, repCfg)
 	if run.Report == nil {
 		t.Fatal("prism acceptance: the suite ended without a report")
 	}

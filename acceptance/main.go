@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/formatter"
+	"github.com/onsi/ginkgo/v2/types"
 	"github.com/onsi/gomega"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
@@ -36,9 +38,16 @@ Examples:
   prism-accept --plugin ./bin/prism-redis --backend redis --auth --label-filter auth   # auth.*: proxy with auth on, ACL users
   prism-accept --pattern registry --registry-slot redis --messaging-slot nats   # the proxy's multicast registry
 
-Exit codes: 0 every declared capability certified; 1 a declared or required
-capability failed; 2 a harness error (e.g. the container did not start) kept a
-capability from being judged; 64 bad usage.
+Exit codes (one contract, report.Judge):
+  0  something ran, nothing failed or errored, every required capability and
+     every declared one the selection reached is certified
+  1  a spec or capability failed, a required capability is not certified
+     (whatever the reason), or the plugin could not launch, handshake or Describe
+  2  nothing failed, but the harness could not judge something it was asked to:
+     a harness error (e.g. the container did not start), or a declared
+     capability whose selected specs were all skipped
+  64 bad usage, or a label filter or focus that selects no spec this plugin
+     can run
 
 Flags:
 `
@@ -118,7 +127,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-accept: --plugin %s is not an executable file (build it first, e.g. go tool task build)\n", cfg.Plugin)
 		return report.ExitUsage
 	}
-	cfg.Command = commandLine(cfg, *instance, *labelFilter)
+	cfg.Command, cfg.CommandLeftOut = commandLine(executable(), fs, os.Environ(), cfg)
 	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
 	// testcontainers prints a banner through its global logger; progress
@@ -129,6 +138,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	suiteCfg, repCfg := GinkgoConfiguration()
 	if *labelFilter != "" {
 		suiteCfg.LabelFilter = *labelFilter
+	}
+	if _, err := types.ParseLabelFilter(suiteCfg.LabelFilter); err != nil {
+		fmt.Fprintf(stderr, "prism-accept: --label-filter %q: %v\n", suiteCfg.LabelFilter, err)
+		return report.ExitUsage
+	}
+	for _, f := range append(suiteCfg.FocusStrings, suiteCfg.SkipStrings...) {
+		if _, err := regexp.Compile(f); err != nil {
+			fmt.Fprintf(stderr, "prism-accept: focus or skip %q is not a regular expression: %v\n", f, err)
+			return report.ExitUsage
+		}
+	}
+	if _, err := types.ParseFileFilters(append(suiteCfg.FocusFiles, suiteCfg.SkipFiles...)); err != nil {
+		fmt.Fprintf(stderr, "prism-accept: --ginkgo.focus-file or skip-file: %v\n", err)
+		return report.ExitUsage
 	}
 	suiteCfg.RandomSeed = cfg.Seed
 	if suiteCfg.FlakeAttempts > 0 {
@@ -150,38 +173,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
 			cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)
 	}
-	RunSpecs(&testingT{}, "Prism acceptance", suiteCfg, repCfg)
+	RunSpecs(&testingT{}, SuiteDescription, suiteCfg, repCfg)
 	if run.Report == nil {
 		return report.ExitError
 	}
 	return run.Report.ExitCode
-}
-
-// commandLine reproduces the run as a prism-accept command.
-func commandLine(cfg Config, instance, labelFilter string) string {
-	parts := []string{"prism-accept", "--plugin", cfg.Plugin}
-	if cfg.Pattern != "" {
-		parts = []string{"prism-accept", "--pattern", cfg.Pattern, "--registry-slot", string(cfg.RegistrySlot),
-			"--messaging-slot", string(cfg.MessagingSlot), "--proxy", cfg.ProxyBinary, "--instance", instance, "--seed", fmt.Sprint(cfg.Seed)}
-		if labelFilter != "" {
-			parts = append(parts, "--label-filter", "'"+labelFilter+"'")
-		}
-		return strings.Join(parts, " ")
-	}
-	for _, a := range cfg.PluginArgs {
-		parts = append(parts, "--plugin-arg="+a)
-	}
-	parts = append(parts, "--backend", string(cfg.Backend), "--instance", instance, "--via", string(cfg.Via), "--seed", fmt.Sprint(cfg.Seed))
-	if cfg.viaProxy() || cfg.Auth {
-		parts = append(parts, "--proxy", cfg.ProxyBinary)
-	}
-	if cfg.Auth {
-		parts = append(parts, "--auth")
-	}
-	if labelFilter != "" {
-		parts = append(parts, "--label-filter", "'"+labelFilter+"'")
-	}
-	return strings.Join(parts, " ")
 }
 
 func printFlags(fs *flag.FlagSet, w io.Writer) {

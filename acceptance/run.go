@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -431,11 +430,12 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		Seed:         r.cfg.Seed,
 		Via:          string(r.cfg.Via),
 		LabelFilter:  gr.SuiteConfig.LabelFilter,
-		Command:      r.cfg.Command,
+		Command:      runCommand(r.cfg.Command, gr.SuiteConfig, r.cfg.ReportDir),
 		Backend:      backend.Info{Kind: r.cfg.Backend},
 		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String(), "handshake": r.cfg.Timeouts.Handshake.String(),
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
-		Plugin: report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
+		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
+		CommandLeftOut: r.cfg.CommandLeftOut,
 	}
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()
@@ -476,9 +476,7 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 				s.Outcome, s.Reason = report.Skipped, c+" is not declared by this plugin; probed, it failed: "+reason
 			}
 		}
-		if r.cfg.Command != "" {
-			s.Reproduce = r.cfg.Command + " --ginkgo.focus='^" + strings.ReplaceAll(regexp.QuoteMeta(sr.FullText()), "'", `'\''`) + "$'"
-		}
+		s.Reproduce = reproduceCommand(r.cfg.Command, sr, r.cfg.ReportDir)
 		rep.Specs = append(rep.Specs, s)
 		rep.Totals.Add(s.Outcome)
 	}
@@ -593,25 +591,42 @@ func (r *Session) WriteReports(gr types.Report) error {
 
 func (r *Session) printVerdicts(rep *report.Report) {
 	log := r.cfg.Logf
+	indent := func(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n      ") }
 	log("")
 	log("Verdicts for %s %s (backend %s via %s):", rep.Plugin.Name, rep.Plugin.Version, rep.Backend.Kind, rep.Backend.Provider)
 	for _, c := range rep.Capabilities {
 		extra := ""
 		if c.Reason != "" {
-			extra = " — " + c.Reason
+			extra = " — " + indent(c.Reason)
 		}
-		log("  %-16s %-13s %3d passed %3d failed %3d skipped %3d errors%s", c.Name, c.Verdict, c.Passed, c.Failed, c.Skipped, c.Errors, extra)
+		log("  %-24s %-13s %3d passed %3d failed %3d skipped %3d errors%s", c.Name, c.Verdict, c.Passed, c.Failed, c.Skipped, c.Errors, extra)
 	}
 	defer func() {
 		if rep.ExitCode != report.ExitOK {
 			log("\nexit %d: %s", rep.ExitCode, rep.ExitReason)
 		}
+		if len(rep.CommandLeftOut) > 0 && rep.ExitCode != report.ExitOK {
+			log("reproduce commands leave out %s (secrets): set them before running one", strings.Join(rep.CommandLeftOut, ", "))
+		}
 		log("accept: %d passed, %d failed, %d skipped", rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors, rep.Totals.Skipped)
 	}()
+	// A failure shared by many specs (a plugin that did not start) is
+	// printed in full once, then counted.
+	same := map[string]int{}
 	for _, s := range rep.Specs {
-		if s.Outcome == report.Failed || s.Outcome == report.Error {
-			log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,
-				strings.ReplaceAll(strings.TrimSpace(s.Reason), "\n", "\n  "), s.Reproduce)
+		if s.Outcome != report.Failed && s.Outcome != report.Error {
+			continue
+		}
+		if same[s.Reason]++; same[s.Reason] > 3 {
+			continue
+		}
+		log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,
+			strings.ReplaceAll(strings.TrimSpace(s.Reason), "\n", "\n  "), s.Reproduce)
+	}
+	for reason, n := range same {
+		if n > 3 {
+			first, _, _ := strings.Cut(strings.TrimSpace(reason), "\n")
+			log("\n… and %d more specs with the same message (%s); all are in report.json", n-3, first)
 		}
 	}
 }

@@ -62,10 +62,14 @@ type Report struct {
 	Via          string    `json:"via"`
 	LabelFilter  string    `json:"label_filter,omitempty"`
 	// Command reproduces the whole run.
-	Command  string            `json:"command"`
-	Plugin   Plugin            `json:"plugin"`
-	Backend  backend.Info      `json:"backend"`
-	Timeouts map[string]string `json:"timeouts"`
+	Command string `json:"command"`
+	// CommandLeftOut names what shaped the run but is left out of Command and
+	// the reproduce commands (environment variables holding secrets): set
+	// them yourself before running one.
+	CommandLeftOut []string          `json:"command_left_out,omitempty"`
+	Plugin         Plugin            `json:"plugin"`
+	Backend        backend.Info      `json:"backend"`
+	Timeouts       map[string]string `json:"timeouts"`
 	// Capabilities holds one verdict per known capability.
 	Capabilities []Capability `json:"capabilities"`
 	Specs        []Spec       `json:"specs"`

@@ -16,7 +16,11 @@ func (r *Report) Summary() string {
 	for _, c := range r.Capabilities {
 		v := string(c.Verdict)
 		if c.Reason != "" {
-			v += " (" + c.Reason + ")"
+			first, _, more := strings.Cut(c.Reason, "\n")
+			if more {
+				first += " …"
+			}
+			v += " (" + first + ")"
 		}
 		fmt.Fprintf(&b, "| `%s` | %s %s | %d | %d | %d | %d |\n", c.Name, icon(c.Verdict), v, c.Passed, c.Failed, c.Skipped, c.Errors)
 	}
@@ -30,6 +34,14 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, " server %s", r.Backend.ServerVersion)
 	}
 	fmt.Fprintf(&b, ". Plugin sha256 `%.12s`, seed %d.\n", r.Plugin.SHA256, r.Seed)
+	if r.ExitCode != ExitOK {
+		fmt.Fprintf(&b, "\n**Exit %d**: %s\n", r.ExitCode, r.ExitReason)
+	}
+	for _, c := range r.Capabilities {
+		if strings.Contains(c.Reason, "\n") {
+			fmt.Fprintf(&b, "\n### `%s`: %s\n\n```\n%s\n```\n", c.Name, c.Verdict, strings.TrimSpace(c.Reason))
+		}
+	}
 	var bad []Spec
 	for _, s := range r.Specs {
 		if s.Outcome == Failed || s.Outcome == Error {
