@@ -1,7 +1,11 @@
 // Command prism-report merges report.json files into one report.html with the
-// capability × run matrix:
+// capability × run matrix, and prints the same matrix as text:
 //
 //	prism-report -o out/accept out/accept/*/report.json
+//
+// With --exit it exits with the worst of the reports' exit codes (a failure
+// outranks a harness error, which outranks a usage error), so one command can
+// gate on several runs.
 package main
 
 import (
@@ -14,6 +18,7 @@ import (
 
 func main() {
 	out := flag.String("o", ".", "folder to write report.html into")
+	exit := flag.Bool("exit", false, "exit with the worst exit code of the reports")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: prism-report [-o dir] report.json...")
 		flag.PrintDefaults()
@@ -37,5 +42,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "prism-report:", err)
 		os.Exit(1)
 	}
-	fmt.Println(path)
+	fmt.Print(report.Matrix(reports))
+	fmt.Println("\nmatrix:", path)
+	if *exit {
+		var codes []int
+		for _, r := range reports {
+			codes = append(codes, r.ExitCode)
+		}
+		os.Exit(report.Worst(codes...))
+	}
 }
