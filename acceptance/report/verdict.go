@@ -111,11 +111,12 @@ func declares(run Run, info capability.Info) bool {
 
 func judgeOne(run Run, info capability.Info) Capability {
 	c := Capability{Name: string(info.Name), Declared: declares(run, info), Required: run.Required.Has(info.Name)}
-	selected, firstSkip := 0, ""
+	total, selected, firstSkip := 0, 0, ""
 	for _, s := range run.Specs {
 		if s.Capability != c.Name {
 			continue
 		}
+		total++
 		if s.Outcome != Disabled {
 			selected++
 		}
@@ -155,6 +156,8 @@ func judgeOne(run Run, info capability.Info) Capability {
 		c.Verdict = VerdictError
 	case c.Passed > 0:
 		c.Verdict = Certified
+	case total == 0:
+		c.Verdict, c.Reason = NotTested, "this run has no spec of it"
 	case selected == 0:
 		c.Verdict, c.Reason = NotTested, "excluded by the selection"
 		if run.Selection != "" {

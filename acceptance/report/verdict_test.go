@@ -119,6 +119,11 @@ func TestJudge(t *testing.T) {
 		}), want{exit: report.ExitFailed, why: "failed: keyvalue.ttl",
 			verdicts: map[capability.Name]report.Verdict{capability.KeyValueTTL: report.VerdictFail, capability.KeyValueBasic: report.NotTested},
 			reasons:  map[capability.Name]string{capability.KeyValueTTL: `required, but not tested: excluded by the selection label filter "lifecycle"`}}},
+		{"a required capability the run has no spec of fails, saying so", with(healthy(), func(r *report.Run) {
+			r.Declared[capability.RegistryBasic] = true
+			r.Required = capability.NewSet(capability.RegistryBasic)
+		}), want{exit: report.ExitFailed, verdicts: map[capability.Name]report.Verdict{capability.RegistryBasic: report.VerdictFail},
+			reasons: map[capability.Name]string{capability.RegistryBasic: "required, but not tested: this run has no spec of it"}}},
 		{"a required capability whose specs were all skipped fails, saying why", with(healthy(), func(r *report.Run) {
 			r.Required = capability.NewSet(capability.KeyValueTTL)
 			r.Specs[2] = spec(capability.KeyValueTTL, report.Skipped, "the embedded backend cannot pause")
