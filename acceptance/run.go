@@ -199,6 +199,14 @@ func (r *Session) setup() {
 		PluginPID:   r.proc.PID(),
 
 		ProbeUndeclared: r.cfg.ProbeUndeclared,
+
+		// A fresh instance like r.inst (same provider), for a spec that
+		// takes its backend down or pauses it.
+		StartBackend: func(ctx context.Context) (backend.Instance, error) {
+			o := opts
+			o.Provider = info.Provider
+			return backend.Start(ctx, r.cfg.Backend, o)
+		},
 	}
 	if r.cfg.viaProxy() {
 		r.setupProxy()
@@ -274,7 +282,7 @@ func (r *Session) setupProxy() {
 	fx := r.fx
 	r.pfx = &fixture.Fixture{
 		Target: r.px.Target(r.cfg.Namespace), Description: fx.Description, Lifecycle: fx.Lifecycle, Launch: fx.Launch,
-		BadConfigs: fx.BadConfigs, Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-proxy",
+		BadConfigs: fx.BadConfigs, Backend: fx.Backend, StartBackend: fx.StartBackend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-proxy",
 		Proxy: r.px, IsolatedNamespace: r.cfg.Namespace + "-isolated", LaunchProxy: r.launchProxy,
 	}
 }

@@ -15,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,12 +123,13 @@ type Proxy struct {
 	// ReadyTime is the time from exec to gRPC health SERVING.
 	ReadyTime time.Duration
 
-	opts    Options
-	cmd     *exec.Cmd
-	stderr  *tail
-	exited  chan struct{}
-	waitErr error
-	tmpDir  string
+	opts       Options
+	namespaces []Namespace
+	cmd        *exec.Cmd
+	stderr     *tail
+	exited     chan struct{}
+	waitErr    error
+	tmpDir     string
 }
 
 // Start writes the config, starts the proxy and returns once it answers gRPC
@@ -168,7 +171,7 @@ func Start(ctx context.Context, opts Options, namespaces ...Namespace) (*Proxy, 
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("start proxy: %w (build it with go build -o bin/ ./reference/cmd/prism-proxy)", err)
 	}
-	p := &Proxy{opts: opts, stderr: &tail{limit: opts.StderrLimit}, exited: make(chan struct{})}
+	p := &Proxy{opts: opts, namespaces: cloneNamespaces(namespaces), stderr: &tail{limit: opts.StderrLimit}, exited: make(chan struct{})}
 	dir := opts.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "prism-proxy-"); err != nil {
@@ -360,6 +363,36 @@ func (p *Proxy) Target(ns string) target.Target {
 	return target.Target{Via: target.Proxy, Namespace: ns, Conn: p.Conn}
 }
 
+// Options returns the options the proxy was started with, defaults filled
+// in, so a caller can start another proxy like it.
+func (p *Proxy) Options() Options { return p.opts }
+
+// Namespaces returns a copy of the namespaces the proxy was started with:
+// changing their config maps does not change the proxy's.
+func (p *Proxy) Namespaces() []Namespace { return cloneNamespaces(p.namespaces) }
+
+func cloneNamespaces(nss []Namespace) []Namespace {
+	out := make([]Namespace, len(nss))
+	for i, n := range nss {
+		n.Patterns = slices.Clone(n.Patterns)
+		n.Args = slices.Clone(n.Args)
+		n.Config = maps.Clone(n.Config)
+		n.Credentials = maps.Clone(n.Credentials)
+		if n.Slots != nil {
+			slots := make(map[string]Slot, len(n.Slots))
+			for k, s := range n.Slots {
+				s.Args = slices.Clone(s.Args)
+				s.Config = maps.Clone(s.Config)
+				s.Credentials = maps.Clone(s.Credentials)
+				slots[k] = s
+			}
+			n.Slots = slots
+		}
+		out[i] = n
+	}
+	return out
+}
+
 // Status reads the proxy's /status.
 func (p *Proxy) Status(ctx context.Context) (refproxy.Status, error) {
 	var s refproxy.Status
@@ -412,6 +445,26 @@ func (p *Proxy) PluginPID(ctx context.Context, ns string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("find plugin of %q: no such namespace", ns)
+}
+
+// PluginHealth returns what the proxy's last health check of the plugin
+// serving namespace ns (its first slot) answered: "healthy", "degraded",
+// "unhealthy", or "unknown" when the check failed or none has run yet. The
+// proxy checks every Options.HealthInterval.
+func (p *Proxy) PluginHealth(ctx context.Context, ns string) (string, error) {
+	s, err := p.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range s.Namespaces {
+		if n.Name == ns && len(n.Slots) > 0 {
+			if n.Slots[0].Health == "" {
+				return "unknown", nil
+			}
+			return n.Slots[0].Health, nil
+		}
+	}
+	return "", fmt.Errorf("read plugin health of %q: no such namespace", ns)
 }
 
 // SignalPlugin sends sig to the plugin process serving ns and returns its pid.

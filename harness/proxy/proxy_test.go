@@ -62,6 +62,34 @@ func TestStartKillPluginStop(t *testing.T) {
 	if err := p.WaitServing(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
+	nss := p.Namespaces()
+	if len(nss) != 2 || nss[0].Name != "a" || nss[0].Credentials["token"] != "s3cret-value" || nss[1].Instance != "b" {
+		t.Errorf("Namespaces: got %+v, want a (with its credentials) and b", nss)
+	}
+	nss[0].Credentials["token"] = "changed"
+	if p.Namespaces()[0].Credentials["token"] != "s3cret-value" {
+		t.Error("changing what Namespaces returned changed the proxy's namespaces")
+	}
+	if p.Options().Binary != o.Binary {
+		t.Errorf("Options().Binary: got %q, want %q", p.Options().Binary, o.Binary)
+	}
+	for { // poll until the proxy has health-checked its plugin
+		h, err := p.PluginHealth(ctx, "a")
+		if err != nil {
+			t.Fatalf("PluginHealth: %v", err)
+		}
+		if h == "healthy" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("PluginHealth: got %q, want healthy; stderr:\n%s", h, p.Stderr())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := p.PluginHealth(ctx, "no-such-namespace"); err == nil {
+		t.Error("PluginHealth of a namespace the proxy does not serve: got no error")
+	}
 	kv := p.Target("a").KeyValue()
 	if _, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
 		t.Fatalf("Set: %v", err)

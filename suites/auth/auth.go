@@ -237,8 +237,6 @@ func (s *session) attackerKeys() (*oidc.Key, *oidc.Key) {
 		}
 		sameKID, keysErr = oidc.NewKey("RS256", s.iss.Key().KID)
 	})
-	if keysErr != nil {
-		fixture.HarnessFail(keysErr)
-	}
+	fixture.Harness(keysErr, "make the attacker's keys")
 	return attacker, sameKID
 }

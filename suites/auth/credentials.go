@@ -52,9 +52,7 @@ func (s *session) scope(suffix string) string {
 func (s *session) newUser(name, scope string) backend.Credentials {
 	GinkgoHelper()
 	c, err := s.users().AddUser(s.fx.Ctx(), name, scope)
-	if err != nil {
-		fixture.HarnessFail(err)
-	}
+	fixture.Harness(err, "add backend user %q for scope %q", name, scope)
 	return c
 }
 
@@ -73,17 +71,14 @@ func (s *session) launch(scope string, creds map[string]string) (*launched, erro
 	defer cancel()
 	proc, init, err := s.fx.Launch(ctx)
 	DeferCleanup(func() { _ = proc.Stop(context.Background()) })
-	if err != nil {
-		fixture.HarnessFail(fmt.Errorf("launch the plugin: %w", err))
-	}
+	// Launching the plugin is the plugin's business: a miss is a failure.
+	Expect(err).NotTo(HaveOccurred(), "launch another process of the plugin")
 	values := init.GetConfig().AsMap()
 	for k, v := range s.users().ScopeConfig(scope) {
 		values[k] = v
 	}
 	cfg, err := structpb.NewStruct(values)
-	if err != nil {
-		fixture.HarnessFail(err)
-	}
+	fixture.Harness(err, "encode the plugin config for scope %q", scope)
 	init.Config, init.Credentials = cfg, creds
 	l := &launched{proc: proc, init: init}
 	_, err = proc.Lifecycle.Initialize(s.fx.Ctx(), init)
@@ -270,9 +265,7 @@ func describeRotation(s func() *session) {
 
 			By("adding new credentials: old and new both work during the roll")
 			next, err := u.AddCredentials(s().fx.Ctx(), old.Username)
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
+			fixture.Harness(err, "add credentials to backend user %q", old.Username)
 			Expect(u.Authenticate(s().fx.Ctx(), old)).To(Succeed(), "the old credentials during the roll")
 			Expect(u.Authenticate(s().fx.Ctx(), next)).To(Succeed(), "the new credentials during the roll")
 
@@ -281,9 +274,7 @@ func describeRotation(s func() *session) {
 			load.more(100, s().fx.Timeouts.Eventually)
 
 			By("revoking the old credentials")
-			if err := u.Revoke(s().fx.Ctx(), old); err != nil {
-				fixture.HarnessFail(err)
-			}
+			fixture.Harness(u.Revoke(s().fx.Ctx(), old), "revoke the old credentials of backend user %q", old.Username)
 			load.more(200, s().fx.Timeouts.Eventually)
 			load.end()
 			Expect(u.Authenticate(s().fx.Ctx(), old)).NotTo(Succeed(), "the old credentials after revocation")
@@ -295,13 +286,9 @@ func describeRotation(s func() *session) {
 			old := s().newUser("prism-"+scope, scope)
 			l, t := s().mustServe(scope, u.PluginCredentials(old))
 			next, err := u.AddCredentials(s().fx.Ctx(), old.Username)
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
+			fixture.Harness(err, "add credentials to backend user %q", old.Username)
 			Expect(rotate(l, u.PluginCredentials(next))).To(Succeed(), "RotateCredentials")
-			if err := u.Revoke(s().fx.Ctx(), old); err != nil {
-				fixture.HarnessFail(err)
-			}
+			fixture.Harness(u.Revoke(s().fx.Ctx(), old), "revoke the old credentials of backend user %q", old.Username)
 			var wg sync.WaitGroup
 			errs := make([]error, 20)
 			for i := range errs {

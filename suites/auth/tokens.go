@@ -233,9 +233,7 @@ func describeKeys(s func() *session) {
 		newKey := func(kid string) *oidc.Key {
 			GinkgoHelper()
 			k, err := oidc.NewKey("RS256", kid)
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
+			fixture.Harness(err, "make issuer key %q", kid)
 			s().iss.Publish(k)
 			DeferCleanup(func() { s().iss.Unpublish(k.KID) })
 			return k

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/prism-suite/prism/backends/sdk"
 	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/target"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -25,36 +25,55 @@ var (
 	faultPause  = Label("fault:pause")
 )
 
+// goroutinesDetail is the HealthCheck detail in which a plugin built on the
+// Go SDK reports its goroutine count (backends/sdk.GoroutinesDetail; the
+// suites observe plugins only through the protocol, so it is spelled here).
+const goroutinesDetail = "sdk.goroutines"
+
+// describeFaults registers the specs that take the backend down or pause it.
+// Each runs on a backend instance, plugin process and (through a proxy) a
+// proxy of its own ([fixture.Fixture.Private]), so nothing it breaks reaches
+// the specs that follow. Taking the backend down, pausing it and bringing it
+// back are harness steps (a failure is a harness error); everything the
+// plugin does about it is asserted.
 func describeFaults(sess func() *session) {
 	Context("faults", basic, func() {
 		var s *session
 		BeforeEach(func() { s = sess() })
 
-		health := func() *lifecyclev1.HealthCheckResponse {
+		// private moves the spec onto a backend and plugin of its own.
+		private := func() (*fixture.Private, *session) {
+			GinkgoHelper()
+			p := s.fx.Private()
+			ps := &session{fx: s.fx, kv: p.Target.KeyValue(), prefix: s.prefix}
+			DeferCleanup(ps.cleanup)
+			return p, ps
+		}
+		health := func(p *fixture.Private) *lifecyclev1.HealthCheckResponse {
 			GinkgoHelper()
 			ctx, cancel := context.WithTimeout(context.Background(), s.fx.Timeouts.Call)
 			defer cancel()
-			h, err := s.fx.Lifecycle.HealthCheck(ctx, &lifecyclev1.HealthCheckRequest{})
+			h, err := p.Health(ctx)
 			Expect(err).NotTo(HaveOccurred(), "HealthCheck")
 			return h
 		}
-		expectHealthy := func(what string) {
+		expectHealth := func(p *fixture.Private, want lifecyclev1.HealthCheckResponse_Status, what string) {
 			GinkgoHelper()
-			Eventually(func() lifecyclev1.HealthCheckResponse_Status { return health().GetStatus() }).
+			Eventually(func() lifecyclev1.HealthCheckResponse_Status { return health(p).GetStatus() }).
 				WithTimeout(s.fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).
-				Should(Equal(lifecyclev1.HealthCheckResponse_STATUS_HEALTHY), what)
+				Should(Equal(want), what)
 		}
 
 		It("fails fast with Unavailable while the backend is down, recovers by itself, and keeps persisted data", faultOutage, func() {
-			out, ok := s.fx.Backend.(backend.Outager)
-			if !ok {
+			if _, ok := s.fx.Backend.(backend.Outager); !ok {
 				Skip(fmt.Sprintf("the %s backend via %s cannot be taken down and brought back", s.fx.Backend.Info().Kind, s.fx.Backend.Info().Provider))
 			}
+			p, s := private()
+			out := p.Outager()
 			k := s.key("survivor")
 			s.MustSet(k, []byte("before the outage"))
 
-			Expect(out.Down(context.Background())).To(Succeed(), "take the backend down")
-			DeferCleanup(func() { _ = out.Up(context.Background()) })
+			p.Down()
 
 			start := time.Now()
 			_, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: k})
@@ -63,11 +82,9 @@ func describeFaults(sess func() *session) {
 				"a request to a backend that is down must fail fast, not wait for its deadline")
 			_, err = s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: s.key("during"), Value: []byte("x")})
 			Expect(err).To(fixture.HaveCode(codes.Unavailable), "Set while the backend is down")
-			Eventually(func() lifecyclev1.HealthCheckResponse_Status { return health().GetStatus() }).
-				WithTimeout(s.fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).
-				Should(Equal(lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY), "health while the backend is down")
+			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY, "health while the backend is down")
 
-			Expect(out.Up(context.Background())).To(Succeed(), "bring the backend back")
+			p.Up()
 			Eventually(func() error {
 				_, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: k})
 				return err
@@ -77,23 +94,16 @@ func describeFaults(sess func() *session) {
 				Expect(s.MustGet(k)).To(Equal([]byte("before the outage")), "data written before the restart of a persistent backend")
 			}
 			s.MustSet(s.key("after"), []byte("y"))
-			expectHealthy("health after the backend came back")
+			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_HEALTHY, "health after the backend came back")
 		})
 
-		It("answers DeadlineExceeded within the request deadline while the backend hangs, without piling up calls", faultPause, func() {
-			p, ok := s.fx.Backend.(backend.Pauser)
-			if !ok {
-				Skip(fmt.Sprintf("the %s backend via %s cannot be paused", s.fx.Backend.Info().Kind, s.fx.Backend.Info().Provider))
-			}
-			k := s.key("frozen")
-			s.MustSet(k, []byte("v"))
-			before := goroutines(health())
-
-			Expect(p.Pause(context.Background())).To(Succeed(), "pause the backend")
-			DeferCleanup(func() { _ = p.Unpause(context.Background()) })
-
+		// hang pauses the backend and sends calls Get(k) with a deadline
+		// each, at once, asserting that every one answers DeadlineExceeded
+		// within its deadline (plus a second for a loaded machine).
+		hang := func(p *fixture.Private, s *session, k string, calls int) {
+			GinkgoHelper()
+			p.Pause()
 			const deadline = 300 * time.Millisecond
-			const calls = 50
 			var wg sync.WaitGroup
 			codesSeen := make([]codes.Code, calls)
 			elapsed := make([]time.Duration, calls)
@@ -113,28 +123,70 @@ func describeFaults(sess func() *session) {
 				Expect(codesSeen[i]).To(Equal(codes.DeadlineExceeded), "call %d against a hung backend", i)
 				Expect(elapsed[i]).To(BeNumerically("<", deadline+time.Second), "call %d returned long after its deadline", i)
 			}
-			// Still paused: the timed-out calls must let go of the plugin's
-			// goroutines without waiting for the backend to come back.
-			Expect(health().GetStatus()).NotTo(Equal(lifecyclev1.HealthCheckResponse_STATUS_HEALTHY), "health while the backend hangs")
-			if before >= 0 {
-				Eventually(func() int { return goroutines(health()) }).WithTimeout(s.fx.Timeouts.Eventually).
-					Should(BeNumerically("<=", before+calls/5),
-						"goroutines in the plugin after %d calls timed out against a backend that is still hung (before: %d)", calls, before)
+		}
+
+		It("answers DeadlineExceeded within the request deadline while the backend hangs, and serves again once it resumes", faultPause, func() {
+			if _, ok := s.fx.Backend.(backend.Pauser); !ok {
+				Skip(fmt.Sprintf("the %s backend via %s cannot be paused", s.fx.Backend.Info().Kind, s.fx.Backend.Info().Provider))
+			}
+			p, s := private()
+			k := s.key("frozen")
+			s.MustSet(k, []byte("v"))
+
+			hang(p, s, k, 50)
+			if p.Lifecycle != nil {
+				Expect(health(p).GetStatus()).NotTo(Equal(lifecyclev1.HealthCheckResponse_STATUS_HEALTHY), "health while the backend hangs")
+			} else { // the proxy checks its plugin's health on an interval of its own
+				Eventually(func() lifecyclev1.HealthCheckResponse_Status { return health(p).GetStatus() }).
+					WithTimeout(s.fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).
+					ShouldNot(Equal(lifecyclev1.HealthCheckResponse_STATUS_HEALTHY), "health while the backend hangs")
 			}
 
-			Expect(p.Unpause(context.Background())).To(Succeed(), "unpause the backend")
+			p.Unpause()
 			Eventually(func() error {
 				_, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: k})
 				return err
 			}).WithTimeout(s.fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).Should(Succeed(), "recovery after unpause")
-			expectHealthy("health after unpause")
+			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_HEALTHY, "health after unpause")
+		})
+
+		It("lets go of the calls that timed out while the backend still hangs, without piling up goroutines", faultPause, func() {
+			if _, ok := s.fx.Backend.(backend.Pauser); !ok {
+				Skip(fmt.Sprintf("the %s backend via %s cannot be paused", s.fx.Backend.Info().Kind, s.fx.Backend.Info().Provider))
+			}
+			// The count is read from the plugin's HealthCheck details, which
+			// only a direct target shows.
+			if s.fx.Target.Via == target.Proxy {
+				Skip("through the proxy the plugin's HealthCheck details are not visible, so its goroutines cannot be counted; the direct run counts them")
+			}
+			if s.fx.Lifecycle == nil {
+				Skip("the fixture gives no lifecycle client, so the plugin's goroutine count cannot be read")
+			}
+			h, err := s.fx.Lifecycle.HealthCheck(s.ctx(), &lifecyclev1.HealthCheckRequest{})
+			Expect(err).NotTo(HaveOccurred(), "HealthCheck")
+			if goroutines(h) < 0 {
+				Skip(fmt.Sprintf("the plugin reports no goroutine count in its HealthCheck details (%q), so a pile-up of calls cannot be measured", goroutinesDetail))
+			}
+			p, s := private()
+			k := s.key("frozen")
+			s.MustSet(k, []byte("v"))
+			before := goroutines(health(p))
+			Expect(before).To(BeNumerically(">=", 0), "the plugin's goroutine count (%q) in HealthCheck details", goroutinesDetail)
+
+			const calls = 50
+			hang(p, s, k, calls)
+			// Still paused: the timed-out calls must let go of the plugin's
+			// goroutines without waiting for the backend to come back.
+			Eventually(func() int { return goroutines(health(p)) }).WithTimeout(s.fx.Timeouts.Eventually).
+				Should(BeNumerically("<=", before+calls/5),
+					"goroutines in the plugin after %d calls timed out against a backend that is still hung (before: %d)", calls, before)
 		})
 	})
 }
 
-// goroutines reads the SDK's goroutine count from health details (-1: not reported).
+// goroutines reads the plugin's goroutine count from health details (-1: not reported).
 func goroutines(h *lifecyclev1.HealthCheckResponse) int {
-	n, err := strconv.Atoi(h.GetDetails()[sdk.GoroutinesDetail])
+	n, err := strconv.Atoi(h.GetDetails()[goroutinesDetail])
 	if err != nil {
 		return -1
 	}

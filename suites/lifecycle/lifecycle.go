@@ -36,6 +36,7 @@ func Register(p fixture.Provider) bool {
 
 		BeforeEach(func() {
 			fx = p()
+			fx.CheckIntact()
 			if fx.Launch == nil {
 				Skip("the fixture cannot launch another process of this plugin (lifecycle specs need a plugin binary)")
 			}

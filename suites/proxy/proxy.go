@@ -11,6 +11,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -21,12 +22,30 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/suites/fixture"
 )
+
+// launchProxy starts another proxy like the fixture's (a harness step named
+// by what: a failure is a harness error) and waits until the namespace under
+// test serves; the spec's cleanup stops it, and a proxy that does not stop
+// cleanly fails the spec.
+func launchProxy(fx *fixture.Fixture, what string) *hproxy.Proxy {
+	GinkgoHelper()
+	ctx, cancel := context.WithTimeout(context.Background(), fx.Timeouts.Handshake+fx.Timeouts.Eventually)
+	defer cancel()
+	px, err := fx.LaunchProxy(ctx)
+	if px != nil {
+		fixture.DeferExpect("stop the proxy the spec started", px.Stop)
+	}
+	fixture.Harness(err, "%s", what)
+	fixture.Harness(px.WaitServing(ctx, fx.Target.Namespace), "%s: wait for %q to serve", what, fx.Target.Namespace)
+	return px
+}
 
 // Register adds the proxy specs under "Proxy".
 func Register(p fixture.Provider) bool {
@@ -93,14 +112,19 @@ func Register(p fixture.Provider) bool {
 		})
 
 		It("fails fast with Unavailable while a SIGKILLed plugin is down, restarts it and serves again", Label("fault:plugin-kill"), func() {
+			// The kill and the restart happen on a proxy of the spec's own, so
+			// a plugin that does not come back cannot fail the specs that
+			// follow. Without one the spec uses the fixture's proxy.
+			px := fx.Proxy
+			if fx.LaunchProxy != nil {
+				px = launchProxy(fx, "start a second proxy for the plugin-kill spec")
+			}
 			ns := fx.Target.Namespace
-			c := fx.Target.KeyValue()
+			c := px.Target(ns).KeyValue()
 			key := fx.Prefix() + "after-restart"
 			DeferCleanup(func() { _, _ = c.Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
-			pid, err := fx.Proxy.KillPlugin(fx.Ctx(), ns)
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
+			pid, err := px.KillPlugin(fx.Ctx(), ns)
+			fixture.Harness(err, "SIGKILL the plugin of %q", ns)
 			By("calling right after the kill")
 			start := time.Now()
 			_, err = c.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
@@ -115,8 +139,8 @@ func Register(p fixture.Provider) bool {
 			got, err := c.Get(fx.Ctx(), &keyvaluev1.GetRequest{Key: key})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(got.GetValue()).To(Equal([]byte("v")))
-			npid, err := fx.Proxy.PluginPID(fx.Ctx(), ns)
-			Expect(err).NotTo(HaveOccurred())
+			npid, err := px.PluginPID(fx.Ctx(), ns)
+			Expect(err).NotTo(HaveOccurred(), "the restarted plugin in the proxy's /status")
 			Expect(npid).NotTo(Equal(pid), "the plugin should run as a new process")
 		})
 
@@ -124,27 +148,25 @@ func Register(p fixture.Provider) bool {
 			if fx.LaunchProxy == nil {
 				Skip("the fixture cannot launch another proxy")
 			}
+			px := launchProxy(fx, "start a second proxy to SIGTERM")
 			ctx, cancel := context.WithTimeout(context.Background(), fx.Timeouts.Handshake+fx.Timeouts.Eventually)
 			defer cancel()
-			px, err := fx.LaunchProxy(ctx)
-			DeferCleanup(func() { _ = px.Stop(context.Background()) })
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
 			ns := fx.Target.Namespace
-			Expect(px.WaitServing(ctx, ns)).To(Succeed())
 			c := px.Target(ns).KeyValue()
 			key := fx.Prefix() + "drain"
-			_, err = c.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("v")})
+			_, err := c.Set(fx.Ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("v")})
 			Expect(err).NotTo(HaveOccurred())
 			DeferCleanup(func() { _, _ = fx.Target.KeyValue().Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
 
 			By("freezing the plugin so that a call stays in flight")
 			pid, err := px.SignalPlugin(ctx, ns, syscall.SIGSTOP)
-			if err != nil {
-				fixture.HarnessFail(err)
-			}
-			DeferCleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+			fixture.Harness(err, "SIGSTOP the plugin of %q", ns)
+			fixture.DeferHarness("resume the SIGSTOPped plugin (pid %d)", func(context.Context) error {
+				if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+					return err
+				}
+				return nil // resumed, or gone with its proxy
+			}, pid)
 			type result struct {
 				resp *keyvaluev1.GetResponse
 				err  error

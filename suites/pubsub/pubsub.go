@@ -82,6 +82,15 @@ func newSession(fx *fixture.Fixture) *session {
 	return &session{fx: fx, ps: fx.Target.PubSub(), prefix: fx.Prefix()}
 }
 
+// on returns a session like s on the spec's own backend and plugin p (see
+// [fixture.Fixture.Private]), with the same prefix; what it opens is closed
+// when the spec ends, before p is stopped.
+func (s *session) on(p *fixture.Private) *session {
+	ps := &session{fx: s.fx, ps: p.Target.PubSub(), prefix: s.prefix}
+	DeferCleanup(ps.cleanup)
+	return ps
+}
+
 // topic returns the spec-unique topic for name.
 func (s *session) topic(name string) string { return s.prefix + name }
 

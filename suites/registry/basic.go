@@ -269,18 +269,26 @@ func describeBasic(sess func() *session) {
 				Skip("the fixture cannot launch another proxy")
 			}
 			ns := s.fx.Target.Namespace
-			launch := func() *hproxy.Proxy {
+			// launch starts another proxy on the same slots. Starting the
+			// second one sets the scene (harness); starting the third is the
+			// restart under test, and a proxy that does not come back fails.
+			launch := func(restart bool) *hproxy.Proxy {
+				GinkgoHelper()
 				ctx, cancel := context.WithTimeout(context.Background(), s.fx.Timeouts.Handshake+s.fx.Timeouts.Eventually)
 				defer cancel()
 				px, err := s.fx.LaunchProxy(ctx)
-				DeferCleanup(func() { _ = px.Stop(context.Background()) })
-				if err != nil {
-					fixture.HarnessFail(err)
+				if px != nil {
+					fixture.DeferExpect("stop a proxy the spec started", px.Stop)
+				}
+				if restart {
+					Expect(err).NotTo(HaveOccurred(), "start a proxy again on the same slots (the restart)")
+				} else {
+					fixture.Harness(err, "start a second proxy on the same slots")
 				}
 				return px
 			}
 			By("registering through a second proxy")
-			second := launch()
+			second := launch(false)
 			for _, n := range []string{"r1", "r/2", "r 3"} {
 				s.track(ns, s.id(n))
 				_, err := second.Target(ns).Registry().Register(s.ctx(), &registryv1.RegisterRequest{Identity: s.id(n),
@@ -291,7 +299,7 @@ func describeBasic(sess func() *session) {
 
 			By("restarting: stopping the second proxy and starting a third on the same slots")
 			Expect(second.Stop(context.Background())).To(Succeed(), "stop the second proxy")
-			third := launch().Target(ns).Registry()
+			third := launch(true).Target(ns).Registry()
 			ids, _ := s.enumerate(third, s.scoped(eq("via", S("second"))), 2)
 			Expect(s.names(ids)).To(ConsistOf("r1", "r/2", "r 3"), "a freshly started proxy sees the registry")
 			_, err := third.Unregister(s.ctx(), &registryv1.UnregisterRequest{Identity: s.id("r/2")})

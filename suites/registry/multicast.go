@@ -168,10 +168,10 @@ func describeMulticast(sess func() *session) {
 			ctx, cancel := context.WithTimeout(context.Background(), s.fx.Timeouts.Handshake+s.fx.Timeouts.Eventually)
 			defer cancel()
 			px, err := s.fx.LaunchProxy(ctx)
-			DeferCleanup(func() { _ = px.Stop(context.Background()) })
-			if err != nil {
-				fixture.HarnessFail(err)
+			if px != nil {
+				fixture.DeferExpect("stop the second proxy", px.Stop)
 			}
+			fixture.Harness(err, "start a second proxy on the same slots")
 			s.MustRegister("remote", md{})
 			in := s.MustReceive("remote") // on the fixture's proxy
 			other := px.Target(s.fx.Target.Namespace).Registry()
