@@ -478,6 +478,14 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
+		for _, e := range sr.ReportEntries {
+			if e.Name == fixture.ReportEntryCleanup {
+				s.Cleanup = append(s.Cleanup, e.StringRepresentation())
+				if o == report.Failed || o == report.Error {
+					s.Reason += "\nthen, in cleanup: " + e.StringRepresentation()
+				}
+			}
+		}
 		if c := probeOf(sr); c != "" {
 			s.Probe = true
 			if o == report.Failed || o == report.Error {

@@ -127,6 +127,9 @@ type Spec struct {
 	Via string `json:"via,omitempty"`
 	// Probe is set on a spec of an undeclared capability that ran anyway.
 	Probe bool `json:"probe,omitempty"`
+	// Cleanup lists cleanup steps that failed after the spec had already
+	// failed (recorded, not counted: the spec's own failure is its outcome).
+	Cleanup []string `json:"cleanup,omitempty"`
 }
 
 // Totals counts specs by outcome.

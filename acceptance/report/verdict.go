@@ -56,7 +56,8 @@ type SetupFailure struct {
 //     Specs that ran although nothing described the plugin are a harness error.
 //   - A declared capability is "failed" when one of its specs failed, else
 //     "error" when one reported a harness error, else "certified" when one
-//     passed, else "not tested" (saying whether the selection excluded its
+//     passed (its reason counts the selected specs that were skipped: a check
+//     that cannot measure skips, it never passes), else "not tested" (saying whether the selection excluded its
 //     specs or every selected one was skipped, and why).
 //   - An undeclared capability is "not declared", or "works but undeclared"
 //     when its specs were probed and every probe passed.
@@ -156,6 +157,9 @@ func judgeOne(run Run, info capability.Info) Capability {
 		c.Verdict = VerdictError
 	case c.Passed > 0:
 		c.Verdict = Certified
+		if c.Skipped > 0 {
+			c.Reason = fmt.Sprintf("%d of %d selected specs skipped (first: %s)", c.Skipped, selected, firstSkip)
+		}
 	case total == 0:
 		c.Verdict, c.Reason = NotTested, "this run has no spec of it"
 	case selected == 0:

@@ -135,6 +135,10 @@ func TestJudge(t *testing.T) {
 			r.Specs[2] = spec(capability.KeyValueTTL, report.Error, "harness")
 		}), want{exit: report.ExitFailed, verdicts: map[capability.Name]report.Verdict{capability.KeyValueTTL: report.VerdictFail},
 			reasons: map[capability.Name]string{capability.KeyValueTTL: "required, but error"}}},
+		{"a certified capability says how many of its specs were skipped", with(healthy(), func(r *report.Run) {
+			r.Specs = append(r.Specs, spec(capability.KeyValueTTL, report.Skipped, "the embedded backend cannot pause"))
+		}), want{exit: report.ExitOK, verdicts: map[capability.Name]report.Verdict{capability.KeyValueTTL: report.Certified},
+			reasons: map[capability.Name]string{capability.KeyValueTTL: "1 of 2 selected specs skipped (first: the embedded backend cannot pause)"}}},
 		{"a required capability that is certified passes", with(healthy(), func(r *report.Run) {
 			r.Required = capability.NewSet(capability.KeyValueTTL)
 		}), want{exit: report.ExitOK, verdicts: map[capability.Name]report.Verdict{capability.KeyValueTTL: report.Certified}}},
