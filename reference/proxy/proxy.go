@@ -30,13 +30,20 @@
 // writer (backpressure); a client that goes away cancels the upstream call.
 // Status codes, messages, details, headers and trailers pass through.
 //
-//   - no x-prism-namespace: InvalidArgument naming x-prism-namespace;
+//   - no x-prism-namespace, more than one, or one that is not a namespace
+//     name (1-128 letters, digits, '.', '_', '-'): InvalidArgument naming
+//     x-prism-namespace, with or without auth;
+//   - an x-request-id given twice or longer than [MaxRequestIDBytes]:
+//     InvalidArgument;
 //   - a namespace that is not configured: NotFound;
 //   - a service the namespace's pattern does not serve (the Lifecycle service
 //     among them: clients never reach a plugin's control plane): Unimplemented.
 //
 // Each call carries x-request-id to the plugin (one is generated when the
-// client sent none) and back to the client in the response header.
+// client sent none) and back to the client in the response header. A plugin
+// gets only the request metadata [Forwarded] allows: x-request-id,
+// traceparent, tracestate and x-prism-*, never a key that looks like a
+// credential; the call's deadline travels as gRPC's own.
 //
 // # Auth
 //
@@ -411,9 +418,12 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	service := serviceOf(full)
 
-	nsName := first(md, NamespaceKey)
-	if nsName == "" {
-		return status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route %s to", NamespaceKey, full)
+	nsName, err := namespaceOf(md)
+	if err != nil {
+		return err
+	}
+	if err := checkRequestID(md); err != nil {
+		return err
 	}
 	ns := p.namespaces[nsName]
 	if ns == nil {
@@ -424,7 +434,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 		mm = ns.unknown
 	}
 	mm.requests.Inc()
-	err := p.route(ctx, ss, ns, service, full, md)
+	err = p.route(ctx, ss, ns, service, full, md)
 	mm.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		mm.fail(status.Code(err))
@@ -452,12 +462,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	if p.draining.Load() {
 		return status.Error(codes.Unavailable, "the proxy is shutting down")
 	}
-	out := make(metadata.MD, len(md)+1)
-	for k, v := range md {
-		if !hopHeader(k) || (p.auth.leak && k == "authorization") {
-			out[k] = v
-		}
-	}
+	out := forwardedMetadata(md, p.auth.leak)
 	id := first(md, RequestIDKey)
 	if id == "" {
 		id = p.reqPrefix + strconv.FormatUint(p.reqSeq.Add(1), 36)
@@ -567,19 +572,60 @@ func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *g
 	}
 }
 
-// hopHeader reports metadata that belongs to one connection and is not
-// forwarded. The bearer token (authorization) is never forwarded: plugins
-// must not see it, whether auth is on or off.
-func hopHeader(k string) bool {
+// forwardedMetadata is the request metadata a plugin gets: only the keys
+// [Forwarded] allows, never one that looks like a credential. leak is the
+// test-only defect leak-token, which forwards authorization too.
+func forwardedMetadata(md metadata.MD, leak bool) metadata.MD {
+	out := make(metadata.MD, len(md)+1)
+	for k, v := range md {
+		if Forwarded(k) || (leak && k == "authorization") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Forwarded reports whether the proxy forwards request metadata key k to
+// a plugin. It forwards an allow-list: x-request-id, the W3C trace context
+// (traceparent, tracestate) and the x-prism-* keys, except any key that
+// looks like a credential (it contains auth, token, secret, password,
+// cookie, session, credential or key, as in x-prism-api-key). Everything
+// else stays at the proxy: authorization and every look-alike
+// (x-authorization, proxy-authorization, cookie), client-specific headers,
+// and grpc-* (the deadline reaches the plugin as gRPC's own grpc-timeout,
+// from the call's context).
+func Forwarded(k string) bool {
+	k = strings.ToLower(k)
 	switch {
-	case strings.HasPrefix(k, ":"), strings.HasPrefix(k, "grpc-"):
-		return true
+	case k == RequestIDKey, k == "traceparent", k == "tracestate", strings.HasPrefix(k, "x-prism-"):
+	default:
+		return false
 	}
-	switch k {
-	case "content-type", "user-agent", "te", "connection", "authorization":
-		return true
+	for _, c := range credentialWords {
+		if strings.Contains(k, c) {
+			return false
+		}
 	}
-	return false
+	return true
+}
+
+// credentialWords mark a metadata key as a credential: it is never forwarded.
+var credentialWords = []string{"auth", "token", "secret", "passw", "cookie", "session", "credential", "key", "bearer", "signature"}
+
+// namespaceOf reads the call's namespace: exactly one x-prism-namespace
+// holding a namespace name, else InvalidArgument naming the metadata (never
+// echoing a value, which can be anything the client sent).
+func namespaceOf(md metadata.MD) (string, error) {
+	v := md.Get(NamespaceKey)
+	switch {
+	case len(v) == 0 || v[0] == "":
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route the call to", NamespaceKey)
+	case len(v) > 1:
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s is given %d times; give it once", NamespaceKey, len(v))
+	case !nameRE.MatchString(v[0]):
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s (%d bytes) is not a namespace name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)", NamespaceKey, len(v[0]))
+	}
+	return v[0], nil
 }
 
 func serviceOf(full string) string {
@@ -588,6 +634,23 @@ func serviceOf(full string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// MaxRequestIDBytes bounds a client's x-request-id: the proxy forwards it,
+// returns it and logs it.
+const MaxRequestIDBytes = 128
+
+// checkRequestID refuses an x-request-id given more than once or longer
+// than MaxRequestIDBytes.
+func checkRequestID(md metadata.MD) error {
+	v := md.Get(RequestIDKey)
+	switch {
+	case len(v) > 1:
+		return status.Errorf(codes.InvalidArgument, "request metadata %s is given %d times; give it at most once", RequestIDKey, len(v))
+	case len(v) == 1 && len(v[0]) > MaxRequestIDBytes:
+		return status.Errorf(codes.InvalidArgument, "request metadata %s is %d bytes long, over the %d allowed", RequestIDKey, len(v[0]), MaxRequestIDBytes)
+	}
+	return nil
 }
 
 func first(md metadata.MD, k string) string {
