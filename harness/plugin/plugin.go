@@ -229,9 +229,9 @@ func (p *Process) readHandshake(ctx context.Context, stdout io.Reader) (handshak
 		if res.err != nil && res.line == "" {
 			select {
 			case <-p.exited:
-				return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr:\n%s", p.exitText(), p.Stderr())
+				return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr: %q", p.exitText(), p.stderrTail())
 			case <-timer.C:
-				return handshake.Line{}, fmt.Errorf("read handshake: plugin closed stdout without a handshake line and is still running after %v; stderr:\n%s", p.opts.HandshakeTimeout, p.Stderr())
+				return handshake.Line{}, fmt.Errorf("read handshake: plugin closed stdout without a handshake line and is still running after %v; stderr: %q", p.opts.HandshakeTimeout, p.stderrTail())
 			case <-ctx.Done():
 				return handshake.Line{}, fmt.Errorf("read handshake: %w", ctx.Err())
 			}
@@ -242,9 +242,9 @@ func (p *Process) readHandshake(ctx context.Context, stdout io.Reader) (handshak
 		}
 		return line, nil
 	case <-p.exited:
-		return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr:\n%s", p.exitText(), p.Stderr())
+		return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr: %q", p.exitText(), p.stderrTail())
 	case <-timer.C:
-		return handshake.Line{}, fmt.Errorf("read handshake: no handshake line within %v; stderr:\n%s", p.opts.HandshakeTimeout, p.Stderr())
+		return handshake.Line{}, fmt.Errorf("read handshake: no handshake line within %v; stderr: %q", p.opts.HandshakeTimeout, p.stderrTail())
 	case <-ctx.Done():
 		return handshake.Line{}, fmt.Errorf("read handshake: %w", ctx.Err())
 	}
@@ -272,7 +272,7 @@ func (p *Process) WaitServing(ctx context.Context, service string, timeout time.
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("wait for health: plugin exited (%s); stderr:\n%s", p.exitText(), p.Stderr())
+			return fmt.Errorf("wait for health: plugin exited (%s); stderr: %q", p.exitText(), p.stderrTail())
 		case <-ctx.Done():
 			return fmt.Errorf("wait for health of %q: not SERVING within %v (last: %v)", service, timeout, last)
 		case <-time.After(backoff):
@@ -354,8 +354,16 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // PID returns the process id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-// Stderr returns the kept tail of the plugin's stderr.
+// Stderr returns the kept tail of the plugin's stderr (up to
+// Options.StderrLimit bytes: for reports).
 func (p *Process) Stderr() string { return p.stderr.String() }
+
+// stderrTail is the end of the plugin's stderr as errors quote it: at most
+// handshake.TruncateLimit bytes, so an error stays short wherever it goes
+// (a client's Unavailable message, /status, logs).
+func (p *Process) stderrTail() string {
+	return handshake.TruncateTail(p.stderr.String(), handshake.TruncateLimit)
+}
 
 func (p *Process) closeConn() {
 	if p.Conn != nil {

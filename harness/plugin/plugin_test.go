@@ -139,3 +139,35 @@ func marked(t *testing.T, mark string) []string {
 	}
 	return out
 }
+
+// TestLaunchErrorsAreShort: whatever a plugin prints, the launch error
+// quotes at most a few hundred bytes of it (it reaches clients, /status and
+// logs); Stderr keeps more for reports.
+func TestLaunchErrorsAreShort(t *testing.T) {
+	for name, script := range map[string]string{
+		"3 KB version field":         "printf 'PRISM-PLUGIN|%s|unix|/tmp/x\\n' \"$(head -c 3000 /dev/zero | tr '\\0' 9)\"\nsleep 1\n",
+		"10 MB version field":        "printf 'PRISM-PLUGIN|'\nhead -c 10000000 /dev/zero | tr '\\0' 9\nprintf '|unix|/tmp/x\\n'\n",
+		"1 MB of stderr then exit 1": "head -c 1000000 /dev/zero | tr '\\0' e >&2\nexit 1\n",
+		"1 MB stderr line then hang": "head -c 1000000 /dev/zero | tr '\\0' e >&2\nsleep 45\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "plugin.sh")
+			if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			opts := plugin.DefaultOptions()
+			opts.HandshakeTimeout = time.Second
+			opts.StopGrace = 100 * time.Millisecond
+			p, err := plugin.Launch(context.Background(), bin, opts)
+			if p != nil {
+				defer p.Stop(context.Background())
+			}
+			if err == nil {
+				t.Fatal("Launch succeeded")
+			}
+			if n := len(err.Error()); n > 1024 {
+				t.Errorf("launch error is %d bytes, want at most 1 KiB: %.300s…", n, err)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,64 @@ func TestAPluginThatCannotStartDoesNotBlockTheProxy(t *testing.T) {
 		t.Errorf("Shutdown took %v", d)
 	}
 	waitNoProcess(t, mark, 5*time.Second)
+}
+
+// TestPluginOutputIsQuotedShort: a plugin that prints a handshake line with
+// a 3 KB version field and a 1 MB line on stderr costs clients, /status and
+// the logs a few KiB at most (issue 13, item 4).
+func TestPluginOutputIsQuotedShort(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.sh")
+	script := "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' e >&2\necho >&2\n" +
+		"printf 'PRISM-PLUGIN|%s|unix|/tmp/x\\n' \"$(head -c 3000 /dev/zero | tr '\\0' 9)\"\nexit 1\n"
+	if err := os.WriteFile(bad, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(proxy.Namespace{Name: "bad", Pattern: proxy.KeyValue, Plugin: &proxy.PluginSpec{Binary: bad}})
+	cfg.Restart = proxy.Backoff{InitialBackoff: time.Minute, MaxBackoff: time.Minute}
+	logs := &syncBuilder{}
+	p, err := proxy.New(cfg, proxy.WithPluginStderr(logs))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer p.Shutdown(context.Background())
+	conn := dial(t, p.Addr())
+	defer conn.Close()
+	cctx, ccancel := nsCtx("bad")
+	defer ccancel()
+	_, err = keyvaluev1.NewKeyValueClient(conn).Get(cctx, &keyvaluev1.GetRequest{Key: "k"})
+	wantCode(t, "Get", err, codes.Unavailable)
+	if msg := status.Convert(err).Message(); len(msg) > 2<<10 || !strings.Contains(msg, "3000 bytes") {
+		t.Errorf("Unavailable message is %d bytes (want at most 2 KiB, giving the field's length): %.400s", len(msg), msg)
+	}
+	if body := httpGet(t, "http://"+p.MetricsAddr()+"/status"); len(body) > 8<<10 {
+		t.Errorf("/status is %d bytes, want at most 8 KiB", len(body))
+	}
+	if n := logs.Len(); n > 64<<10 {
+		t.Errorf("the proxy logged %d bytes for one failed start, want at most 64 KiB", n)
+	}
+}
+
+// syncBuilder is a strings.Builder safe for concurrent writes.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
 }
 
 // waitNoProcess polls the process table until no live process carries mark

@@ -702,7 +702,7 @@ func (p *Proxy) Status() Status {
 			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
 				State: string(st), Health: health, Restarts: restarts, Refused: u.refusal(), Error: lastErr}
 			if lv := u.host.cur.Load(); lv != nil {
-				ss.Plugin = lv.desc.GetName() + " " + lv.desc.GetVersion()
+				ss.Plugin = lv.pluginName() + " " + lv.pluginVersion()
 			} else {
 				n.Serving = false
 			}
