@@ -57,6 +57,16 @@
 // warning at start. Either way the authorization metadata is never forwarded
 // to a plugin.
 //
+// # Limits
+//
+// [Config.Limits] bounds what a client can make the proxy hold, each limit
+// with a safe default: message sizes per service (checked before a message
+// is decoded or forwarded; ResourceExhausted), HTTP/2 streams per
+// connection and header bytes, calls in flight (ResourceExhausted at once),
+// the wait for a forwarded call's first message (DeadlineExceeded),
+// keepalive pings, idle connections, and health watchers (with auth on,
+// Health/Watch needs a valid token too). See [Limits].
+//
 // # Operations
 //
 // The proxy serves gRPC health with one service name per namespace (SERVING
@@ -273,14 +283,17 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 
 	p.health = health.NewServer()
-	p.grpc = grpc.NewServer(append([]grpc.ServerOption{
+	watch := &healthWatchGate{max: int64(p.cfg.Limits.MaxHealthWatchers), authz: p.auth.a}
+	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(p.codec),
 		grpc.UnknownServiceHandler(p.handle),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
-	}, p.authServerOptions(ctx)...)...)
+		grpc.ChainStreamInterceptor(watch.stream),
+	}, p.cfg.Limits.serverOptions()...)
+	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
-	registryv1.RegisterRegistryServer(p.grpc, registry.NewServer(p.registryLookup))
+	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService)),
+		registry.NewServer(p.registryLookup))
 	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(p.grpc, reflection.NewServer(ropts))
@@ -470,17 +483,26 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		md[RequestIDKey] = []string{id}
 	}
 	octx := metadata.NewOutgoingContext(ctx, out)
-	p.inflight.Add(1)
+	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
+		p.inflight.Add(-1)
+		return p.overloaded()
+	}
 	ns.inflight.Inc()
 	defer func() {
 		p.inflight.Add(-1)
 		ns.inflight.Dec()
 	}()
-	var err error
+	first, err := p.firstMessage(ss, service)
+	if err != nil {
+		return err
+	}
+	if first == nil && p.unary[full] { // the client half-closed without a message
+		return status.Error(codes.InvalidArgument, "the call has no request message")
+	}
 	if p.unary[full] {
-		err = p.forwardUnary(octx, ss, lv.conn, full, id)
+		err = p.forwardUnary(octx, ss, lv.conn, full, id, first)
 	} else {
-		err = p.forwardStream(octx, ss, lv.conn, full, id)
+		err = p.forwardStream(octx, ss, lv.conn, full, id, first, service)
 	}
 	// A plugin that dies mid-call has its connection closed by the
 	// supervisor, which gRPC reports as Canceled; the client did not cancel,
@@ -491,12 +513,43 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	return err
 }
 
-// forwardUnary forwards one request and one response.
-func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
-	req := &frame{}
-	if err := ss.RecvMsg(req); err != nil {
-		return err
+// firstMessage receives a forwarded call's first request message within
+// limits.first_message_timeout (a half-open stream holds nothing longer),
+// checked against the service's size limit. It returns nil when the client
+// half-closed without sending one.
+func (p *Proxy) firstMessage(ss grpc.ServerStream, service string) (*frame, error) {
+	type got struct {
+		f   *frame
+		err error
 	}
+	ch := make(chan got, 1)
+	go func() {
+		f := &frame{}
+		err := ss.RecvMsg(f)
+		ch <- got{f, err}
+	}()
+	t := time.NewTimer(p.cfg.Limits.FirstMessageTimeout)
+	defer t.Stop()
+	select {
+	case g := <-ch:
+		if errors.Is(g.err, io.EOF) {
+			return nil, nil
+		}
+		if g.err != nil {
+			return nil, g.err
+		}
+		if err := p.checkFrame(g.f, service); err != nil {
+			return nil, err
+		}
+		return g.f, nil
+	case <-t.C:
+		// Returning ends the stream, which ends the RecvMsg above.
+		return nil, status.Errorf(codes.DeadlineExceeded, "no request message within %v of the call's start (limits.first_message_timeout)", p.cfg.Limits.FirstMessageTimeout)
+	}
+}
+
+// forwardUnary forwards one request and one response.
+func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, req *frame) error {
 	resp := &frame{}
 	var hdr, trl metadata.MD
 	err := conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
@@ -521,28 +574,43 @@ var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // forwardStream copies messages both ways, one at a time, so each side's
 // flow control holds the other back; the upstream call ends with the
 // client's (its context is the client's).
-func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
+func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
 	if err != nil {
+		if first != nil {
+			first.free()
+		}
 		return err
 	}
+	tooBig := make(chan error, 1)
 	go func() {
+		f := first
 		for {
-			f := &frame{}
-			if err := ss.RecvMsg(f); err != nil {
-				if errors.Is(err, io.EOF) {
-					_ = cs.CloseSend()
-				} else {
-					cancel()
+			if f == nil {
+				f = &frame{}
+				err := ss.RecvMsg(f)
+				if err == nil {
+					err = p.checkFrame(f, service)
+					if err != nil {
+						tooBig <- err
+					}
 				}
-				return
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						_ = cs.CloseSend()
+					} else {
+						cancel()
+					}
+					return
+				}
 			}
 			if err := cs.SendMsg(f); err != nil {
 				f.free()
 				return // the upstream's status arrives through RecvMsg
 			}
+			f = nil
 		}
 	}()
 	hdr, err := cs.Header()
@@ -563,6 +631,11 @@ func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *g
 			}
 			if errors.Is(err, io.EOF) {
 				return nil
+			}
+			select {
+			case big := <-tooBig: // we cancelled the upstream for this
+				return big
+			default:
 			}
 			return err
 		}

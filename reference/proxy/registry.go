@@ -131,7 +131,10 @@ func (p *Proxy) registryLookup(ctx context.Context, full string) (*registry.Coor
 	if id := first(md, RequestIDKey); id != "" {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
 	}
-	p.inflight.Add(1)
+	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
+		p.inflight.Add(-1)
+		return fail(p.overloaded())
+	}
 	ns.inflight.Inc()
 	return ns.registry, func(err error) {
 		p.inflight.Add(-1)
