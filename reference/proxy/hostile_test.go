@@ -106,6 +106,28 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 
+	t.Run("a ping flood gets GOAWAY", func(t *testing.T) {
+		h := dialRaw(t, p.Addr())
+		for i := range 10 {
+			if err := h.fr.WritePing(false, [8]byte{byte(i)}); err != nil {
+				break // the server may close first
+			}
+		}
+		_ = h.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("connection ended without GOAWAY: %v", err)
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				if g.ErrCode != http2.ErrCodeEnhanceYourCalm {
+					t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM (too_many_pings)", g.ErrCode)
+				}
+				return
+			}
+		}
+	})
+
 	t.Run("max_in_flight answers ResourceExhausted", func(t *testing.T) {
 		var hs []*rawH2
 		for c := range 2 { // 2 connections × 14 half-open streams > max_in_flight 24

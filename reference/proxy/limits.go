@@ -33,7 +33,7 @@ import (
 //	  max_header_bytes: 131072          # a call's metadata (HTTP/2 header list), tokens included
 //	  max_in_flight: 4096               # calls being served at once, across the proxy
 //	  first_message_timeout: 10s        # a forwarded call whose first message has not arrived by then is cancelled
-//	  keepalive_min_time: 10s           # a client pinging more often is sent GOAWAY (too_many_pings)
+//	  keepalive_min_time: 5m            # a client pinging more often is sent GOAWAY (too_many_pings; gRPC's own default)
 //	  idle_timeout: 5m                  # a connection with no call for this long is closed (GOAWAY)
 //	  max_health_watchers: 64           # grpc.health.v1.Health/Watch streams at once
 //
@@ -75,7 +75,7 @@ const (
 	DefaultMaxHeaderBytes       = 128 << 10
 	DefaultMaxInFlight          = 4096
 	DefaultFirstMessageTimeout  = 10 * time.Second
-	DefaultKeepaliveMinTime     = 10 * time.Second
+	DefaultKeepaliveMinTime     = 5 * time.Minute
 	DefaultIdleTimeout          = 5 * time.Minute
 	DefaultMaxHealthWatchers    = 64
 )
