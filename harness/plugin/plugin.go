@@ -242,6 +242,16 @@ func (p *Process) readHandshake(ctx context.Context, stdout io.Reader) (handshak
 		}
 		return line, nil
 	case <-p.exited:
+		// What it printed before exiting says more than that it exited.
+		select {
+		case res := <-ch:
+			if res.line != "" {
+				if _, err := handshake.Parse(res.line); err != nil {
+					return handshake.Line{}, fmt.Errorf("plugin exited (%s): %w", p.exitText(), err)
+				}
+			}
+		case <-time.After(10 * time.Millisecond):
+		}
 		return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr: %q", p.exitText(), p.stderrTail())
 	case <-timer.C:
 		return handshake.Line{}, fmt.Errorf("read handshake: no handshake line within %v; stderr: %q", p.opts.HandshakeTimeout, p.stderrTail())

@@ -27,6 +27,8 @@ var badPlugins = []struct {
 		"sleep 45 &\nwait\n", "no handshake line within"},
 	{"script that prints garbage and stays",
 		"echo 'hello, I am a plugin'\nsleep 45 &\nwait\n", "parse handshake"},
+	{"script that prints garbage and exits 1",
+		"echo 'hello, I am a plugin'\nsleep 45 &\nexit 1\n", "parse handshake"},
 	{"script whose child holds stdout after it closed its own",
 		"sleep 45 &\nexec >&- 2>&-\nwait\n", "no handshake line within"},
 	{"script whose child holds stdout after it exits 0",

@@ -117,6 +117,7 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	"github.com/prism-suite/prism/proto/handshake"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/registry"
 )
@@ -504,6 +505,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	} else {
 		err = p.forwardStream(octx, ss, lv.conn, full, id, first, service)
 	}
+	err = shortStatus(err)
 	// A plugin that dies mid-call has its connection closed by the
 	// supervisor, which gRPC reports as Canceled; the client did not cancel,
 	// so the truth for it is that the plugin is unavailable.
@@ -546,6 +548,22 @@ func (p *Proxy) firstMessage(ss grpc.ServerStream, service string) (*frame, erro
 		// Returning ends the stream, which ends the RecvMsg above.
 		return nil, status.Errorf(codes.DeadlineExceeded, "no request message within %v of the call's start (limits.first_message_timeout)", p.cfg.Limits.FirstMessageTimeout)
 	}
+}
+
+// maxStatusMessageBytes bounds a plugin's status message as the proxy
+// passes it on.
+const maxStatusMessageBytes = 4 << 10
+
+// shortStatus cuts a status message from a plugin to maxStatusMessageBytes
+// (with its length), keeping the code and the details.
+func shortStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || len(st.Message()) <= maxStatusMessageBytes {
+		return err
+	}
+	sp := st.Proto()
+	sp.Message = handshake.Truncate(sp.Message, maxStatusMessageBytes)
+	return status.FromProto(sp).Err()
 }
 
 // forwardUnary forwards one request and one response.
