@@ -88,6 +88,16 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 
+	t.Run("a half-open registry Receive is cut too", func(t *testing.T) {
+		h := dialRaw(t, p.Addr())
+		h.open(t, 1, "/prism.registry.v1.Registry/Receive", "x-prism-namespace", "devices", "authorization", "Bearer "+tok)
+		for id, e := range h.waitEnds(t, 1, 8*time.Second) {
+			if e != "grpc-status "+strconv.Itoa(int(codes.DeadlineExceeded)) {
+				t.Errorf("stream %d ended with %s, want DeadlineExceeded", id, e)
+			}
+		}
+	})
+
 	t.Run("a stream flood beyond max_concurrent_streams is refused", func(t *testing.T) {
 		h := dialRaw(t, p.Addr())
 		const n = 64

@@ -170,7 +170,8 @@ func (p *Proxy) checkFrame(f *frame, service string) error {
 // limitedService returns a copy of desc whose handlers receive each request
 // as raw bytes first (the codec's frame), refuse it when it is over limit,
 // and only then decode it: a message over the limit is never unmarshalled.
-func limitedService(desc *grpc.ServiceDesc, limit int) *grpc.ServiceDesc {
+// A stream's first message must arrive within first.
+func limitedService(desc *grpc.ServiceDesc, limit int, first time.Duration) *grpc.ServiceDesc {
 	d := *desc
 	d.Methods = slices.Clone(desc.Methods)
 	for i, m := range d.Methods {
@@ -183,7 +184,7 @@ func limitedService(desc *grpc.ServiceDesc, limit int) *grpc.ServiceDesc {
 	for i, s := range d.Streams {
 		h := s.Handler
 		d.Streams[i].Handler = func(srv any, ss grpc.ServerStream) error {
-			return h(srv, &limitedStream{ServerStream: ss, service: desc.ServiceName, limit: limit})
+			return h(srv, &limitedStream{ServerStream: ss, service: desc.ServiceName, limit: limit, first: first})
 		}
 	}
 	return &d
@@ -216,19 +217,44 @@ func decodeFrame(f *frame, v any, service string, limit int) error {
 }
 
 // limitedStream receives each message as raw bytes and decodes it only
-// when it is within limit.
+// when it is within limit; the first must arrive within first.
 type limitedStream struct {
 	grpc.ServerStream
 	service string
 	limit   int
+	first   time.Duration
+	got     bool
 }
 
 func (s *limitedStream) RecvMsg(v any) error {
 	f := &frame{}
-	if err := s.ServerStream.RecvMsg(f); err != nil {
-		return err
+	if s.got {
+		if err := s.ServerStream.RecvMsg(f); err != nil {
+			return err
+		}
+		return decodeFrame(f, v, s.service, s.limit)
 	}
-	return decodeFrame(f, v, s.service, s.limit)
+	s.got = true
+	ch := make(chan error, 1)
+	go func() { ch <- s.ServerStream.RecvMsg(f) }()
+	t := time.NewTimer(s.first)
+	defer t.Stop()
+	select {
+	case err := <-ch:
+		if err != nil {
+			return err
+		}
+		return decodeFrame(f, v, s.service, s.limit)
+	case <-t.C:
+		// The handler returns this, which ends the stream and the RecvMsg;
+		// a message that makes it in just now is released.
+		go func() {
+			if err := <-ch; err == nil {
+				f.free()
+			}
+		}()
+		return status.Errorf(codes.DeadlineExceeded, "no request message within %v of the call's start (limits.first_message_timeout)", s.first)
+	}
 }
 
 const healthWatch = "/grpc.health.v1.Health/Watch"

@@ -293,7 +293,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}, p.cfg.Limits.serverOptions()...)
 	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
-	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService)),
+	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService),
+		p.cfg.Limits.FirstMessageTimeout),
 		registry.NewServer(p.registryLookup))
 	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
@@ -545,7 +546,13 @@ func (p *Proxy) firstMessage(ss grpc.ServerStream, service string) (*frame, erro
 		}
 		return g.f, nil
 	case <-t.C:
-		// Returning ends the stream, which ends the RecvMsg above.
+		// Returning ends the stream, which ends the RecvMsg above; a
+		// message that makes it in just now is released.
+		go func() {
+			if g := <-ch; g.err == nil {
+				g.f.free()
+			}
+		}()
 		return nil, status.Errorf(codes.DeadlineExceeded, "no request message within %v of the call's start (limits.first_message_timeout)", p.cfg.Limits.FirstMessageTimeout)
 	}
 }
