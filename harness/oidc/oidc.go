@@ -431,13 +431,14 @@ func (i *Issuer) Claims(sub string, scope ...string) Claims {
 type MintOption func(*mint)
 
 type mint struct {
-	key       *Key
-	secret    []byte
-	alg       string
-	header    map[string]any
-	drop      []string
-	rawHeader []byte
-	unsigned  bool
+	key        *Key
+	secret     []byte
+	alg        string
+	header     map[string]any
+	drop       []string
+	rawHeader  []byte
+	rawPayload []byte
+	unsigned   bool
 }
 
 // WithKey signs with k (its alg and kid go in the header).
@@ -468,6 +469,11 @@ func WithoutHeader(name string) MintOption {
 // WithRawHeader uses these exact header bytes (before base64url), for
 // headers JSON encoding cannot produce, such as duplicate members.
 func WithRawHeader(b []byte) MintOption { return func(m *mint) { m.rawHeader = b } }
+
+// WithRawPayload uses these exact payload bytes (before base64url) instead
+// of the claims, for payloads JSON encoding of a map cannot produce, such as
+// duplicate members.
+func WithRawPayload(b []byte) MintOption { return func(m *mint) { m.rawPayload = b } }
 
 // Unsigned leaves the signature segment empty (use with WithAlg("none") or
 // WithHeader("alg", "nOnE")).
@@ -502,9 +508,12 @@ func (i *Issuer) Mint(c Claims, opts ...MintOption) (string, error) {
 			return "", fmt.Errorf("encode header: %w", err)
 		}
 	}
-	pb, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("encode claims: %w", err)
+	pb := m.rawPayload
+	if pb == nil {
+		var err error
+		if pb, err = json.Marshal(c); err != nil {
+			return "", fmt.Errorf("encode claims: %w", err)
+		}
 	}
 	input := b64(hb) + "." + b64(pb)
 	if m.unsigned {

@@ -32,6 +32,15 @@ import (
 // MaxMessageBytes is the largest gRPC message the host sends or accepts.
 const MaxMessageBytes = 64 << 20
 
+// MaxHandshakeBytes bounds the handshake line; a longer line is refused
+// without reading the rest of it.
+const MaxHandshakeBytes = 4 << 10
+
+// waitDelay bounds how long the launcher waits, once the plugin has exited,
+// for its stdout and stderr pipes to close (a process that escaped the
+// plugin's process group may hold them).
+const waitDelay = time.Second
+
 // Options configure Launch. Use [DefaultOptions] and change fields.
 type Options struct {
 	// Args are passed to the plugin binary.
@@ -116,25 +125,57 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 	p.cmd = exec.Command(abs, opts.Args...)
 	p.cmd.Env = append(os.Environ(), opts.Env...)
 	p.cmd.Env = append(p.cmd.Env, handshake.EnvMagic+"="+handshake.MagicValue, handshake.EnvNetwork+"="+opts.Network)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var errw io.Writer = p.stderr
-	if opts.StderrTee != nil {
-		errw = io.MultiWriter(p.stderr, opts.StderrTee)
-	}
-	p.cmd.Stderr = errw
-	stdout, err := p.cmd.StdoutPipe()
+	// The plugin leads a process group of its own, so whatever it starts
+	// (a wrapper script's children) is stopped with it: see killGroup.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Wait returns at most WaitDelay after the plugin exits even when
+	// something it left behind still holds a pipe exec copies.
+	p.cmd.WaitDelay = waitDelay
+	// stderr is an *os.File, not an io.Writer, so exec starts no copying
+	// goroutine for it and Wait returns as soon as the plugin exits; our own
+	// copy below ends when the group is gone (or after waitDelay).
+	errR, errW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
+	p.cmd.Stderr = errW
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		errR.Close()
+		errW.Close()
+		return nil, fmt.Errorf("launch plugin: %w", err)
+	}
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		errR.Close()
+		errW.Close()
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
+		errR.Close()
+		errW.Close()
 		return nil, fmt.Errorf("launch plugin %s: %w", abs, err)
 	}
+	errW.Close() // the child has its copy
+	var errw io.Writer = p.stderr
+	if opts.StderrTee != nil {
+		errw = io.MultiWriter(p.stderr, opts.StderrTee)
+	}
+	stderrDone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(errw, errR)
+		close(stderrDone)
+	}()
 	go func() {
 		err := p.cmd.Wait()
+		// The plugin has exited: nothing it started may outlive it.
+		p.killGroup()
+		select {
+		case <-stderrDone:
+		case <-time.After(waitDelay): // a process that left the group holds stderr
+		}
+		errR.Close()
+		<-stderrDone
 		p.waitMu.Lock()
 		p.err = err
 		p.waitMu.Unlock()
@@ -169,28 +210,51 @@ func (p *Process) readHandshake(ctx context.Context, stdout io.Reader) (handshak
 	}
 	ch := make(chan result, 1)
 	go func() {
-		r := bufio.NewReader(stdout)
-		s, err := r.ReadString('\n')
-		ch <- result{s, err}
+		r := bufio.NewReaderSize(stdout, MaxHandshakeBytes)
+		b, err := r.ReadSlice('\n')
+		ch <- result{string(b), err}
 		// Anything more on stdout breaks the protocol; drain it to stderr's
 		// buffer so it shows up in reports instead of blocking the plugin.
+		// The drain ends when the plugin exits (Wait closes the pipe).
 		_, _ = io.Copy(p.stderr, r)
 	}()
 	timer := time.NewTimer(p.opts.HandshakeTimeout)
 	defer timer.Stop()
 	select {
 	case res := <-ch:
+		if errors.Is(res.err, bufio.ErrBufferFull) {
+			return handshake.Line{}, fmt.Errorf("read handshake: the first line on stdout is longer than %d bytes",
+				MaxHandshakeBytes)
+		}
 		if res.err != nil && res.line == "" {
-			<-p.exited
-			return handshake.Line{}, fmt.Errorf("read handshake: plugin closed stdout without a handshake line (%s); stderr:\n%s", p.exitText(), p.Stderr())
+			select {
+			case <-p.exited:
+				return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr: %q", p.exitText(), p.stderrTail())
+			case <-timer.C:
+				return handshake.Line{}, fmt.Errorf("read handshake: plugin closed stdout without a handshake line and is still running after %v; stderr: %q", p.opts.HandshakeTimeout, p.stderrTail())
+			case <-ctx.Done():
+				return handshake.Line{}, fmt.Errorf("read handshake: %w", ctx.Err())
+			}
 		}
 		line, err := handshake.Parse(res.line)
 		if err != nil {
 			return handshake.Line{}, err
 		}
 		return line, nil
+	case <-p.exited:
+		// What it printed before exiting says more than that it exited.
+		select {
+		case res := <-ch:
+			if res.line != "" {
+				if _, err := handshake.Parse(res.line); err != nil {
+					return handshake.Line{}, fmt.Errorf("plugin exited (%s): %w", p.exitText(), err)
+				}
+			}
+		case <-time.After(10 * time.Millisecond):
+		}
+		return handshake.Line{}, fmt.Errorf("read handshake: plugin exited without a handshake line (%s); stderr: %q", p.exitText(), p.stderrTail())
 	case <-timer.C:
-		return handshake.Line{}, fmt.Errorf("read handshake: no handshake line within %v; stderr:\n%s", p.opts.HandshakeTimeout, p.Stderr())
+		return handshake.Line{}, fmt.Errorf("read handshake: no handshake line within %v; stderr: %q", p.opts.HandshakeTimeout, p.stderrTail())
 	case <-ctx.Done():
 		return handshake.Line{}, fmt.Errorf("read handshake: %w", ctx.Err())
 	}
@@ -218,7 +282,7 @@ func (p *Process) WaitServing(ctx context.Context, service string, timeout time.
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("wait for health: plugin exited (%s); stderr:\n%s", p.exitText(), p.Stderr())
+			return fmt.Errorf("wait for health: plugin exited (%s); stderr: %q", p.exitText(), p.stderrTail())
 		case <-ctx.Done():
 			return fmt.Errorf("wait for health of %q: not SERVING within %v (last: %v)", service, timeout, last)
 		case <-time.After(backoff):
@@ -270,7 +334,7 @@ func (p *Process) Stop(ctx context.Context) error {
 	case <-p.exited:
 		return stopErr
 	case <-time.After(p.opts.StopGrace):
-		_ = p.cmd.Process.Kill()
+		p.killGroup()
 		<-p.exited
 		return errors.Join(stopErr, fmt.Errorf("stop plugin: no exit within %v of closing stdin; killed", p.opts.StopGrace))
 	}
@@ -279,11 +343,19 @@ func (p *Process) Stop(ctx context.Context) error {
 // CloseStdin closes the plugin's stdin, as a host that dies would.
 func (p *Process) CloseStdin() error { return p.stdin.Close() }
 
-// Kill sends SIGKILL (fault injection) and waits for the exit.
+// Kill sends SIGKILL to the plugin's process group (fault injection) and
+// waits for the plugin to exit.
 func (p *Process) Kill() {
-	_ = p.cmd.Process.Kill()
+	p.killGroup()
 	<-p.exited
 	p.closeConn()
+}
+
+// killGroup sends SIGKILL to every process in the plugin's process group.
+// The group id is the plugin's pid, which Linux does not reuse while any
+// member of the group is alive, so this never hits a stranger.
+func (p *Process) killGroup() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // Exited is closed when the process has exited.
@@ -292,8 +364,16 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // PID returns the process id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-// Stderr returns the kept tail of the plugin's stderr.
+// Stderr returns the kept tail of the plugin's stderr (up to
+// Options.StderrLimit bytes: for reports).
 func (p *Process) Stderr() string { return p.stderr.String() }
+
+// stderrTail is the end of the plugin's stderr as errors quote it: at most
+// handshake.TruncateLimit bytes, so an error stays short wherever it goes
+// (a client's Unavailable message, /status, logs).
+func (p *Process) stderrTail() string {
+	return handshake.TruncateTail(p.stderr.String(), handshake.TruncateLimit)
+}
 
 func (p *Process) closeConn() {
 	if p.Conn != nil {

@@ -32,6 +32,10 @@ const (
 	EnvSocketDir = "PRISM_PLUGIN_SOCKET_DIR"
 )
 
+// MaxAddressBytes bounds the address in a handshake line (a unix socket
+// path is at most 108 bytes; a host:port far less).
+const MaxAddressBytes = 1024
+
 // Line is a parsed handshake line.
 type Line struct {
 	Version int
@@ -59,11 +63,11 @@ func Parse(s string) (Line, error) {
 	parts := strings.Split(s, "|")
 	if len(parts) != 4 || parts[0] != Prefix {
 		return Line{}, fmt.Errorf("parse handshake: want %q, got %q (a plugin must print only the handshake line to stdout; logs belong on stderr)",
-			Prefix+"|<version>|unix|<socket path>", truncate(s, 200))
+			Prefix+"|<version>|unix|<socket path>", Truncate(s, TruncateLimit))
 	}
 	v, err := strconv.Atoi(parts[1])
 	if err != nil {
-		return Line{}, fmt.Errorf("parse handshake: protocol version %q is not a number", parts[1])
+		return Line{}, fmt.Errorf("parse handshake: protocol version %q is not a number", Truncate(parts[1], TruncateLimit))
 	}
 	if v != ProtocolVersion {
 		return Line{}, fmt.Errorf("parse handshake: plugin speaks protocol version %d, host speaks %d", v, ProtocolVersion)
@@ -71,17 +75,13 @@ func Parse(s string) (Line, error) {
 	switch parts[2] {
 	case "unix", "tcp":
 	default:
-		return Line{}, fmt.Errorf("parse handshake: network %q is neither unix nor tcp", parts[2])
+		return Line{}, fmt.Errorf("parse handshake: network %q is neither unix nor tcp", Truncate(parts[2], TruncateLimit))
 	}
 	if parts[3] == "" {
 		return Line{}, fmt.Errorf("parse handshake: empty address")
 	}
-	return Line{Version: v, Network: parts[2], Address: parts[3]}, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(parts[3]) > MaxAddressBytes {
+		return Line{}, fmt.Errorf("parse handshake: address of %d bytes is longer than %d", len(parts[3]), MaxAddressBytes)
 	}
-	return s[:n] + "…"
+	return Line{Version: v, Network: parts[2], Address: parts[3]}, nil
 }

@@ -347,6 +347,9 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 		return nil, unauthenticated("signature: %v", err)
 	}
 
+	if err := a.checkClaims(payload); err != nil {
+		return nil, err
+	}
 	tok := jwt.New()
 	if err := json.Unmarshal(payload, tok); err != nil {
 		return nil, unauthenticated("claims: %v", err)
@@ -372,6 +375,15 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 		return nil, unauthenticated("claims: %v", err)
 	}
 
+	if maxLife := a.cfg.MaxTokenLifetime; maxLife > 0 {
+		if iat, ok := tok.IssuedAt(); ok && exp.Sub(iat) > maxLife {
+			return nil, unauthenticated("lifetime exp - iat of %v is over max_token_lifetime %v", exp.Sub(iat), maxLife)
+		}
+		if exp.Sub(now) > maxLife+a.c.skew {
+			return nil, unauthenticated("exp %v is more than max_token_lifetime %v away", exp.UTC(), maxLife)
+		}
+	}
+
 	p := &Principal{ExpiresAt: exp, KeyID: hdr.kid}
 	p.Subject, _ = tok.Subject()
 	p.Issuer, _ = tok.Issuer()
@@ -382,6 +394,67 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 		p.grants = grants{}
 	}
 	return &cached{p: p, exp: exp, kid: hdr.kid, thumb: thumb}, nil
+}
+
+// checkClaims applies the claim rules jwx leaves to its caller, on the
+// verified payload as it was signed: a JSON object without duplicate
+// members (parsers resolve them differently); exp, nbf and iat, when
+// present, JSON numbers (RFC 7519 NumericDate; jwx also takes "123" and
+// null); sub a non-empty string (unless allow_missing_subject, and then a
+// string when present); aud a string or an array of strings (which one must
+// equal the audience is jwx's check).
+func (a *Authorizer) checkClaims(payload []byte) error {
+	members, err := decodeObject(payload)
+	if err != nil {
+		return unauthenticated("claims: %v", err)
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if raw, ok := members[name]; ok && !isJSONNumber(raw) {
+			return unauthenticated("claims: %s is not a JSON number (a NumericDate)", name)
+		}
+	}
+	sub, hasSub := "", false
+	if raw, ok := members["sub"]; ok {
+		if sub, hasSub = jsonString(raw); !hasSub {
+			return unauthenticated("claims: sub is not a string")
+		}
+	}
+	if sub == "" && !a.cfg.AllowMissingSubject {
+		return unauthenticated("claims: sub is missing or empty")
+	}
+	if raw, ok := members["aud"]; ok {
+		_, isString := jsonString(raw)
+		var list []json.RawMessage
+		if !isString {
+			if json.Unmarshal(raw, &list) != nil || list == nil {
+				return unauthenticated("claims: aud is neither a string nor an array of strings")
+			}
+			for _, v := range list {
+				if _, ok := jsonString(v); !ok {
+					return unauthenticated("claims: aud is neither a string nor an array of strings")
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// isJSONNumber reports whether raw is a JSON number (not a string holding
+// one, not null).
+func isJSONNumber(raw json.RawMessage) bool {
+	b := bytes.TrimSpace(raw)
+	var f float64
+	return len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) && json.Unmarshal(b, &f) == nil
+}
+
+// jsonString decodes raw when it is a JSON string (not null).
+func jsonString(raw json.RawMessage) (string, bool) {
+	b := bytes.TrimSpace(raw)
+	var s string
+	if len(b) == 0 || b[0] != '"' || json.Unmarshal(b, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // checkHeader decodes the protected header and applies the header rules:

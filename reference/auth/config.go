@@ -28,6 +28,8 @@ import (
 //	jwks_max_age: 5m                               # the JWKS is refreshed in the background when older
 //	http_timeout: 10s                              # bounds each discovery and JWKS request
 //	cache_size: 10000                              # verified tokens kept until they expire (0: no cache)
+//	max_token_lifetime: 24h                        # exp - iat and exp - now at most this (0: no limit)
+//	allow_missing_subject: false                   # a token must name its subject (sub) unless true
 //	grants:
 //	  claim: scope                                 # scope | scp | groups | any claim name
 //	  pattern: "prism:{namespace}:{access}"        # grants read straight from the claim; "" turns this off
@@ -79,6 +81,14 @@ type Config struct {
 	HMAC *HMACConfig `yaml:"hmac,omitempty"`
 	// Grants says where a token's grants come from.
 	Grants GrantsConfig `yaml:"grants"`
+	// AllowMissingSubject accepts tokens without a sub claim (or with an
+	// empty one). Off by default: a principal that names nobody cannot be
+	// audited.
+	AllowMissingSubject bool `yaml:"allow_missing_subject,omitempty"`
+	// MaxTokenLifetime refuses a token whose exp - iat, or whose exp - now,
+	// is longer (0: no limit). It bounds how long a leaked token works and
+	// how long a verified one stays cached.
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 }
 
 // HMACConfig is a shared secret for HS* tokens. The secret comes from an
@@ -138,6 +148,7 @@ const (
 	DefaultJWKSMaxAge          = 5 * time.Minute
 	DefaultHTTPTimeout         = 10 * time.Second
 	DefaultCacheSize           = 10000
+	DefaultMaxTokenLifetime    = 24 * time.Hour
 	DefaultGrantsClaim         = "scope"
 	DefaultGrantsPattern       = "prism:{namespace}:{access}"
 	// MinHMACSecretBytes is the shortest HMAC secret accepted (RFC 7518
@@ -159,6 +170,7 @@ func DefaultConfig() Config {
 		JWKSMaxAge:          DefaultJWKSMaxAge,
 		HTTPTimeout:         DefaultHTTPTimeout,
 		CacheSize:           DefaultCacheSize,
+		MaxTokenLifetime:    DefaultMaxTokenLifetime,
 		Grants:              GrantsConfig{Claim: DefaultGrantsClaim, Pattern: DefaultGrantsPattern},
 	}
 }
@@ -273,6 +285,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPTimeout <= 0 || c.HTTPTimeout > time.Minute {
 		add("http_timeout", "must be between 0 and 1m, got %v", c.HTTPTimeout)
+	}
+	if c.MaxTokenLifetime < 0 {
+		add("max_token_lifetime", "must not be negative (0: no limit), got %v", c.MaxTokenLifetime)
 	}
 	if c.CacheSize < 0 {
 		add("cache_size", "must not be negative, got %d", c.CacheSize)

@@ -40,8 +40,16 @@
 //   - exp is present and not passed (with clock_skew, default 30s, at most
 //     5m), nbf (if any) is not beyond now + skew, iat (if any) is not beyond
 //     now + skew;
-//   - iss equals the configured issuer; aud, a string or an array, contains
-//     the configured audience (a token without aud is refused).
+//   - the payload is a JSON object without duplicate members; exp, nbf and
+//     iat are JSON numbers (RFC 7519 NumericDate: "exp":"1900000000" is
+//     refused, though jwx reads it);
+//   - with max_token_lifetime (default 24h; 0 turns it off), exp - iat and
+//     exp - now are at most that (plus clock_skew for exp - now), so a token
+//     minted for year 10000 is refused, not cached;
+//   - sub is a non-empty string (allow_missing_subject turns this off);
+//   - iss equals the configured issuer; aud, a string or an array of
+//     strings, contains the configured audience, compared exactly (a token
+//     without aud is refused).
 //
 // Any failure is [ErrUnauthenticated], whose message is always "invalid or
 // missing credentials"; what exactly failed is in [Error.Reason], for a

@@ -19,7 +19,7 @@ import (
 // Auth in the proxy (see reference/auth for the rules): when Config.Auth is
 // set, an interceptor in front of routing authenticates every call and
 // authorises it for its namespace, and strips the authorization metadata
-// before the call is routed (and hopHeader never forwards it either); the
+// before the call is routed (and [Forwarded] never lets it through either); the
 // proxy's own health and reflection services need no token. When it is not
 // set, the proxy logs a warning at start that every call is accepted.
 

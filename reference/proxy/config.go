@@ -88,6 +88,8 @@ type Config struct {
 	// (see reference/auth). nil is auth off, for local development only: the
 	// proxy then accepts every call and says so loudly at start.
 	Auth *auth.Config `yaml:"auth,omitempty"`
+	// Limits bound what clients can make the proxy hold (see [Limits]).
+	Limits Limits `yaml:"limits"`
 
 	// dir is the folder relative paths are resolved against ("" = cwd).
 	dir string
@@ -163,6 +165,7 @@ func DefaultConfig() Config {
 		Listen: DefaultListen, MetricsListen: DefaultMetricsListen, LogLevel: "info",
 		DrainTimeout: DefaultDrainTimeout, HealthInterval: DefaultHealthInterval,
 		Restart: Backoff{InitialBackoff: DefaultInitialBackoff, MaxBackoff: DefaultMaxBackoff},
+		Limits:  DefaultLimits(),
 	}
 }
 
@@ -241,6 +244,10 @@ func (c Config) Validate() error {
 	}
 	if c.Restart.MaxBackoff < c.Restart.InitialBackoff {
 		add("restart.max_backoff", "%v is less than initial_backoff %v", c.Restart.MaxBackoff, c.Restart.InitialBackoff)
+	}
+	c.Limits.validate(add)
+	if c.Auth != nil && c.Auth.MaxTokenBytes+1024 > int(c.Limits.MaxHeaderBytes) {
+		add("limits.max_header_bytes", "%d leaves no room for auth.max_token_bytes %d", c.Limits.MaxHeaderBytes, c.Auth.MaxTokenBytes)
 	}
 	if c.Auth != nil {
 		if err := c.Auth.Validate(); err != nil {
@@ -470,7 +477,11 @@ func checkShape(root *yaml.Node) error {
 		return fmt.Errorf("line %d: the config must be a mapping", doc.Line)
 	}
 	var errs []error
-	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth")...)
+	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits")...)
+	if l := child(doc, "limits"); l != nil {
+		errs = append(errs, checkKeys(l, "limits", "max_receive_bytes", "service_receive_bytes", "max_concurrent_streams", "max_header_bytes",
+			"max_in_flight", "first_message_timeout", "keepalive_min_time", "idle_timeout", "max_health_watchers")...)
+	}
 	if r := child(doc, "restart"); r != nil {
 		errs = append(errs, checkKeys(r, "restart", "initial_backoff", "max_backoff")...)
 	}

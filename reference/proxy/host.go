@@ -21,6 +21,7 @@ import (
 
 	"github.com/prism-suite/prism/harness/plugin"
 	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 )
 
@@ -116,6 +117,9 @@ func (h *host) initNamespace() string {
 }
 
 func (h *host) setState(s hostState, errText string) {
+	// errText quotes plugin output (bounded where it is quoted); this is
+	// the backstop for text passed through whole, such as a status message.
+	errText = handshake.Truncate(errText, maxErrorBytes)
 	h.mu.Lock()
 	h.state, h.lastErr = s, errText
 	h.mu.Unlock()
@@ -149,6 +153,14 @@ func (h *host) start() {
 // errPermanent marks a start failure a restart cannot fix.
 type errPermanent struct{ error }
 
+// shortError is an error whose text is cut to maxErrorBytes (for logs,
+// client messages and /status); errors.As still sees what it wraps.
+type shortError struct{ error }
+
+func (e shortError) Error() string { return handshake.Truncate(e.error.Error(), maxErrorBytes) }
+
+func (e shortError) Unwrap() error { return e.error }
+
 func (h *host) run(ctx context.Context) {
 	defer close(h.done)
 	defer h.settle()
@@ -164,6 +176,7 @@ func (h *host) run(ctx context.Context) {
 		}
 		var upSince time.Time
 		if err != nil {
+			err = shortError{err}
 			var perm errPermanent
 			if errors.As(err, &perm) {
 				h.log.Error("plugin refused; it will not be restarted", "error", err.Error())
@@ -181,7 +194,7 @@ func (h *host) run(ctx context.Context) {
 			h.setState(stateUp, "")
 			h.settle()
 			upSince = time.Now()
-			h.log.Info("plugin up", "pid", lv.proc.PID(), "plugin", lv.desc.GetName(), "version", lv.desc.GetVersion(),
+			h.log.Info("plugin up", "pid", lv.proc.PID(), "plugin", lv.pluginName(), "version", lv.pluginVersion(),
 				"ready", lv.proc.ReadyTime.String())
 			reason := h.watch(ctx, lv)
 			if ctx.Err() != nil {
@@ -195,7 +208,7 @@ func (h *host) run(ctx context.Context) {
 			for _, u := range h.uses {
 				h.m.restarts.WithLabelValues(u.ns.Name, u.slot.Name).Inc()
 			}
-			h.log.Error("plugin down", "pid", lv.proc.PID(), "reason", reason, "stderr_tail", tail(lv.proc.Stderr(), 2048))
+			h.log.Error("plugin down", "pid", lv.proc.PID(), "reason", reason, "stderr_tail", handshake.TruncateTail(lv.proc.Stderr(), handshake.TruncateLimit))
 			h.setState(stateDown, reason)
 		}
 		h.settle()
@@ -267,8 +280,8 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 			}
 		}
 		if len(missing) > 0 {
-			reason := fmt.Sprintf("namespace %q refused: plugin %s does not declare %s, which pattern %s needs",
-				u.ns.Name, desc.GetName(), strings.Join(missing, ", "), u.slot.Pattern)
+			reason := fmt.Sprintf("namespace %q refused: plugin %q does not declare %s, which pattern %s needs",
+				u.ns.Name, handshake.Truncate(desc.GetName(), handshake.TruncateLimit), strings.Join(missing, ", "), u.slot.Pattern)
 			u.refused.Store(&reason)
 			h.log.Error("namespace refused", "namespace", u.ns.Name, "slot", u.slot.Name, "reason", reason)
 			continue
@@ -277,7 +290,7 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 		accepted++
 	}
 	if accepted == 0 {
-		return fail(errPermanent{fmt.Errorf("plugin %s serves no namespace: %s", desc.GetName(), h.uses[0].refusal())})
+		return fail(errPermanent{fmt.Errorf("plugin %q serves no namespace: %s", handshake.Truncate(desc.GetName(), handshake.TruncateLimit), h.uses[0].refusal())})
 	}
 	creds, err := h.cfg.credentials(h.spec)
 	if err != nil {
@@ -293,7 +306,8 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 		if status.Code(err) == codes.InvalidArgument {
 			err = errPermanent{err}
 			for _, u := range h.uses {
-				reason := fmt.Sprintf("namespace %q refused: its plugin rejected the config: %v", u.ns.Name, status.Convert(err).Message())
+				reason := fmt.Sprintf("namespace %q refused: its plugin rejected the config: %s", u.ns.Name,
+					handshake.Truncate(status.Convert(err).Message(), maxErrorBytes))
 				u.refused.Store(&reason)
 			}
 		}
@@ -422,11 +436,20 @@ func newRand() func() float64 {
 	return func() float64 { mu.Lock(); defer mu.Unlock(); return r.Float64() }
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
+// maxErrorBytes bounds a plugin host's last error and refusal reasons, which
+// clients read in Unavailable and FailedPrecondition messages and /status
+// shows: each quotes plugin output at most handshake.TruncateLimit bytes at a
+// time, and the whole is cut here.
+const maxErrorBytes = 4 * handshake.TruncateLimit
+
+// pluginName and pluginVersion are what the plugin's Describe said, as logs
+// and /status quote them.
+func (lv *live) pluginName() string {
+	return handshake.Truncate(lv.desc.GetName(), handshake.TruncateLimit)
+}
+
+func (lv *live) pluginVersion() string {
+	return handshake.Truncate(lv.desc.GetVersion(), handshake.TruncateLimit)
 }
 
 // syncWriter serialises writes to w, so the proxy's log lines and the
@@ -442,24 +465,46 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	return s.w.Write(b)
 }
 
-// lineWriter buffers a plugin's stderr and passes it on in whole lines.
+// maxStderrLine bounds one line of a plugin's stderr as the proxy passes it
+// on: the rest of a longer line is dropped and counted.
+const maxStderrLine = 4 << 10
+
+// lineWriter buffers a plugin's stderr and passes it on in whole lines, each
+// at most maxStderrLine bytes (a longer one ends with "…[N bytes]").
 type lineWriter struct {
-	mu  sync.Mutex
-	out io.Writer
-	buf []byte
+	mu      sync.Mutex
+	out     io.Writer
+	buf     []byte
+	dropped int // bytes of the current line dropped so far
 }
 
 func (l *lineWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.buf = append(l.buf, b...)
-	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
-		_, _ = l.out.Write(l.buf[:i+1])
-		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		chunk := b
+		if i >= 0 {
+			chunk = b[:i]
+		}
+		if room := maxStderrLine - len(l.buf); room > 0 {
+			take := min(room, len(chunk))
+			l.buf = append(l.buf, chunk[:take]...)
+			l.dropped += len(chunk) - take
+		} else {
+			l.dropped += len(chunk)
+		}
+		if i < 0 {
+			break
+		}
+		if l.dropped > 0 {
+			l.buf = fmt.Appendf(l.buf, "…[%d bytes]", len(l.buf)+l.dropped)
+		}
+		l.buf = append(l.buf, '\n')
+		_, _ = l.out.Write(l.buf)
+		l.buf, l.dropped = l.buf[:0], 0
+		b = b[i+1:]
 	}
-	if len(l.buf) > 64<<10 { // a runaway line: pass on what we have
-		_, _ = l.out.Write(append(l.buf, '\n'))
-		l.buf = l.buf[:0]
-	}
-	return len(b), nil
+	return n, nil
 }

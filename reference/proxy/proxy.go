@@ -30,13 +30,20 @@
 // writer (backpressure); a client that goes away cancels the upstream call.
 // Status codes, messages, details, headers and trailers pass through.
 //
-//   - no x-prism-namespace: InvalidArgument naming x-prism-namespace;
+//   - no x-prism-namespace, more than one, or one that is not a namespace
+//     name (1-128 letters, digits, '.', '_', '-'): InvalidArgument naming
+//     x-prism-namespace, with or without auth;
+//   - an x-request-id given twice or longer than [MaxRequestIDBytes]:
+//     InvalidArgument;
 //   - a namespace that is not configured: NotFound;
 //   - a service the namespace's pattern does not serve (the Lifecycle service
 //     among them: clients never reach a plugin's control plane): Unimplemented.
 //
 // Each call carries x-request-id to the plugin (one is generated when the
-// client sent none) and back to the client in the response header.
+// client sent none) and back to the client in the response header. A plugin
+// gets only the request metadata [Forwarded] allows: x-request-id,
+// traceparent, tracestate and x-prism-*, never a key that looks like a
+// credential; the call's deadline travels as gRPC's own.
 //
 // # Auth
 //
@@ -49,6 +56,16 @@
 // no token. Without Config.Auth every call is accepted, and the proxy logs a
 // warning at start. Either way the authorization metadata is never forwarded
 // to a plugin.
+//
+// # Limits
+//
+// [Config.Limits] bounds what a client can make the proxy hold, each limit
+// with a safe default: message sizes per service (checked before a message
+// is decoded or forwarded; ResourceExhausted), HTTP/2 streams per
+// connection and header bytes, calls in flight (ResourceExhausted at once),
+// the wait for a forwarded call's first message (DeadlineExceeded),
+// keepalive pings, idle connections, and health watchers (with auth on,
+// Health/Watch needs a valid token too). See [Limits].
 //
 // # Operations
 //
@@ -100,6 +117,7 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	"github.com/prism-suite/prism/proto/handshake"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/registry"
 )
@@ -266,14 +284,18 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 
 	p.health = health.NewServer()
-	p.grpc = grpc.NewServer(append([]grpc.ServerOption{
+	watch := &healthWatchGate{max: int64(p.cfg.Limits.MaxHealthWatchers), authz: p.auth.a}
+	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(p.codec),
 		grpc.UnknownServiceHandler(p.handle),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
-	}, p.authServerOptions(ctx)...)...)
+		grpc.ChainStreamInterceptor(watch.stream),
+	}, p.cfg.Limits.serverOptions()...)
+	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
-	registryv1.RegisterRegistryServer(p.grpc, registry.NewServer(p.registryLookup))
+	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService),
+		p.cfg.Limits.FirstMessageTimeout),
+		registry.NewServer(p.registryLookup))
 	ropts := reflection.ServerOptions{Services: reflectServices{p.grpc}}
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(p.grpc, reflection.NewServer(ropts))
@@ -411,9 +433,12 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	service := serviceOf(full)
 
-	nsName := first(md, NamespaceKey)
-	if nsName == "" {
-		return status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route %s to", NamespaceKey, full)
+	nsName, err := namespaceOf(md)
+	if err != nil {
+		return err
+	}
+	if err := checkRequestID(md); err != nil {
+		return err
 	}
 	ns := p.namespaces[nsName]
 	if ns == nil {
@@ -424,7 +449,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 		mm = ns.unknown
 	}
 	mm.requests.Inc()
-	err := p.route(ctx, ss, ns, service, full, md)
+	err = p.route(ctx, ss, ns, service, full, md)
 	mm.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		mm.fail(status.Code(err))
@@ -452,12 +477,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	if p.draining.Load() {
 		return status.Error(codes.Unavailable, "the proxy is shutting down")
 	}
-	out := make(metadata.MD, len(md)+1)
-	for k, v := range md {
-		if !hopHeader(k) || (p.auth.leak && k == "authorization") {
-			out[k] = v
-		}
-	}
+	out := forwardedMetadata(md, p.auth.leak)
 	id := first(md, RequestIDKey)
 	if id == "" {
 		id = p.reqPrefix + strconv.FormatUint(p.reqSeq.Add(1), 36)
@@ -465,18 +485,28 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		md[RequestIDKey] = []string{id}
 	}
 	octx := metadata.NewOutgoingContext(ctx, out)
-	p.inflight.Add(1)
+	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
+		p.inflight.Add(-1)
+		return p.overloaded()
+	}
 	ns.inflight.Inc()
 	defer func() {
 		p.inflight.Add(-1)
 		ns.inflight.Dec()
 	}()
-	var err error
-	if p.unary[full] {
-		err = p.forwardUnary(octx, ss, lv.conn, full, id)
-	} else {
-		err = p.forwardStream(octx, ss, lv.conn, full, id)
+	first, err := p.firstMessage(ss, service)
+	if err != nil {
+		return err
 	}
+	if first == nil && p.unary[full] { // the client half-closed without a message
+		return status.Error(codes.InvalidArgument, "the call has no request message")
+	}
+	if p.unary[full] {
+		err = p.forwardUnary(octx, ss, lv.conn, full, id, first)
+	} else {
+		err = p.forwardStream(octx, ss, lv.conn, full, id, first, service)
+	}
+	err = shortStatus(err)
 	// A plugin that dies mid-call has its connection closed by the
 	// supervisor, which gRPC reports as Canceled; the client did not cancel,
 	// so the truth for it is that the plugin is unavailable.
@@ -486,12 +516,65 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	return err
 }
 
-// forwardUnary forwards one request and one response.
-func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
-	req := &frame{}
-	if err := ss.RecvMsg(req); err != nil {
+// firstMessage receives a forwarded call's first request message within
+// limits.first_message_timeout (a half-open stream holds nothing longer),
+// checked against the service's size limit. It returns nil when the client
+// half-closed without sending one.
+func (p *Proxy) firstMessage(ss grpc.ServerStream, service string) (*frame, error) {
+	type got struct {
+		f   *frame
+		err error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		f := &frame{}
+		err := ss.RecvMsg(f)
+		ch <- got{f, err}
+	}()
+	t := time.NewTimer(p.cfg.Limits.FirstMessageTimeout)
+	defer t.Stop()
+	select {
+	case g := <-ch:
+		if errors.Is(g.err, io.EOF) {
+			return nil, nil
+		}
+		if g.err != nil {
+			return nil, g.err
+		}
+		if err := p.checkFrame(g.f, service); err != nil {
+			return nil, err
+		}
+		return g.f, nil
+	case <-t.C:
+		// Returning ends the stream, which ends the RecvMsg above; a
+		// message that makes it in just now is released.
+		go func() {
+			if g := <-ch; g.err == nil {
+				g.f.free()
+			}
+		}()
+		return nil, status.Errorf(codes.DeadlineExceeded, "no request message within %v of the call's start (limits.first_message_timeout)", p.cfg.Limits.FirstMessageTimeout)
+	}
+}
+
+// maxStatusMessageBytes bounds a plugin's status message as the proxy
+// passes it on.
+const maxStatusMessageBytes = 4 << 10
+
+// shortStatus cuts a status message from a plugin to maxStatusMessageBytes
+// (with its length), keeping the code and the details.
+func shortStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || len(st.Message()) <= maxStatusMessageBytes {
 		return err
 	}
+	sp := st.Proto()
+	sp.Message = handshake.Truncate(sp.Message, maxStatusMessageBytes)
+	return status.FromProto(sp).Err()
+}
+
+// forwardUnary forwards one request and one response.
+func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, req *frame) error {
 	resp := &frame{}
 	var hdr, trl metadata.MD
 	err := conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
@@ -516,28 +599,43 @@ var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // forwardStream copies messages both ways, one at a time, so each side's
 // flow control holds the other back; the upstream call ends with the
 // client's (its context is the client's).
-func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string) error {
+func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
 	if err != nil {
+		if first != nil {
+			first.free()
+		}
 		return err
 	}
+	tooBig := make(chan error, 1)
 	go func() {
+		f := first
 		for {
-			f := &frame{}
-			if err := ss.RecvMsg(f); err != nil {
-				if errors.Is(err, io.EOF) {
-					_ = cs.CloseSend()
-				} else {
-					cancel()
+			if f == nil {
+				f = &frame{}
+				err := ss.RecvMsg(f)
+				if err == nil {
+					err = p.checkFrame(f, service)
+					if err != nil {
+						tooBig <- err
+					}
 				}
-				return
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						_ = cs.CloseSend()
+					} else {
+						cancel()
+					}
+					return
+				}
 			}
 			if err := cs.SendMsg(f); err != nil {
 				f.free()
 				return // the upstream's status arrives through RecvMsg
 			}
+			f = nil
 		}
 	}()
 	hdr, err := cs.Header()
@@ -559,6 +657,11 @@ func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *g
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			select {
+			case big := <-tooBig: // we cancelled the upstream for this
+				return big
+			default:
+			}
 			return err
 		}
 		if err := ss.SendMsg(f); err != nil {
@@ -567,19 +670,60 @@ func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *g
 	}
 }
 
-// hopHeader reports metadata that belongs to one connection and is not
-// forwarded. The bearer token (authorization) is never forwarded: plugins
-// must not see it, whether auth is on or off.
-func hopHeader(k string) bool {
+// forwardedMetadata is the request metadata a plugin gets: only the keys
+// [Forwarded] allows, never one that looks like a credential. leak is the
+// test-only defect leak-token, which forwards authorization too.
+func forwardedMetadata(md metadata.MD, leak bool) metadata.MD {
+	out := make(metadata.MD, len(md)+1)
+	for k, v := range md {
+		if Forwarded(k) || (leak && k == "authorization") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Forwarded reports whether the proxy forwards request metadata key k to
+// a plugin. It forwards an allow-list: x-request-id, the W3C trace context
+// (traceparent, tracestate) and the x-prism-* keys, except any key that
+// looks like a credential (it contains auth, token, secret, password,
+// cookie, session, credential or key, as in x-prism-api-key). Everything
+// else stays at the proxy: authorization and every look-alike
+// (x-authorization, proxy-authorization, cookie), client-specific headers,
+// and grpc-* (the deadline reaches the plugin as gRPC's own grpc-timeout,
+// from the call's context).
+func Forwarded(k string) bool {
+	k = strings.ToLower(k)
 	switch {
-	case strings.HasPrefix(k, ":"), strings.HasPrefix(k, "grpc-"):
-		return true
+	case k == RequestIDKey, k == "traceparent", k == "tracestate", strings.HasPrefix(k, "x-prism-"):
+	default:
+		return false
 	}
-	switch k {
-	case "content-type", "user-agent", "te", "connection", "authorization":
-		return true
+	for _, c := range credentialWords {
+		if strings.Contains(k, c) {
+			return false
+		}
 	}
-	return false
+	return true
+}
+
+// credentialWords mark a metadata key as a credential: it is never forwarded.
+var credentialWords = []string{"auth", "token", "secret", "passw", "cookie", "session", "credential", "key", "bearer", "signature"}
+
+// namespaceOf reads the call's namespace: exactly one x-prism-namespace
+// holding a namespace name, else InvalidArgument naming the metadata (never
+// echoing a value, which can be anything the client sent).
+func namespaceOf(md metadata.MD) (string, error) {
+	v := md.Get(NamespaceKey)
+	switch {
+	case len(v) == 0 || v[0] == "":
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route the call to", NamespaceKey)
+	case len(v) > 1:
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s is given %d times; give it once", NamespaceKey, len(v))
+	case !nameRE.MatchString(v[0]):
+		return "", status.Errorf(codes.InvalidArgument, "request metadata %s (%d bytes) is not a namespace name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)", NamespaceKey, len(v[0]))
+	}
+	return v[0], nil
 }
 
 func serviceOf(full string) string {
@@ -588,6 +732,23 @@ func serviceOf(full string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// MaxRequestIDBytes bounds a client's x-request-id: the proxy forwards it,
+// returns it and logs it.
+const MaxRequestIDBytes = 128
+
+// checkRequestID refuses an x-request-id given more than once or longer
+// than MaxRequestIDBytes.
+func checkRequestID(md metadata.MD) error {
+	v := md.Get(RequestIDKey)
+	switch {
+	case len(v) > 1:
+		return status.Errorf(codes.InvalidArgument, "request metadata %s is given %d times; give it at most once", RequestIDKey, len(v))
+	case len(v) == 1 && len(v[0]) > MaxRequestIDBytes:
+		return status.Errorf(codes.InvalidArgument, "request metadata %s is %d bytes long, over the %d allowed", RequestIDKey, len(v[0]), MaxRequestIDBytes)
+	}
+	return nil
 }
 
 func first(md metadata.MD, k string) string {
@@ -639,7 +800,7 @@ func (p *Proxy) Status() Status {
 			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
 				State: string(st), Health: health, Restarts: restarts, Refused: u.refusal(), Error: lastErr}
 			if lv := u.host.cur.Load(); lv != nil {
-				ss.Plugin = lv.desc.GetName() + " " + lv.desc.GetVersion()
+				ss.Plugin = lv.pluginName() + " " + lv.pluginVersion()
 			} else {
 				n.Serving = false
 			}

@@ -101,9 +101,12 @@ func slotOf(u *slotUse) registry.Slot {
 func (p *Proxy) registryLookup(ctx context.Context, full string) (*registry.Coordinator, func(error), error) {
 	start := time.Now()
 	md, _ := metadata.FromIncomingContext(ctx)
-	nsName := first(md, NamespaceKey)
-	if nsName == "" {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "request metadata %s is required: it names the namespace to route %s to", NamespaceKey, full)
+	nsName, err := namespaceOf(md)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkRequestID(md); err != nil {
+		return nil, nil, err
 	}
 	ns := p.namespaces[nsName]
 	if ns == nil {
@@ -128,7 +131,10 @@ func (p *Proxy) registryLookup(ctx context.Context, full string) (*registry.Coor
 	if id := first(md, RequestIDKey); id != "" {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
 	}
-	p.inflight.Add(1)
+	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
+		p.inflight.Add(-1)
+		return fail(p.overloaded())
+	}
 	ns.inflight.Inc()
 	return ns.registry, func(err error) {
 		p.inflight.Add(-1)

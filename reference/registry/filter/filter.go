@@ -12,6 +12,8 @@ import (
 	"regexp/syntax"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 )
 
@@ -28,6 +30,12 @@ const (
 	maxRegexInsts = 2000
 	// MaxInValues is the most candidates of one in.
 	MaxInValues = 100
+	// MaxNodes is the most nodes of one filter, of every kind (and, or,
+	// not, condition): a filter of a million empty ands has no condition
+	// but costs as much as a million.
+	MaxNodes = 64
+	// MaxFilterBytes is the largest encoded filter.
+	MaxFilterBytes = 16 << 10
 )
 
 // Error is an invalid filter; Clause names where ("and[1].or[0]").
@@ -59,12 +67,43 @@ type node struct {
 // Compile validates f against the limits and the operand rules and returns
 // it ready to evaluate. A nil filter matches every identity.
 func Compile(f *registryv1.Filter) (*Compiled, error) {
+	// The node count stops early, so it comes first; sizing walks it all.
+	if n := countNodes(f, MaxNodes+1); n > MaxNodes {
+		return nil, &Error{Reason: fmt.Sprintf("more than %d nodes (and, or, not and conditions)", MaxNodes)}
+	}
+	if n := proto.Size(f); n > MaxFilterBytes {
+		return nil, &Error{Reason: fmt.Sprintf("%d bytes encoded, over the limit of %d", n, MaxFilterBytes)}
+	}
 	clauses := 0
 	root, err := compile(f, "", 1, &clauses)
 	if err != nil {
 		return nil, err
 	}
 	return &Compiled{root: root}, nil
+}
+
+// countNodes counts f's nodes, stopping once it has counted stop.
+func countNodes(f *registryv1.Filter, stop int) int {
+	if f == nil || f.GetNode() == nil {
+		return 0
+	}
+	n := 1
+	var kids []*registryv1.Filter
+	switch x := f.GetNode().(type) {
+	case *registryv1.Filter_And:
+		kids = x.And.GetFilters()
+	case *registryv1.Filter_Or:
+		kids = x.Or.GetFilters()
+	case *registryv1.Filter_Not:
+		kids = []*registryv1.Filter{x.Not}
+	}
+	for _, k := range kids {
+		if n >= stop {
+			return n
+		}
+		n += countNodes(k, stop-n)
+	}
+	return n
 }
 
 func child(path, part string) string {

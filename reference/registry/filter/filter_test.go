@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -220,5 +221,50 @@ func TestFormatRoundTrips(t *testing.T) {
 		if !proto.Equal(f, back) {
 			t.Errorf("%q formats as %q, which parses differently", text, filter.Format(f))
 		}
+	}
+}
+
+// TestCompileBoundsEveryNode: conditions are not the only cost; a filter
+// made of empty ands (issue 13's filter bomb) is refused by its node count
+// or its size, never walked a million times.
+func TestCompileBoundsEveryNode(t *testing.T) {
+	ands := func(n int) *registryv1.Filter {
+		list := &registryv1.FilterList{}
+		for range n {
+			list.Filters = append(list.Filters, &registryv1.Filter{Node: &registryv1.Filter_And{And: &registryv1.FilterList{}}})
+		}
+		return &registryv1.Filter{Node: &registryv1.Filter_And{And: list}}
+	}
+	for _, tc := range []struct {
+		name string
+		f    *registryv1.Filter
+		want string // "" = accepted
+	}{
+		{"63 empty ands under one", ands(filter.MaxNodes - 1), ""},
+		{"64 empty ands under one", ands(filter.MaxNodes), "more than 64 nodes"},
+		{"200 000 empty ands", ands(200_000), "more than 64 nodes"},
+		{"one condition with a 20 KiB value", &registryv1.Filter{Node: &registryv1.Filter_Condition{Condition: &registryv1.Condition{
+			Field: "f", Op: registryv1.Condition_OP_EQ,
+			Value: &registryv1.Value{Kind: &registryv1.Value_StringValue{StringValue: strings.Repeat("v", 20<<10)}}}}}, "bytes encoded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := filter.Compile(tc.f)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Compile: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Compile = %v, want an error containing %q", err, tc.want)
+			}
+			if !strings.HasPrefix(err.Error(), "filter") {
+				t.Errorf("error %q does not name the filter", err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("Compile took %v", d)
+			}
+		})
 	}
 }
