@@ -115,8 +115,10 @@ func TestProbeFindsUndeclaredCapability(t *testing.T) {
 		t.Skip("runs the suites three times")
 	}
 	bin := buildCommands(t)
+	// lifecycle too: a run that selects only undeclared capabilities
+	// certifies nothing and exits 64 (report.Judge).
 	args := []string{"--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant=undeclared-ttl", "--backend", "memstore",
-		"--label-filter", "keyvalue.ttl"}
+		"--label-filter", "keyvalue.ttl || lifecycle"}
 
 	rep, code, out := accept(t, bin, append(args, "--probe-undeclared")...)
 	if v := rep.Verdict("keyvalue.ttl"); v != report.WorksUndeclared || code != report.ExitOK {
