@@ -18,6 +18,7 @@ import (
 	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/reference/auth"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -182,7 +183,7 @@ func (r *Session) setupAuth() {
 	}
 	for _, n := range names {
 		if err := a.px.WaitServing(ctx, n); err != nil {
-			a.err = fmt.Errorf("auth proxy namespace %q: %w; proxy stderr:\n%s", n, err, tail(a.px.Stderr(), 8<<10))
+			a.err = fmt.Errorf("auth proxy namespace %q: %w; proxy stderr:\n%s", n, err, handshake.TruncateTail(a.px.Stderr(), stderrInReports))
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prism-suite/prism/harness/plugin"
 	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/reference/registry"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -77,7 +78,7 @@ func (r *Session) launchRegistryProxy(ctx context.Context) (*hproxy.Proxy, error
 	}
 	for _, n := range nss {
 		if err := px.WaitServing(ctx, n.Name); err != nil {
-			return px, fmt.Errorf("proxy namespace %q: %w; proxy stderr:\n%s", n.Name, err, tail(px.Stderr(), 8<<10))
+			return px, fmt.Errorf("proxy namespace %q: %w; proxy stderr:\n%s", n.Name, err, handshake.TruncateTail(px.Stderr(), stderrInReports))
 		}
 	}
 	return px, nil

@@ -19,6 +19,7 @@ import (
 	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	authsuite "github.com/prism-suite/prism/suites/auth"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -264,7 +265,7 @@ func (r *Session) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
 		return px, err
 	}
 	if err := px.WaitServing(ctx, r.cfg.Namespace); err != nil {
-		return px, fmt.Errorf("proxy namespace %q: %w; proxy stderr:\n%s", r.cfg.Namespace, err, tail(px.Stderr(), 8<<10))
+		return px, fmt.Errorf("proxy namespace %q: %w; proxy stderr:\n%s", r.cfg.Namespace, err, handshake.TruncateTail(px.Stderr(), stderrInReports))
 	}
 	return px, nil
 }
@@ -463,10 +464,10 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	}
 	if r.proc != nil {
 		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
-		rep.Plugin.StderrTail = tail(r.proc.Stderr(), 8<<10)
+		rep.Plugin.StderrTail = handshake.TruncateTail(r.proc.Stderr(), stderrInReports)
 	} else if r.px != nil { // a pattern run: the proxy's stderr holds its plugins' too
 		rep.Plugin.SpawnToServingMS = float64(r.px.ReadyTime.Microseconds()) / 1000
-		rep.Plugin.StderrTail = tail(r.px.Stderr(), 8<<10)
+		rep.Plugin.StderrTail = handshake.TruncateTail(r.px.Stderr(), stderrInReports)
 	}
 	for _, sr := range gr.SpecReports {
 		if sr.LeafNodeType != types.NodeTypeIt {
@@ -475,7 +476,7 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		o, reason := outcomeOf(sr)
 		s := report.Spec{
 			Suite: suiteOf(sr), Capability: string(fixture.CapabilityOf(sr.Labels())), Name: specName(sr),
-			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
+			Outcome: o, Reason: handshake.Truncate(reason, messageInReports), Location: sr.LeafNodeLocation.String(),
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
 		for _, e := range sr.ReportEntries {
@@ -514,13 +515,13 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 func (r *Session) setupFailure() *report.SetupFailure {
 	switch {
 	case r.infra != nil:
-		return &report.SetupFailure{Outcome: report.Error, Message: "harness: " + r.infra.Error()}
+		return &report.SetupFailure{Outcome: report.Error, Message: handshake.Truncate("harness: "+r.infra.Error(), messageInReports)}
 	case r.failure != nil:
 		msg := r.failure.Error()
 		if r.proc != nil && !strings.Contains(msg, "stderr:") {
-			msg += "; stderr:\n" + tail(r.proc.Stderr(), 4<<10)
+			msg += "; stderr:\n" + handshake.TruncateTail(r.proc.Stderr(), stderrInReports)
 		}
-		return &report.SetupFailure{Outcome: report.Failed, Message: msg}
+		return &report.SetupFailure{Outcome: report.Failed, Message: handshake.Truncate(msg, messageInReports)}
 	}
 	return nil
 }
@@ -647,12 +648,14 @@ func (r *Session) printVerdicts(rep *report.Report) {
 	}
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
+// What a report keeps of text the plugin or proxy wrote, so a run's reports
+// stay a few MB whatever a plugin prints: the end of a stderr, and the
+// beginning of each spec's message (the assertion comes first; a plugin's
+// error text may follow).
+const (
+	stderrInReports  = 8 << 10
+	messageInReports = 16 << 10
+)
 
 func gitCommit() string {
 	bi, ok := debug.ReadBuildInfo()

@@ -47,6 +47,28 @@ func TestExitCodesAtTheEdges(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a plugin that prints 10 MB and exits leaves small reports", func(t *testing.T) {
+		loud := filepath.Join(t.TempDir(), "loud-plugin")
+		if err := os.WriteFile(loud, []byte("#!/bin/sh\nhead -c 10000000 /dev/zero | tr '\\0' x >&2\nexit 3\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rep, code, out := accept(t, bin, "--plugin", loud, "--backend", "memstore")
+		if code != report.ExitFailed || rep.Verdict(string(capability.Lifecycle)) != report.VerdictFail {
+			t.Errorf("exit %d, lifecycle %q; want 1, failed", code, rep.Verdict(string(capability.Lifecycle)))
+		}
+		dir := filepath.Dir(reportPath(t, out))
+		var total int64
+		for _, f := range []string{"report.json", "junit.xml", "summary.md", "report.html"} {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += fi.Size()
+		}
+		if total > 4<<20 || len(out) > 1<<20 {
+			t.Errorf("reports hold %d bytes and the output %d bytes for a plugin that printed 10 MB; want under 4 MiB and 1 MiB", total, len(out))
+		}
+	})
 	t.Run("a required capability the label filter leaves out fails the run", func(t *testing.T) {
 		rep, code, out := accept(t, bin, "--plugin", memstore, "--require", "keyvalue.ttl", "--label-filter", "lifecycle")
 		if code != report.ExitFailed || rep.Verdict("keyvalue.ttl") != report.VerdictFail {
