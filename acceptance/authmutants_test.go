@@ -12,8 +12,8 @@ import (
 )
 
 // authMutants are the deliberately broken proxies of reference/internal/
-// authmutant (test only: prism-proxy reads PRISM_AUTH_MUTANT), and the
-// capability each breaks.
+// authmutant (test only: a prism-proxy built with -tags prism_mutants reads
+// PRISM_AUTH_MUTANT), and the capability each breaks.
 var authMutants = []struct {
 	defect string
 	breaks capability.Name
@@ -33,10 +33,7 @@ func TestAuthMutantsAreKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the auth suite once per mutant")
 	}
-	bin := buildCommands(t)
-	if out, err := exec.Command("go", "build", "-o", bin+"/", "../reference/cmd/prism-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("build prism-proxy: %v\n%s", err, out)
-	}
+	bin := buildMutantCommands(t)
 	var matrix []string
 	for _, m := range authMutants {
 		t.Run(m.defect, func(t *testing.T) {

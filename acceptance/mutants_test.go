@@ -11,7 +11,7 @@ import (
 
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/backends/mutant"
-	"github.com/prism-suite/prism/reference/registry"
+	"github.com/prism-suite/prism/reference/registry/registrymutant"
 )
 
 // buildCommands builds prism-accept and the plugins once per test binary run.
@@ -21,6 +21,20 @@ func buildCommands(t *testing.T) string {
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant", "../reference/cmd/prism-proxy")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build commands: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// buildMutantCommands is buildCommands with prism-proxy built with -tags
+// prism_mutants: the only build that holds the proxy's auth and registry
+// defects and reads PRISM_AUTH_MUTANT and PRISM_REGISTRY_MUTANT. It stays
+// bin/prism-proxy because a registry run finds its slot plugins next to it.
+func buildMutantCommands(t *testing.T) string {
+	t.Helper()
+	dir := buildCommands(t)
+	cmd := exec.Command("go", "build", "-tags", "prism_mutants", "-o", dir+"/", "../reference/cmd/prism-proxy")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build prism-proxy -tags prism_mutants: %v\n%s", err, out)
 	}
 	return dir
 }
@@ -134,18 +148,19 @@ func TestProbeFindsUndeclaredCapability(t *testing.T) {
 
 // TestRegistryMutantsAreKilled runs the registry suite through prism-proxy
 // (memstore slots) once per registry mutant, which the proxy builds into its
-// coordinators when PRISM_REGISTRY_MUTANT names it, with only the specs of
+// coordinators when PRISM_REGISTRY_MUTANT names it (a prism_mutants build
+// only), with only the specs of
 // the mutant's topic, and requires the verdict of the capability the mutant
 // breaks to be "failed", with exit code 1.
 func TestRegistryMutantsAreKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the registry suite once per mutant")
 	}
-	bin := buildCommands(t)
+	bin := buildMutantCommands(t)
 	var matrix []string
-	for _, m := range registry.Mutants() {
+	for _, m := range registrymutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
-			t.Setenv(registry.MutantEnv, m.Name) // prism-accept's proxy inherits it
+			t.Setenv(registrymutant.Env, m.Name) // prism-accept's proxy inherits it
 			rep, code, out := accept(t, bin, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
 				"--proxy", filepath.Join(bin, "prism-proxy"), "--label-filter", m.LabelFilter)
 			verdict := rep.Verdict(string(m.Breaks))

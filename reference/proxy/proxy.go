@@ -101,6 +101,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 	"github.com/prism-suite/prism/reference/registry"
 )
 
@@ -454,7 +455,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	}
 	out := make(metadata.MD, len(md)+1)
 	for k, v := range md {
-		if !hopHeader(k) || (p.auth.leak && k == "authorization") {
+		if !hopHeader(k) || (authmutant.Has(authmutant.LeakToken) && k == "authorization") {
 			out[k] = v
 		}
 	}
