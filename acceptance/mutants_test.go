@@ -11,7 +11,8 @@ import (
 
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/backends/mutant"
-	"github.com/prism-suite/prism/reference/registry"
+	"github.com/prism-suite/prism/proto/capability"
+	"github.com/prism-suite/prism/reference/registry/registrymutant"
 )
 
 // buildCommands builds prism-accept and the plugins once per test binary run.
@@ -21,6 +22,20 @@ func buildCommands(t *testing.T) string {
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant", "../reference/cmd/prism-proxy")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build commands: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// buildMutantCommands is buildCommands with prism-proxy built with -tags
+// prism_mutants: the only build that holds the proxy's auth and registry
+// defects and reads PRISM_AUTH_MUTANT and PRISM_REGISTRY_MUTANT. It stays
+// bin/prism-proxy because a registry run finds its slot plugins next to it.
+func buildMutantCommands(t *testing.T) string {
+	t.Helper()
+	dir := buildCommands(t)
+	cmd := exec.Command("go", "build", "-tags", "prism_mutants", "-o", dir+"/", "../reference/cmd/prism-proxy")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build prism-proxy -tags prism_mutants: %v\n%s", err, out)
 	}
 	return dir
 }
@@ -51,10 +66,82 @@ func accept(t *testing.T, bin string, args ...string) (*report.Report, int, stri
 	return rep, code, string(out)
 }
 
+// mutantKills is, for every mutant of backends/mutant, the specs that must
+// fail to kill it (found by running each mutant; a defect may fail more).
+var mutantKills = map[string]kill{
+	"lost-delete": {specs: []string{
+		"KeyValue basic deletes a key and reports that it existed",
+		"KeyValue basic reports existence before and after a delete"}},
+	"delete-existed-wrong": {specs: []string{
+		"KeyValue basic deletes a key and reports that it existed"}},
+	"stale-read": {specs: []string{
+		"KeyValue basic returns the latest value after an overwrite"}},
+	"wrong-notfound-code": {specs: []string{
+		"KeyValue basic returns NotFound for a key that was never set"}},
+	"exists-always": {specs: []string{
+		"KeyValue basic reports existence before and after a delete"}},
+	"empty-value-dropped": {specs: []string{
+		"KeyValue basic stores an empty value as present and empty"}},
+	"large-value-truncated": {specs: []string{
+		"KeyValue basic stores a 1 MiB value unchanged"}},
+	"ttl-ignored": {specs: []string{
+		"KeyValue ttl expires a key after its TTL and reads it as missing at once, before any sweep",
+		"KeyValue ttl reports the remaining TTL of a key that expires"}},
+	"ttl-factor": {specs: []string{
+		"KeyValue ttl expires a key after its TTL and reads it as missing at once, before any sweep",
+		"KeyValue ttl reports the remaining TTL of a key that expires"}},
+	"persist-noop": {specs: []string{
+		"KeyValue ttl removes a TTL with Persist so the key outlives it"}},
+	"scan-drops-last-page": {specs: []string{
+		"KeyValue scan returns each of 10 000 keys exactly once in small pages, and nothing outside the prefix"}},
+	"scan-prefix-boundary": {specs: []string{
+		"KeyValue scan returns each of 10 000 keys exactly once in small pages, and nothing outside the prefix",
+		"KeyValue scan treats glob and regex characters in the prefix literally"}},
+	"scan-duplicates": {specs: []string{
+		"KeyValue scan returns each of 10 000 keys exactly once in small pages, and nothing outside the prefix",
+		"KeyValue scan returns keys present for the whole scan exactly once while other keys come and go between pages"}},
+	"count-off-by-one": {specs: []string{
+		"KeyValue scan counts the keys with a prefix, excluding deleted ones and neighbours"}},
+	"batch-partial-write": {specs: []string{
+		"KeyValue batch writes a batch of 1000 entries and reads them back in request order"}},
+	"batch-get-unordered": {specs: []string{
+		"KeyValue batch writes a batch of 1000 entries and reads them back in request order",
+		"KeyValue batch reports missing keys as not found, in request order"}},
+	"drop-1pct": {specs: []string{
+		"PubSub basic delivers 1000 messages to each of 100 concurrent subscribers"}},
+	// pubsub.ordered has one spec, and reorder fails it: pubsub.basic
+	// shows the base delivers.
+	"reorder": {witness: capability.PubSubBasic, specs: []string{
+		"PubSub ordered delivers the messages of each of 10 concurrent publishers in publish order to every subscriber"}},
+	"one-of-n": {specs: []string{
+		"PubSub basic delivers every message to each of 5 subscribers exactly once",
+		"PubSub basic delivers 1000 messages to each of 100 concurrent subscribers"}},
+	"ignore-unsubscribe": {specs: []string{
+		"PubSub basic stops delivery when a subscriber unsubscribes, with Unsubscribed as the last event"}},
+	"lose-metadata": {specs: []string{
+		"PubSub basic delivers the topic, metadata, the id Publish returned and the publish time"}},
+	"topic-leak": {specs: []string{
+		"PubSub basic delivers nothing from other topics, also when topics share a prefix or contain wildcard characters, which are literal"}},
+	// queue-broadcast fails every pubsub.queue spec (it ignores the group,
+	// so it also takes an invalid group name): pubsub.basic shows the base
+	// delivers.
+	"queue-broadcast": {witness: capability.PubSubBasic, specs: []string{
+		"PubSub queue delivers each message to exactly one member of a group, while plain subscribers and other groups get every message"}},
+	"unbounded-buffer": {specs: []string{
+		"PubSub slow consumer handles a subscriber that stops reading by its declared policy, without stalling other subscribers or the publisher, and with bounded plugin memory"}},
+	"redeliver-acked": {specs: []string{
+		"PubSub durable never redelivers acknowledged messages, also after reconnecting, and resumes with what was published meanwhile"}},
+	"durable-no-redelivery": {specs: []string{
+		"PubSub durable redelivers a message that was not acknowledged after the ack deadline, counting the attempts"}},
+}
+
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped
-// around its base plugin (memstore, or nats on an embedded server), and
-// requires the verdict of the capability the mutant breaks to be "failed",
-// with exit code 1. A surviving mutant means a spec is missing or too weak.
+// around its base plugin (memstore, or nats on an embedded server), with
+// the lifecycle specs and those of the capability the mutant breaks, and
+// requires a proven kill (checkKill): exit code 1 with that capability
+// failed, lifecycle certified, a spec of the capability (or of its witness)
+// passed, and the specs of mutantKills failed. A surviving mutant means a
+// spec is missing or too weak.
 func TestMutantsAreKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the suites once per mutant")
@@ -63,8 +150,12 @@ func TestMutantsAreKilled(t *testing.T) {
 	var matrix []string
 	for _, m := range mutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
+			k, ok := mutantKills[m.Name]
+			if !ok {
+				t.Fatalf("mutant %q has no entry in mutantKills", m.Name)
+			}
 			args := []string{"--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant=" + m.Name,
-				"--plugin-arg=--base=" + m.BaseOrDefault(), "--backend", m.BaseOrDefault(), "--label-filter", string(m.Breaks)}
+				"--plugin-arg=--base=" + m.BaseOrDefault(), "--backend", m.BaseOrDefault(), "--label-filter", k.labelFilter(m.Breaks, true)}
 			if m.BaseOrDefault() != "memstore" {
 				// A hermetic backend: no container image or server binary needed.
 				args = append(args, "--instance", "embedded")
@@ -75,11 +166,8 @@ func TestMutantsAreKilled(t *testing.T) {
 				args = append(args, "--timeout-eventually", "5s")
 			}
 			rep, code, out := accept(t, bin, args...)
-			verdict := rep.Verdict(string(m.Breaks))
-			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %-9s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict))
-			if verdict != report.VerdictFail || code != report.ExitFailed {
-				t.Errorf("mutant %q (%s) survived: verdict for %s = %q, exit %d; want failed, exit 1\n%s", m.Name, m.Defect, m.Breaks, verdict, code, out)
-			}
+			verdict := checkKill(t, m.Name, m.Breaks, k, true, rep, code, out)
+			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %-9s %-7s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict, strings.Join(k.specs, " | ")))
 		})
 	}
 	t.Logf("kill matrix:\n%s", strings.Join(matrix, "\n"))
@@ -134,28 +222,109 @@ func TestProbeFindsUndeclaredCapability(t *testing.T) {
 	}
 }
 
+// registryKills is, for every registry mutant, the specs that must fail to
+// kill it (found by running each mutant; a defect may fail more).
+var registryKills = map[string]kill{
+	registrymutant.FilterIgnoresClause: {specs: []string{
+		"via proxy Registry filters selects exactly sensor-1 for {type: sensor, floor: 1} among the RFC-018 identities"}},
+	registrymutant.NeMissingWrong: {specs: []string{
+		"via proxy Registry filters evaluates every operator as SEMANTICS.md defines it: 1 equals 1.0, types never mix, ne is not eq, bytes order strings"}},
+	registrymutant.ExpiredEnumerated: {specs: []string{
+		"via proxy Registry basic never enumerates an identity once its TTL has passed, and registers it again at once"}},
+	registrymutant.ReplaceIgnored: {specs: []string{
+		"via proxy Registry basic answers AlreadyExists for a live identity without replace and keeps the first registration"}},
+	registrymutant.QuotaCountsExpired: {specs: []string{
+		"via proxy Registry basic answers ResourceExhausted at the quota and never counts expired identities"}},
+	registrymutant.MulticastTwice: {specs: []string{
+		"via proxy Registry multicast delivers the RFC-018 multicast to {type: sensor, floor: 1}: 1 target, 1 delivered, received by sensor-1 only",
+		"via proxy Registry multicast delivers to each of 1 000 identities exactly once"}},
+	registrymutant.DeliveredNoReceiver: {specs: []string{
+		"via proxy Registry multicast reports FAILED for a target without a live receiver and never counts it delivered"}},
+}
+
+// registryAccept runs the registry suite through the prism-proxy in bin on
+// memstore slots, with the specs labelFilter selects.
+func registryAccept(t *testing.T, bin, labelFilter string) (*report.Report, int, string) {
+	t.Helper()
+	return accept(t, bin, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
+		"--proxy", filepath.Join(bin, "prism-proxy"), "--label-filter", labelFilter)
+}
+
 // TestRegistryMutantsAreKilled runs the registry suite through prism-proxy
 // (memstore slots) once per registry mutant, which the proxy builds into its
-// coordinators when PRISM_REGISTRY_MUTANT names it, with only the specs of
-// the mutant's topic, and requires the verdict of the capability the mutant
-// breaks to be "failed", with exit code 1.
+// coordinators when PRISM_REGISTRY_MUTANT names it (a prism_mutants build
+// only), with the specs of the capability the mutant breaks, and requires a
+// proven kill (checkKill): exit code 1 with that capability failed, one of
+// its specs passed and the specs of registryKills failed. A pattern run has
+// no lifecycle specs (the proxy serving at all is its BeforeAll).
 func TestRegistryMutantsAreKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the registry suite once per mutant")
 	}
-	bin := buildCommands(t)
+	bin := buildMutantCommands(t)
 	var matrix []string
-	for _, m := range registry.Mutants() {
+	for _, m := range registrymutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
-			t.Setenv(registry.MutantEnv, m.Name) // prism-accept's proxy inherits it
-			rep, code, out := accept(t, bin, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
-				"--proxy", filepath.Join(bin, "prism-proxy"), "--label-filter", m.LabelFilter)
-			verdict := rep.Verdict(string(m.Breaks))
-			matrix = append(matrix, fmt.Sprintf("%-28s %-20s %s", m.Name, m.Breaks, verdict))
-			if verdict != report.VerdictFail || code != report.ExitFailed {
-				t.Errorf("registry mutant %q (%s) survived: verdict for %s = %q, exit %d; want failed, exit 1\n%s", m.Name, m.Defect, m.Breaks, verdict, code, out)
+			k, ok := registryKills[m.Name]
+			if !ok {
+				t.Fatalf("registry mutant %q has no entry in registryKills", m.Name)
 			}
+			t.Setenv(registrymutant.Env, m.Name) // prism-accept's proxy inherits it
+			rep, code, out := registryAccept(t, bin, k.labelFilter(m.Breaks, false))
+			verdict := checkKill(t, m.Name, m.Breaks, k, false, rep, code, out)
+			matrix = append(matrix, fmt.Sprintf("%-28s %-20s %-7s %s", m.Name, m.Breaks, verdict, strings.Join(k.specs, " | ")))
 		})
 	}
 	t.Logf("registry kill matrix:\n%s", strings.Join(matrix, "\n"))
+}
+
+// TestRegistryIsCertifiedForTheProxy is the control of the registry
+// mutants: the shipped prism-proxy (no build tag) passes the registry suite
+// on memstore slots.
+func TestRegistryIsCertifiedForTheProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the registry suite")
+	}
+	bin := buildCommands(t)
+	caps := []capability.Name{capability.RegistryBasic, capability.RegistryMulticast}
+	rep, code, out := registryAccept(t, bin, string(caps[0])+" || "+string(caps[1]))
+	for _, c := range caps {
+		if v := rep.Verdict(string(c)); v != report.Certified {
+			t.Errorf("%s: %q, want %q\n%s", c, v, report.Certified, out)
+		}
+	}
+	if code != report.ExitOK {
+		t.Errorf("exit %d, want %d\n%s", code, report.ExitOK, out)
+	}
+}
+
+// TestKillTablesNameEveryMutant checks that the kill tables and the mutants
+// agree: every mutant has the specs that must catch it, and no entry names
+// a mutant that does not exist.
+func TestKillTablesNameEveryMutant(t *testing.T) {
+	check := func(table string, kills map[string]kill, names []string) {
+		known := map[string]bool{}
+		for _, n := range names {
+			known[n] = true
+			if k, ok := kills[n]; !ok || len(k.specs) == 0 {
+				t.Errorf("%s: mutant %q has no spec that must fail", table, n)
+			}
+		}
+		for n := range kills {
+			if !known[n] {
+				t.Errorf("%s: %q is not a mutant", table, n)
+			}
+		}
+	}
+	var names []string
+	for _, m := range mutant.All() {
+		names = append(names, m.Name)
+	}
+	check("mutantKills", mutantKills, names)
+	check("registryKills", registryKills, registrymutant.Names())
+	for _, m := range authMutants {
+		if len(m.kill.specs) == 0 {
+			t.Errorf("authMutants: %q has no spec that must fail", m.defect)
+		}
+	}
 }

@@ -10,25 +10,28 @@ import (
 	"github.com/prism-suite/prism/harness/backend"
 )
 
-// TestConformance certifies the plugin binary with the suites against an
-// embedded nats-server, as prism-accept --backend nats --instance embedded
-// would.
+// TestConformance certifies the plugin binary with the suites against a
+// nats-server process built from the version in go.mod, as
+// task accept BACKEND=nats INSTANCE=process would. The server is a process
+// of its own, not embedded in this test binary, so it runs at full speed
+// under -race too (the suites bound publish stalls).
 func TestConformance(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the plugin and runs the suites")
+		t.Skip("builds the plugin and nats-server and runs the suites")
 	}
-	if raceEnabled {
-		t.Skip("the suites bound publish stalls and plugin memory, and the embedded nats-server runs in this " +
-			"test binary: under the race detector it runs several times slower; run without -race, or prism-accept")
-	}
-	plugin := filepath.Join(t.TempDir(), "prism-nats")
+	dir := t.TempDir()
+	plugin, server := filepath.Join(dir, "prism-nats"), filepath.Join(dir, "nats-server")
 	if out, err := exec.Command("go", "build", "-o", plugin, "github.com/prism-suite/prism/backends/nats/cmd/prism-nats").CombinedOutput(); err != nil {
 		t.Fatalf("build plugin: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "build", "-o", server, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		t.Fatalf("build nats-server: %v\n%s", err, out)
 	}
 	cfg := acceptance.DefaultConfig()
 	cfg.Plugin = plugin
 	cfg.Backend = backend.NATS
-	cfg.Backends.Provider = backend.Embedded
+	cfg.Backends.Provider = backend.Process
+	cfg.Backends.NATSServerPath = server
 	cfg.ReportDir = t.TempDir()
 	rep := acceptance.Run(t, cfg)
 	for _, c := range []string{"lifecycle", "pubsub.basic", "pubsub.ordered", "pubsub.queue", "pubsub.durable"} {

@@ -37,17 +37,11 @@ func unjoin(err error) []error {
 type authState struct {
 	a       *auth.Authorizer
 	refused *prometheus.CounterVec
-	// leak is the test-only defect leak-token: route forwards authorization.
-	leak bool
 }
 
 // setupAuth builds the authorizer when auth is on; New calls it.
 func (p *Proxy) setupAuth() error {
-	if d := authmutant.Active(); d != "" {
-		p.log.Error("this proxy is deliberately broken for testing: "+authmutant.Env+" is set; never use it in a deployment",
-			"defect", string(d))
-	}
-	p.auth.leak = authmutant.Has(authmutant.LeakToken)
+	authmutant.Warn(p.log) // a prism_mutants build only
 	if p.cfg.Auth == nil {
 		return nil
 	}
@@ -101,17 +95,17 @@ func (p *Proxy) authServerOptions(ctx context.Context) []grpc.ServerOption {
 // authUnary wraps the auth interceptor: it counts refusals and applies a
 // test-only defect, if any.
 func (p *Proxy) authUnary(inner grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	d := authmutant.Active()
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		d := authmutant.Active()
 		reached := false
 		h := func(hctx context.Context, req any) (any, error) {
 			reached = true
-			if d == authmutant.LeakToken {
+			if authmutant.Compiled && d == authmutant.LeakToken {
 				hctx = withAuthorization(hctx, ctx)
 			}
 			return handler(hctx, req)
 		}
-		if d != "" {
+		if authmutant.Compiled && d != "" { // Compiled: no defect branch in the default build
 			if d == authmutant.AlgNone && unsignedToken(ctx) {
 				return h(withoutAuthorization(ctx), req)
 			}
@@ -130,18 +124,18 @@ func (p *Proxy) authUnary(inner grpc.UnaryServerInterceptor) grpc.UnaryServerInt
 // authStream is authUnary for streaming calls (and the unknown-service
 // handler, which routes every forwarded call).
 func (p *Proxy) authStream(inner grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
-	d := authmutant.Active()
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		d := authmutant.Active()
 		orig := ss.Context()
 		reached := false
 		h := func(srv any, hs grpc.ServerStream) error {
 			reached = true
-			if d == authmutant.LeakToken {
+			if authmutant.Compiled && d == authmutant.LeakToken {
 				hs = &ctxStream{ServerStream: hs, ctx: withAuthorization(hs.Context(), orig)}
 			}
 			return handler(srv, hs)
 		}
-		if d != "" {
+		if authmutant.Compiled && d != "" {
 			if d == authmutant.AlgNone && unsignedToken(orig) {
 				return h(srv, &ctxStream{ServerStream: ss, ctx: withoutAuthorization(orig)})
 			}

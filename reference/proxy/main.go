@@ -58,13 +58,12 @@ func Main(args []string, stderr io.Writer) int {
 	if *logLevel != "" {
 		cfg.LogLevel = *logLevel
 	}
-	// Test only: a deliberately broken auth for the suite's mutant tests.
-	defect, err := authmutant.Parse(os.Getenv(authmutant.Env))
-	if err != nil {
+	// Test only: a deliberately broken auth for the suite's mutant tests, in
+	// a prism_mutants build; the default build has none and reads nothing.
+	if err := authmutant.Setup(); err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		return 2
 	}
-	authmutant.Set(defect)
 	p, err := New(cfg, WithPluginStderr(stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)

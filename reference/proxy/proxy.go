@@ -119,6 +119,7 @@ import (
 
 	"github.com/prism-suite/prism/proto/handshake"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 	"github.com/prism-suite/prism/reference/registry"
 )
 
@@ -477,7 +478,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	if p.draining.Load() {
 		return status.Error(codes.Unavailable, "the proxy is shutting down")
 	}
-	out := forwardedMetadata(md, p.auth.leak)
+	out := forwardedMetadata(md, authmutant.Compiled && authmutant.Has(authmutant.LeakToken))
 	id := first(md, RequestIDKey)
 	if id == "" {
 		id = p.reqPrefix + strconv.FormatUint(p.reqSeq.Add(1), 36)

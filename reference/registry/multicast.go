@@ -504,7 +504,7 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 			return nil, err
 		}
 		for i, id := range ids {
-			if live[id] || c.mutant == MutantDeliveredNoReceiver {
+			if live[id] || c.has(mutantDeliveredNoReceiver) {
 				send = append(send, i)
 				continue
 			}
@@ -616,7 +616,7 @@ func (c *Coordinator) publish(ctx context.Context, ms psSlot, mc string, ids []s
 					Metadata: c.inboxMetadata(req.GetMetadata(), mc, ids[i], dl)}
 			}
 			_, err := ms.ps.PublishBatch(ms.ctx, &pubsubv1.PublishBatchRequest{Messages: msgs})
-			if err == nil && !alo && c.mutant == MutantMulticastTwice {
+			if err == nil && !alo && c.has(mutantMulticastTwice) {
 				_, err = ms.ps.PublishBatch(ms.ctx, &pubsubv1.PublishBatchRequest{Messages: msgs})
 			}
 			if err == nil && alo {

@@ -53,9 +53,11 @@
 //
 // # Mutants
 //
-// For testing the registry suite only, the environment variable
-// PRISM_REGISTRY_MUTANT names a deliberate defect ([Mutants]) that
-// [New] builds into the coordinator. Never set it in production.
+// For testing the registry suite only, a binary built with
+// -tags prism_mutants builds a deliberate defect (see registrymutant) into
+// the coordinator when [WithMutant] or the environment variable
+// registrymutant.Env names one. The default build has no defects and reads
+// no such variable.
 package registry
 
 import (
@@ -64,7 +66,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -139,21 +140,26 @@ func WithLogger(l *slog.Logger) Option { return func(c *Coordinator) { c.log = l
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(c *Coordinator) { c.now = now } }
 
-// WithMutant builds the named defect into the coordinator (tests of the
-// suite only; see [Mutants]). It overrides PRISM_REGISTRY_MUTANT.
+// WithMutant builds the named defect (see registrymutant) into the
+// coordinator, in place of the one the environment names; "" builds none.
+// Tests of the suite only: outside a prism_mutants build, [New] refuses any
+// name but "".
 func WithMutant(name string) Option {
-	return func(c *Coordinator) { c.mutant = name; c.mutantSet = true }
+	return func(c *Coordinator) { c.mutantName = name; c.mutantSet = true }
 }
 
 // Coordinator serves the registry of one namespace.
 type Coordinator struct {
-	ns        string
-	cfg       Config
-	reg, msg  Slot
-	log       *slog.Logger
-	now       func() time.Time
-	mutant    string
-	mutantSet bool
+	ns       string
+	cfg      Config
+	reg, msg Slot
+	log      *slog.Logger
+	now      func() time.Time
+	// mutant is the defect built in (a prism_mutants build only), named
+	// mutantName; mutantSet: WithMutant named it, not the environment.
+	mutant     mutantID
+	mutantName string
+	mutantSet  bool
 	// owner identifies this coordinator in presence keys and peer topics.
 	owner string
 	// decoded caches decoded records by their bytes.
@@ -191,14 +197,8 @@ func New(ns string, cfg Config, reg, msg Slot, opts ...Option) (*Coordinator, er
 	for _, o := range opts {
 		o(c)
 	}
-	if !c.mutantSet {
-		c.mutant = os.Getenv(MutantEnv)
-	}
-	if c.mutant != "" {
-		if _, ok := LookupMutant(c.mutant); !ok {
-			return nil, fmt.Errorf("%s=%q: no such registry mutant (known: %s)", MutantEnv, c.mutant, strings.Join(mutantNames(), ", "))
-		}
-		c.log.Warn("registry mutant active: this coordinator is deliberately broken (test only)", "namespace", ns, "mutant", c.mutant)
+	if err := c.setupMutant(ns); err != nil {
+		return nil, err
 	}
 	c.log = c.log.With("namespace", ns, "registry_owner", c.owner)
 	go c.refresh()
@@ -308,7 +308,7 @@ func live(rec *registryv1.Identity, now time.Time) bool {
 // visible reports whether a record read by a scan (Enumerate, Multicast's
 // targets, the quota) counts: it has not expired, unless a mutant says so.
 func (c *Coordinator) visible(rec *registryv1.Identity, now time.Time) bool {
-	return live(rec, now) || c.mutant == MutantExpiredEnumerated
+	return live(rec, now) || c.has(mutantExpiredEnumerated)
 }
 
 // Register implements prism.registry.v1.Registry/Register.
@@ -345,7 +345,7 @@ func (c *Coordinator) Register(ctx context.Context, req *registryv1.RegisterRequ
 		return nil, err
 	}
 	isLive := old != nil && live(old, now)
-	if isLive && !req.GetReplace() && c.mutant != MutantReplaceIgnored {
+	if isLive && !req.GetReplace() && !c.has(mutantReplaceIgnored) {
 		return nil, status.Errorf(codes.AlreadyExists, "identity %q is already registered (until %s); register with replace to renew it",
 			id, old.GetExpiresAt().AsTime().Format(time.RFC3339Nano))
 	}
@@ -385,7 +385,7 @@ func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	}
 	var count int64
 	err = c.scanRecords(s, "", func(k string, rec *registryv1.Identity) bool {
-		if k != key && (live(rec, now) || c.mutant == MutantQuotaCountsExpired) {
+		if k != key && (live(rec, now) || c.has(mutantQuotaCountsExpired)) {
 			count++
 		}
 		return true
