@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prism-suite/prism/reference/registry/filter"
 )
 
 // Config is a registry namespace's settings: the `registry:` block of a
@@ -21,6 +23,8 @@ import (
 //	  expiry_grace: 2s                        # how long the slot keeps an expired record
 //	  max_fanout: 64                          # publishes in flight per multicast
 //	  max_ttl: 24h                            # the longest registration TTL
+//	  filter_max_nodes: 64                    # nodes of every kind (and, or, not, condition) in one filter; at most 64
+//	  filter_max_bytes: 16384                 # a filter's encoded bytes; at most 16384
 //	  schema:
 //	    closed: false                         # true: fields the schema does not list are refused
 //	    fields:
@@ -60,6 +64,13 @@ type Config struct {
 	MaxFanout int `yaml:"max_fanout,omitempty"`
 	// MaxTTL is the longest registration TTL accepted (default 24h).
 	MaxTTL time.Duration `yaml:"max_ttl,omitempty"`
+	// FilterMaxNodes bounds the nodes of one Enumerate or Multicast filter,
+	// of every kind (default and most filter.MaxNodes): a filter over it is
+	// InvalidArgument before it is walked.
+	FilterMaxNodes int `yaml:"filter_max_nodes,omitempty"`
+	// FilterMaxBytes bounds a filter's encoded size (default and most
+	// filter.MaxFilterBytes).
+	FilterMaxBytes int `yaml:"filter_max_bytes,omitempty"`
 	// Schema constrains the metadata of every registration (nil: any).
 	Schema *Schema `yaml:"schema,omitempty"`
 }
@@ -134,6 +145,12 @@ func (c Config) WithDefaults(ns string) Config {
 	if c.MaxTTL == 0 {
 		c.MaxTTL = DefaultMaxTTL
 	}
+	if c.FilterMaxNodes == 0 {
+		c.FilterMaxNodes = filter.MaxNodes
+	}
+	if c.FilterMaxBytes == 0 {
+		c.FilterMaxBytes = filter.MaxFilterBytes
+	}
 	return c
 }
 
@@ -169,6 +186,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTTL < 0 {
 		add("max_ttl", "must not be negative, got %v", c.MaxTTL)
+	}
+	if c.FilterMaxNodes < 0 || c.FilterMaxNodes > filter.MaxNodes {
+		add("filter_max_nodes", "must be 1 to %d, got %d", filter.MaxNodes, c.FilterMaxNodes)
+	}
+	if c.FilterMaxBytes < 0 || c.FilterMaxBytes > filter.MaxFilterBytes {
+		add("filter_max_bytes", "must be 1 to %d, got %d", filter.MaxFilterBytes, c.FilterMaxBytes)
 	}
 	if c.Schema != nil {
 		names := make([]string, 0, len(c.Schema.Fields))

@@ -491,7 +491,7 @@ func (c *Coordinator) Unregister(ctx context.Context, req *registryv1.Unregister
 // compile validates a filter (with the mutants' defects applied).
 func (c *Coordinator) compile(f *registryv1.Filter) (*filter.Compiled, error) {
 	f = c.mutateFilter(f)
-	cf, err := filter.Compile(f)
+	cf, err := filter.CompileWithin(f, filter.Size{Nodes: c.cfg.FilterMaxNodes, Bytes: c.cfg.FilterMaxBytes})
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

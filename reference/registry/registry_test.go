@@ -23,6 +23,7 @@ import (
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/registry"
+	"github.com/prism-suite/prism/reference/registry/filter"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -395,5 +396,36 @@ func TestReceiversBehindAnotherBus(t *testing.T) {
 	waitFor(t, "the message", func() bool { return r.count() == 1 })
 	if got := string(r.msgs[0].GetPayload()); got != "y" {
 		t.Fatalf("got %q, want y", got)
+	}
+}
+
+// TestFilterSizeIsTheNamespaces: a namespace's filter_max_nodes and
+// filter_max_bytes bound Enumerate's filter (InvalidArgument naming the
+// limit, before the filter is walked); a config above the package maxima
+// is refused naming the field.
+func TestFilterSizeIsTheNamespaces(t *testing.T) {
+	slot := startMemstore(t)
+	rc := serve(t, newCoordinator(t, registry.Config{FilterMaxNodes: 3, FilterMaxBytes: 200}, slot, slot))
+	ctx := context.Background()
+	c := cond("kind", registryv1.Condition_OP_EQ, str("a"))
+	if _, err := rc.Enumerate(ctx, &registryv1.EnumerateRequest{Filter: and(c, c)}); err != nil {
+		t.Fatalf("a filter of 3 nodes with filter_max_nodes 3: %v", err)
+	}
+	_, err := rc.Enumerate(ctx, &registryv1.EnumerateRequest{Filter: and(c, c, c)})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "more than 3 nodes") {
+		t.Errorf("a filter of 4 nodes with filter_max_nodes 3: got %v, want InvalidArgument naming 3 nodes", err)
+	}
+	long := cond("kind", registryv1.Condition_OP_EQ, str(strings.Repeat("x", 300)))
+	_, err = rc.Enumerate(ctx, &registryv1.EnumerateRequest{Filter: long})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "over the limit of 200") {
+		t.Errorf("a filter of 300+ bytes with filter_max_bytes 200: got %v, want InvalidArgument naming 200", err)
+	}
+	for field, cfg := range map[string]registry.Config{
+		"filter_max_nodes": {FilterMaxNodes: filter.MaxNodes + 1},
+		"filter_max_bytes": {FilterMaxBytes: -1},
+	} {
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("config %+v: got %v, want an error naming %s", cfg, err, field)
+		}
 	}
 }

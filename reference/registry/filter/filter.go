@@ -64,15 +64,31 @@ type node struct {
 	members []*node
 }
 
-// Compile validates f against the limits and the operand rules and returns
-// it ready to evaluate. A nil filter matches every identity.
-func Compile(f *registryv1.Filter) (*Compiled, error) {
+// Size bounds a filter's nodes (of every kind) and its encoded bytes. A
+// namespace may set them below MaxNodes and MaxFilterBytes, never above.
+type Size struct {
+	Nodes int
+	Bytes int
+}
+
+// DefaultSize is the largest filter: MaxNodes nodes, MaxFilterBytes bytes.
+func DefaultSize() Size { return Size{Nodes: MaxNodes, Bytes: MaxFilterBytes} }
+
+// Compile validates f against the limits (DefaultSize) and the operand
+// rules and returns it ready to evaluate. A nil filter matches every
+// identity.
+func Compile(f *registryv1.Filter) (*Compiled, error) { return CompileWithin(f, DefaultSize()) }
+
+// CompileWithin is Compile with size limits of the caller's, each at most
+// the default (a larger one counts as the default).
+func CompileWithin(f *registryv1.Filter, size Size) (*Compiled, error) {
+	nodes, bytes := min(size.Nodes, MaxNodes), min(size.Bytes, MaxFilterBytes)
 	// The node count stops early, so it comes first; sizing walks it all.
-	if n := countNodes(f, MaxNodes+1); n > MaxNodes {
-		return nil, &Error{Reason: fmt.Sprintf("more than %d nodes (and, or, not and conditions)", MaxNodes)}
+	if n := countNodes(f, nodes+1); n > nodes {
+		return nil, &Error{Reason: fmt.Sprintf("more than %d nodes (and, or, not and conditions)", nodes)}
 	}
-	if n := proto.Size(f); n > MaxFilterBytes {
-		return nil, &Error{Reason: fmt.Sprintf("%d bytes encoded, over the limit of %d", n, MaxFilterBytes)}
+	if n := proto.Size(f); n > bytes {
+		return nil, &Error{Reason: fmt.Sprintf("%d bytes encoded, over the limit of %d", n, bytes)}
 	}
 	clauses := 0
 	root, err := compile(f, "", 1, &clauses)
