@@ -31,6 +31,7 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/registry"
@@ -341,6 +342,10 @@ type inbox struct {
 // openInbox opens Receive for name on client c and waits for Subscribed.
 func (s *session) openInbox(c registryv1.RegistryClient, name string) (*inbox, error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	// Opening the stream may wait for a free HTTP/2 stream on the
+	// connection: until Subscribed arrives, the call timeout bounds it.
+	opening := time.AfterFunc(s.fx.Timeouts.Call, cancel)
+	defer opening.Stop()
 	stream, err := c.Receive(ctx)
 	if err != nil {
 		cancel()
@@ -400,20 +405,38 @@ func (s *session) MustReceive(name string) *inbox {
 	return in
 }
 
-// MustReceiveMany opens the inboxes of names concurrently.
+// inboxesPerConn is how many inboxes MustReceiveMany opens on one client
+// connection, as many receivers on one client would: a proxy bounds the
+// streams of one connection (prism-proxy's limits.max_concurrent_streams,
+// 128 by default), and a thousand receivers are a thousand clients.
+const inboxesPerConn = 100
+
+// MustReceiveMany opens the inboxes of names concurrently, at most
+// inboxesPerConn on each connection to the proxy.
 func (s *session) MustReceiveMany(names []string) map[string]*inbox {
 	GinkgoHelper()
+	clients := []registryv1.RegistryClient{s.rc}
+	for len(clients)*inboxesPerConn < len(names) {
+		conn, err := target.Dial(s.fx.Proxy.Addr)
+		if err != nil {
+			fixture.HarnessFail(fmt.Errorf("dial another connection to the proxy: %w", err))
+		}
+		DeferCleanup(conn.Close)
+		t := s.fx.Target
+		t.Conn = conn
+		clients = append(clients, t.Registry())
+	}
 	out := make(map[string]*inbox, len(names))
 	var mu sync.Mutex
 	errs := make(chan error, len(names))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
-	for _, n := range names {
+	for i, n := range names {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			in, err := s.openInbox(s.rc, n)
+			in, err := s.openInbox(clients[i/inboxesPerConn], n)
 			if err != nil {
 				errs <- fmt.Errorf("receive %q: %w", n, err)
 				return
