@@ -155,6 +155,18 @@ var expiryMutants = []Mutant{
 			}
 			return nil, false, nil
 		})},
+	{Name: "getttl-short", Breaks: capability.KeyValueTTL, Defect: "GetTTL reports 300 ms less than is left (counting from the wrong start)",
+		unary: on("GetTTL", func(_ context.Context, req *keyvaluev1.GetTTLRequest, call func(*keyvaluev1.GetTTLRequest) (any, error)) (any, error) {
+			resp, err := call(req)
+			if err != nil {
+				return nil, err
+			}
+			r := resp.(*keyvaluev1.GetTTLResponse)
+			if r.GetHasExpiry() && r.GetTtl().AsDuration() > 300*time.Millisecond {
+				r.Ttl = durationpb.New(r.GetTtl().AsDuration() - 300*time.Millisecond)
+			}
+			return r, nil
+		})},
 	{Name: "huge-ttl-set-no-expiry", Breaks: capability.KeyValueTTL, Defect: "Set with a TTL of over 100 years stores the key without expiry (overflow)",
 		unary: on("Set", func(_ context.Context, req *keyvaluev1.SetRequest, call func(*keyvaluev1.SetRequest) (any, error)) (any, error) {
 			if req.GetTtl() != nil && req.GetTtl().AsDuration() >= hugeTTL {

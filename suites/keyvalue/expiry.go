@@ -124,7 +124,8 @@ func describeExpiry(sess func() *session) {
 				ex, exErr := s.kv.Exists(s.ctx(), &keyvaluev1.ExistsRequest{Key: k})
 				ttlAsked := time.Now()
 				rem, ttlErr := s.kv.GetTTL(s.ctx(), &keyvaluev1.GetTTLRequest{Key: k})
-				if !w.inTime(time.Now()) {
+				ttlAnswered := time.Now()
+				if !w.inTime(ttlAnswered) {
 					return false
 				}
 				at := ttlAsked.Sub(w.sent).Round(time.Millisecond)
@@ -134,11 +135,13 @@ func describeExpiry(sess func() *session) {
 				Expect(ex.GetExists()).To(BeTrue(), "Exists at %v of a %v TTL", at, life)
 				Expect(ttlErr).NotTo(HaveOccurred(), "GetTTL at %v of a %v TTL", at, life)
 				Expect(rem.GetHasExpiry()).To(BeTrue(), "GetTTL has_expiry")
-				// The TTL started by w.done, so at least ttlAsked-w.done of it
-				// had passed when GetTTL was asked (plus a millisecond for
-				// backends that count in whole milliseconds).
-				maxLeft := life - ttlAsked.Sub(w.done) + time.Millisecond
-				Expect(rem.GetTtl().AsDuration()).To(And(BeNumerically(">", 0), BeNumerically("<=", maxLeft)),
+				// The TTL started between w.sent and w.done and GetTTL was
+				// answered between ttlAsked and ttlAnswered, which bounds what
+				// is left both ways (give or take 2 ms for backends that count
+				// in whole milliseconds).
+				minLeft := life - ttlAnswered.Sub(w.sent) - 2*time.Millisecond
+				maxLeft := life - ttlAsked.Sub(w.done) + 2*time.Millisecond
+				Expect(rem.GetTtl().AsDuration()).To(And(BeNumerically(">=", minLeft), BeNumerically("<=", maxLeft)),
 					"remaining TTL at %v of a %v TTL", at, life)
 				return true
 			})
