@@ -136,3 +136,35 @@ func TestScanRejectsForeignCursor(t *testing.T) {
 		t.Fatalf("Scan with a bad cursor = %v, want ErrInvalid", err)
 	}
 }
+
+// TestHugeTTLIsKept checks that a TTL at the largest Go duration (what the
+// SDK hands over for a protobuf Duration of 300 years) keeps the key with an
+// expiry on SetWithTTL, BatchSet and Expire: time.Time.Add saturates, so the
+// deadline lies centuries ahead instead of wrapping into the past.
+func TestHugeTTLIsKept(t *testing.T) {
+	const huge = time.Duration(1<<63 - 1)
+	const sane = 290 * 365 * 24 * time.Hour
+	s, c := newStore(t, nil)
+	ctx := context.Background()
+	if err := s.SetWithTTL(ctx, "set", []byte("v"), huge); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BatchSet(ctx, []sdk.Entry{{Key: "batch", Value: []byte("v")}}, huge); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "expire", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Expire(ctx, "expire", huge); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(24 * time.Hour)
+	for _, k := range []string{"set", "batch", "expire"} {
+		if got, err := s.Get(ctx, k); err != nil || string(got) != "v" {
+			t.Errorf("Get(%s) a day after a huge TTL = %q, %v; want \"v\"", k, got, err)
+		}
+		if rem, has, err := s.TTL(ctx, k); err != nil || !has || rem < sane {
+			t.Errorf("TTL(%s) a day after a huge TTL = %v, %v, %v; want at least %v, true, nil", k, rem, has, err, sane)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -159,8 +160,14 @@ func (d *Driver) Persist(ctx context.Context, key string) (bool, error) {
 }
 
 // ms rounds a TTL up to whole milliseconds, Redis's finest unit, so a TTL
-// is never shortened.
+// is never shortened. A TTL within a millisecond of the largest duration
+// cannot be rounded up without overflowing (which made SET store the key
+// without expiry and PEXPIRE delete it); it is rounded down instead, which
+// shortens a TTL of about 292 years by under a millisecond.
 func ms(ttl time.Duration) time.Duration {
+	if ttl > math.MaxInt64-(time.Millisecond-1) {
+		return ttl.Truncate(time.Millisecond)
+	}
 	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 

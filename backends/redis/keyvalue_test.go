@@ -3,6 +3,7 @@ package redis_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -210,3 +211,41 @@ func TestBatch(t *testing.T) {
 }
 
 func entryEqual(a, b sdk.Entry) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }
+
+// TestHugeTTL checks that a TTL at the largest Go duration (what the SDK
+// hands over for a protobuf Duration of 300 years) is kept on SetWithTTL,
+// BatchSet and Expire: rounding it up to whole milliseconds once overflowed,
+// so SET stored the key without expiry and PEXPIRE deleted it.
+func TestHugeTTL(t *testing.T) {
+	const huge = time.Duration(math.MaxInt64)
+	const sane = 290 * 365 * 24 * time.Hour
+	for name, addr := range map[string]func(t *testing.T) string{
+		"miniredis":    func(t *testing.T) string { return startMiniredis(t).Addr() },
+		"redis-server": func(t *testing.T) string { return startRedisServer(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := newDriver(t, addr(t), nil, nil)
+			ctx := testCtx(t, 10*time.Second)
+			if err := d.SetWithTTL(ctx, "set", []byte("v"), huge); err != nil {
+				t.Fatalf("SetWithTTL(huge): %v", err)
+			}
+			if err := d.BatchSet(ctx, []sdk.Entry{{Key: "batch", Value: []byte("v")}}, huge); err != nil {
+				t.Fatalf("BatchSet(huge): %v", err)
+			}
+			if err := d.Set(ctx, "expire", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Expire(ctx, "expire", huge); err != nil {
+				t.Fatalf("Expire(huge): %v", err)
+			}
+			for _, k := range []string{"set", "batch", "expire"} {
+				if got, err := d.Get(ctx, k); err != nil || string(got) != "v" {
+					t.Errorf("Get(%s) after a huge TTL = %q, %v; want \"v\"", k, got, err)
+				}
+				if rem, has, err := d.TTL(ctx, k); err != nil || !has || rem < sane {
+					t.Errorf("TTL(%s) after a huge TTL = %v, %v, %v; want at least %v, true, nil", k, rem, has, err, sane)
+				}
+			}
+		})
+	}
+}

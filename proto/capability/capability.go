@@ -82,8 +82,11 @@ var all = []Info{
 	{KeyValueBasic, "v1", "keyvalue", "Set, Get, Delete and Exists on binary-safe values and literal keys; Get of a missing key " +
 		"is NotFound; Delete reports whether the key existed; invalid keys and oversized values are InvalidArgument; " +
 		"safe under concurrent clients with no lost write.", false},
-	{KeyValueTTL, "v1", "keyvalue", "Set with a TTL, Expire, GetTTL and Persist; an expired key is never returned; GetTTL " +
-		"tells 'no expiry' from 'no such key'; an overwrite without TTL clears the TTL.", false},
+	{KeyValueTTL, "v1", "keyvalue", "Set with a TTL, Expire, GetTTL and Persist; a key whose TTL has ended is gone for " +
+		"every operation at once (Get, Exists, Delete, GetTTL, Expire, Persist, Scan, Count, BatchGet, BatchDelete), " +
+		"reclaimed or not, and never gone early; GetTTL tells 'no expiry' from 'no such key'; an overwrite without TTL " +
+		"(Set or BatchSet) clears the TTL; a huge TTL (300 years, or beyond the largest Go duration) is kept or refused " +
+		"with InvalidArgument naming the field.", false},
 	{KeyValueScan, "v1", "keyvalue", "Scan by literal prefix in pages with an opaque cursor, returning every key present " +
 		"for the whole scan exactly once and nothing outside the prefix; Count by prefix.", false},
 	{KeyValueBatch, "v1", "keyvalue", "BatchSet, BatchGet and BatchDelete of up to the declared batch size, with per-key " +

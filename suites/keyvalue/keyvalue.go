@@ -42,6 +42,7 @@ func Register(p fixture.Provider) bool {
 		})
 		describeBasic(func() *session { return s })
 		describeTTL(func() *session { return s })
+		describeExpiry(func() *session { return s })
 		describeScan(func() *session { return s })
 		describeBatch(func() *session { return s })
 		describeFaults(func() *session { return s })

@@ -27,7 +27,7 @@ func main() {
 	flag.Parse()
 	if *list {
 		for _, m := range mutant.All() {
-			fmt.Printf("%-24s %-16s %-9s %s\n", m.Name, m.Breaks, m.BaseOrDefault(), m.Defect)
+			fmt.Printf("%-28s %-16s %-9s %s\n", m.Name, m.Breaks, m.BaseOrDefault(), m.Defect)
 		}
 		return
 	}
