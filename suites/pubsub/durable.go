@@ -136,13 +136,7 @@ func describeDurable(sess func() *session) {
 			for i := range 6 {
 				held = append(held, s.MustPublish(topic, []byte(fmt.Sprintf("held%d", i)), nil))
 			}
-			before = append(before, held...)
-			a.WaitCount(len(held), s.fx.Timeouts.Eventually, "consumer a")
 			plain.WaitCount(len(held), s.fx.Timeouts.Eventually, "the plain subscriber")
-			mustAck(topic, "a", tokens(a.Messages()[:2])) // a holds 2 acknowledged and 4 unacknowledged messages
-			// A moment before: Publish has returned, no delivery awaited.
-			before = append(before, s.MustPublish(topic, []byte("just before"), nil))
-
 			old := func() map[string]bool {
 				m := map[string]bool{}
 				for _, id := range before {
@@ -173,6 +167,18 @@ func describeDurable(sess func() *session) {
 					Expect(got[id]).To(BeTrue(), "%s: message %s, published after it was created, was not delivered", what, id)
 				}
 			}
+
+			expectOnlyAfter(a, held, "consumer a, made after 3 messages were published,")
+			var ackA []string // a holds 2 acknowledged and 4 unacknowledged messages
+			for _, m := range a.Messages() {
+				if m.GetId() == held[0] || m.GetId() == held[1] {
+					ackA = append(ackA, m.GetAckToken())
+				}
+			}
+			mustAck(topic, "a", ackA)
+			before = append(before, held...)
+			// A moment before: Publish has returned, no delivery awaited.
+			before = append(before, s.MustPublish(topic, []byte("just before"), nil))
 
 			b := sub("b")
 			markers := []string{s.MustPublish(topic, []byte("marker1"), nil)}
