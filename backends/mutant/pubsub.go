@@ -2,12 +2,14 @@ package mutant
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/prism-suite/prism/proto/capability"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
@@ -238,7 +240,204 @@ func init() {
 					return send(ev)
 				}}
 			})},
+		Mutant{Name: "replay-last-3", Breaks: capability.PubSubBasic,
+			Defect: "a new subscriber first gets the last 3 messages of its topic (a small retained buffer)",
+			stream: replayToNew(3, func(s *subStream) bool { return s.group == "" && s.durable == "" })},
+		Mutant{Name: "queue-sticky", Breaks: capability.PubSubQueue,
+			Defect: "a queue group delivers every message to its first live member: later members get none while it lives",
+			stream: queueSticky},
+		Mutant{Name: "queue-leaver-keeps-share", Breaks: capability.PubSubQueue,
+			Defect: "a queue member that unsubscribes is answered with Unsubscribed but keeps its share of the group's messages",
+			stream: onSubscribe(func(s *subStream) subHooks {
+				return subHooks{recv: func(req *pubsubv1.SubscribeRequest) *pubsubv1.SubscribeRequest {
+					if req.GetUnsubscribe() == nil || s.group == "" {
+						return req
+					}
+					_ = s.send(&pubsubv1.SubscribeEvent{Event: &pubsubv1.SubscribeEvent_Unsubscribed{Unsubscribed: &pubsubv1.Unsubscribed{}}})
+					return nil // swallowed: the plugin keeps the member in the group
+				}}
+			})},
+		Mutant{Name: "queue-replay-to-joiner", Breaks: capability.PubSubQueue,
+			Defect: "a member joining a queue group first gets the last 5 messages the group delivered (a rebalance hands it the group's recent buffer)",
+			stream: replayToNew(5, func(s *subStream) bool { return s.group != "" })},
+		durableStart("durable-from-start", 0,
+			"a new durable consumer first gets every message its topic had before it was made (deliver all instead of deliver new)"),
+		durableStart("durable-last-before", 1,
+			"a new durable consumer first gets the newest message its topic had before it was made (deliver last instead of deliver new)"),
 	)
+}
+
+// replayToNew makes a mutant that keeps the last n messages sent to
+// subscriptions chosen by pick, per topic and queue group, and sends them to
+// each new such subscription right after its Subscribed event.
+func replayToNew(n int, pick func(*subStream) bool) func() grpc.StreamServerInterceptor {
+	return func() grpc.StreamServerInterceptor {
+		var mu sync.Mutex
+		recent := map[string][]*pubsubv1.SubscribeEvent{}
+		return onSubscribe(func(s *subStream) subHooks {
+			return subHooks{send: func(ev *pubsubv1.SubscribeEvent, send func(*pubsubv1.SubscribeEvent) error) error {
+				if !pick(s) {
+					return send(ev)
+				}
+				key := s.topic + "\x00" + s.group
+				switch {
+				case ev.GetSubscribed() != nil:
+					if err := send(ev); err != nil {
+						return err
+					}
+					mu.Lock()
+					replay := append([]*pubsubv1.SubscribeEvent(nil), recent[key]...)
+					mu.Unlock()
+					for _, r := range replay {
+						if err := send(r); err != nil {
+							return err
+						}
+					}
+					return nil
+				case ev.GetMessage() != nil:
+					mu.Lock()
+					kept := recent[key]
+					if !slices.ContainsFunc(kept, func(k *pubsubv1.SubscribeEvent) bool { return k.GetMessage().GetId() == ev.GetMessage().GetId() }) {
+						kept = append(kept, ev)
+						if len(kept) > n {
+							kept = kept[len(kept)-n:]
+						}
+						recent[key] = kept
+					}
+					mu.Unlock()
+				}
+				return send(ev)
+			}}
+		})()
+	}
+}
+
+// queueSticky sends every message of a queue group to the group's first
+// live member (in join order); a member is no longer live once it asked to
+// unsubscribe.
+func queueSticky() grpc.StreamServerInterceptor {
+	var mu sync.Mutex
+	members := map[string][]*subStream{} // by topic and group, in join order
+	remove := func(s *subStream) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := s.topic + "\x00" + s.group
+		members[key] = slices.DeleteFunc(members[key], func(x *subStream) bool { return x == s })
+	}
+	return onSubscribe(func(s *subStream) subHooks {
+		return subHooks{
+			recv: func(req *pubsubv1.SubscribeRequest) *pubsubv1.SubscribeRequest {
+				switch {
+				case s.group == "":
+				case req.GetSubscription() != nil:
+					mu.Lock()
+					key := s.topic + "\x00" + s.group
+					members[key] = append(members[key], s)
+					mu.Unlock()
+				case req.GetUnsubscribe() != nil:
+					remove(s)
+				}
+				return req
+			},
+			send: func(ev *pubsubv1.SubscribeEvent, send func(*pubsubv1.SubscribeEvent) error) error {
+				if s.group == "" || ev.GetMessage() == nil {
+					return send(ev)
+				}
+				mu.Lock()
+				var first *subStream
+				if m := members[s.topic+"\x00"+s.group]; len(m) > 0 {
+					first = m[0]
+				}
+				mu.Unlock()
+				if first == nil || first == s || first.send(ev) != nil {
+					return send(ev)
+				}
+				return nil
+			},
+			done: func() {
+				if s.group != "" {
+					remove(s)
+				}
+			},
+		}
+	})()
+}
+
+// durableStart makes a mutant that records what Publish and PublishBatch
+// accepted per topic, and sends a durable consumer the mutant has not seen
+// (or saw deleted) the last n of its topic's earlier messages right after its
+// Subscribed event: all of them when n is 0. The replayed deliveries carry an
+// ack token the base plugin does not know. Its unary and stream interceptors
+// share one record per Mutant value (one per prism-mutant process), so the
+// builders do not make fresh state as other mutants' do.
+func durableStart(name string, n int, defect string) Mutant {
+	var mu sync.Mutex
+	published := map[string][]*pubsubv1.Message{} // by topic
+	known := map[string]bool{}                    // topic and durable
+	record := func(topic string, payload []byte, md map[string]string, id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		published[topic] = append(published[topic], &pubsubv1.Message{Topic: topic, Payload: payload, Metadata: md, Id: id,
+			PublishTime: timestamppb.Now(), DeliveryAttempt: 1, AckToken: "replayed-" + id})
+		if len(published[topic]) > 10000 {
+			published[topic] = published[topic][1:]
+		}
+	}
+	svc := "/" + pubsubv1.PubSub_ServiceDesc.ServiceName + "/"
+	unary := func() grpc.UnaryServerInterceptor {
+		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil {
+				return resp, err
+			}
+			switch info.FullMethod {
+			case svc + "Publish":
+				r := req.(*pubsubv1.PublishRequest)
+				record(r.GetTopic(), r.GetPayload(), r.GetMetadata(), resp.(*pubsubv1.PublishResponse).GetId())
+			case svc + "PublishBatch":
+				for i, m := range req.(*pubsubv1.PublishBatchRequest).GetMessages() {
+					if ids := resp.(*pubsubv1.PublishBatchResponse).GetIds(); i < len(ids) {
+						record(m.GetTopic(), m.GetPayload(), m.GetMetadata(), ids[i])
+					}
+				}
+			case svc + "DeleteDurable":
+				r := req.(*pubsubv1.DeleteDurableRequest)
+				mu.Lock()
+				delete(known, r.GetTopic()+"\x00"+r.GetDurable())
+				mu.Unlock()
+			}
+			return resp, err
+		}
+	}
+	stream := onSubscribe(func(s *subStream) subHooks {
+		return subHooks{send: func(ev *pubsubv1.SubscribeEvent, send func(*pubsubv1.SubscribeEvent) error) error {
+			if s.durable == "" || ev.GetSubscribed() == nil {
+				return send(ev)
+			}
+			if err := send(ev); err != nil {
+				return err
+			}
+			key := s.topic + "\x00" + s.durable
+			mu.Lock()
+			var replay []*pubsubv1.Message
+			if !known[key] {
+				known[key] = true
+				replay = published[s.topic]
+				if n > 0 && len(replay) > n {
+					replay = replay[len(replay)-n:]
+				}
+				replay = slices.Clone(replay)
+			}
+			mu.Unlock()
+			for _, m := range replay {
+				if err := send(&pubsubv1.SubscribeEvent{Event: &pubsubv1.SubscribeEvent_Message{Message: m}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+	})
+	return Mutant{Name: name, Breaks: capability.PubSubDurable, Base: "nats", Defect: defect, unary: unary, stream: stream}
 }
 
 // dropCounter counts messages across subscriptions for drop-1pct.
@@ -262,6 +461,7 @@ type subStream struct {
 	hooks   subHooks
 	topic   string // from the subscription request
 	durable string
+	group   string
 
 	sendMu sync.Mutex // the plugin and other mutated streams may send concurrently
 }
@@ -301,7 +501,7 @@ func (s *subStream) RecvMsg(m any) error {
 			return nil
 		}
 		if sub := req.GetSubscription(); sub != nil && s.topic == "" {
-			s.topic, s.durable = sub.GetTopic(), sub.GetDurable()
+			s.topic, s.durable, s.group = sub.GetTopic(), sub.GetDurable(), sub.GetQueueGroup()
 		}
 		if s.hooks.recv == nil {
 			return nil

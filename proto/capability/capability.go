@@ -93,16 +93,22 @@ var all = []Info{
 		"results in request order.", false},
 	{PubSubBasic, "v1", "pubsub", "Publish, PublishBatch and Subscribe on literal topics with binary-safe payloads and " +
 		"metadata; a subscription is live at its first (subscribed) event and then receives every message published to " +
-		"its topic exactly once, and nothing of other topics; unsubscribe stops delivery; invalid topics and oversized " +
+		"its topic exactly once, and nothing of other topics, nor any message whose Publish returned before the " +
+		"subscription was asked for; unsubscribe stops delivery; invalid topics and oversized " +
 		"payloads are InvalidArgument; a subscriber that stops reading is handled by the declared slow-consumer policy " +
 		"without stalling others and with bounded memory.", false},
 	{PubSubOrdered, "v1", "pubsub", "Messages from one publisher on one topic arrive at every subscriber in publish " +
 		"order, also with many concurrent publishers.", false},
 	{PubSubQueue, "v1", "pubsub", "Subscribers in one queue group share the topic's messages: each message goes to " +
-		"exactly one live member, and to the remaining members after one leaves.", false},
+		"exactly one member live when it was published, and to the remaining members after one leaves; a member that " +
+		"joins later gets a share of what is published once it is live and nothing published before; a member that left " +
+		"gets nothing after its Unsubscribed; every other group and every plain subscriber of the topic still gets " +
+		"every message.", false},
 	{PubSubDurable, "v1", "pubsub", "Durable consumers: at-least-once delivery with explicit Ack, redelivery of " +
 		"unacknowledged messages after the ack deadline, never redelivery of acknowledged ones, resumption where the " +
-		"consumer left off after reconnecting, and messages kept across a backend restart.", false},
+		"consumer left off after reconnecting, and messages kept across a backend restart; a new consumer (a name not " +
+		"in use on the topic, also one deleted) starts with the messages published after its first subscription is " +
+		"live and never gets one published before, whatever other consumers of the topic hold.", false},
 	{RegistryBasic, "v1", "registry", "Through the proxy's registry pattern: Register with typed metadata and a TTL, " +
 		"AlreadyExists without replace, replace as the heartbeat, schema violations InvalidArgument naming the field, a quota " +
 		"(ResourceExhausted) that expired identities never count; Unregister idempotent; an expired identity is never " +

@@ -234,6 +234,45 @@ func describeBasic(sess func() *session) {
 			}
 		})
 
+		It("delivers to a new subscriber nothing published before it subscribed, also while other subscribers are live and right after a publish", func() {
+			topic := s.topic("start")
+			early := s.MustSubscribe(topic).collect()
+			var before []string
+			var batch []*pubsubv1.OutgoingMessage
+			for i := range 10 {
+				batch = append(batch, &pubsubv1.OutgoingMessage{Topic: topic, Payload: []byte(fmt.Sprintf("before%d", i))})
+			}
+			before = append(before, s.MustPublishBatch(batch)...)
+			for i := range 3 {
+				before = append(before, s.MustPublish(topic, []byte(fmt.Sprintf("single%d", i)), nil))
+			}
+			early.WaitCount(len(before), s.fx.Timeouts.Eventually, "the subscriber that was live before")
+			// A moment before: Publish has returned, its delivery is not awaited.
+			before = append(before, s.MustPublish(topic, []byte("just before"), nil))
+
+			late := s.MustSubscribe(topic).collect()
+			markers := []string{s.MustPublish(topic, []byte("marker1"), nil)}
+			late.WaitCount(1, s.fx.Timeouts.Eventually, "the new subscriber")
+			observe(quiet)
+			markers = append(markers, s.MustPublish(topic, []byte("marker2"), nil))
+			late.WaitCount(2, s.fx.Timeouts.Eventually, "the new subscriber")
+			early.WaitCount(len(before)+2, s.fx.Timeouts.Eventually, "the subscriber that was live before")
+
+			old := map[string]bool{}
+			for _, id := range before {
+				old[id] = true
+			}
+			var replayed []string
+			for _, m := range late.Messages() {
+				if old[m.GetId()] {
+					replayed = append(replayed, fmt.Sprintf("%s (%q)", m.GetId(), m.GetPayload()))
+				}
+			}
+			Expect(replayed).To(BeEmpty(), "the new subscriber received messages whose Publish had returned before it subscribed")
+			expectExactlyOnce(ids(late.Messages()), markers, "the new subscriber")
+			expectExactlyOnce(ids(early.Messages()), append(before, markers...), "the subscriber that was live before")
+		})
+
 		It("rejects invalid topics with InvalidArgument naming the topic, and accepts one of exactly the declared limit", func() {
 			limit := s.fx.Description.GetLimits().GetMaxTopicBytes()
 			Expect(limit).To(BeNumerically(">", len(s.prefix)), "Describe must declare limits.max_topic_bytes")

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -111,6 +112,97 @@ func describeDurable(sess func() *session) {
 				Expect(got[id]).To(BeTrue(), "message %s, published while no subscription was open, was not delivered on resuming", id)
 			}
 			expectExactlyOnce(ids(c1.Messages()), acked, "first subscription")
+		})
+
+		It("starts a new durable consumer with the messages published after its first subscription, whatever other consumers of the topic hold", func() {
+			topic := s.topic("start")
+			// An ack deadline no step of this spec comes near: a redelivery
+			// is not what it looks at.
+			const long = 30 * time.Second
+			sub := func(name string) *collector {
+				GinkgoHelper()
+				x, err := s.subscribeDurable(topic, name, long)
+				Expect(err).NotTo(HaveOccurred(), "Subscribe durable %q to %q", name, topic)
+				return x.collect()
+			}
+			var before []string
+			// Published before any consumer of the topic existed.
+			for i := range 3 {
+				before = append(before, s.MustPublish(topic, []byte(fmt.Sprintf("prehistory%d", i)), nil))
+			}
+			plain := s.MustSubscribe(topic).collect()
+			a := sub("a")
+			var held []string
+			for i := range 6 {
+				held = append(held, s.MustPublish(topic, []byte(fmt.Sprintf("held%d", i)), nil))
+			}
+			plain.WaitCount(len(held), s.fx.Timeouts.Eventually, "the plain subscriber")
+			old := func() map[string]bool {
+				m := map[string]bool{}
+				for _, id := range before {
+					m[id] = true
+				}
+				return m
+			}
+			// expectOnlyAfter waits for the markers at c and checks that c
+			// received them and nothing published before it was created.
+			expectOnlyAfter := func(c *collector, markers []string, what string) {
+				GinkgoHelper()
+				c.WaitCount(len(markers), s.fx.Timeouts.Eventually, what)
+				was := old()
+				got := map[string]bool{}
+				var early, other []string
+				for _, m := range c.Messages() {
+					got[m.GetId()] = true
+					switch {
+					case was[m.GetId()]:
+						early = append(early, fmt.Sprintf("%s (%q)", m.GetId(), m.GetPayload()))
+					case !slices.Contains(markers, m.GetId()):
+						other = append(other, m.GetId())
+					}
+				}
+				Expect(early).To(BeEmpty(), "%s received messages published before it was created", what)
+				Expect(other).To(BeEmpty(), "%s received messages that were never published to its topic", what)
+				for _, id := range markers {
+					Expect(got[id]).To(BeTrue(), "%s: message %s, published after it was created, was not delivered", what, id)
+				}
+			}
+
+			expectOnlyAfter(a, held, "consumer a, made after 3 messages were published,")
+			var ackA []string // a holds 2 acknowledged and 4 unacknowledged messages
+			for _, m := range a.Messages() {
+				if m.GetId() == held[0] || m.GetId() == held[1] {
+					ackA = append(ackA, m.GetAckToken())
+				}
+			}
+			mustAck(topic, "a", ackA)
+			before = append(before, held...)
+			// A moment before: Publish has returned, no delivery awaited.
+			before = append(before, s.MustPublish(topic, []byte("just before"), nil))
+
+			b := sub("b")
+			markers := []string{s.MustPublish(topic, []byte("marker1"), nil)}
+			b.WaitCount(1, s.fx.Timeouts.Eventually, "new consumer b")
+			observe(quiet)
+			markers = append(markers, s.MustPublish(topic, []byte("marker2"), nil))
+			expectOnlyAfter(b, markers, "new consumer b")
+			mustAck(topic, "b", tokens(b.Messages()))
+			before = append(before, markers...)
+
+			// A consumer deleted and made again is new.
+			a.leave(s.fx.Timeouts.Eventually, "consumer a")
+			_, err := s.ps.DeleteDurable(s.ctx(), &pubsubv1.DeleteDurableRequest{Topic: topic, Durable: "a"})
+			Expect(err).NotTo(HaveOccurred(), "DeleteDurable of consumer a")
+			again := sub("a")
+			marker3 := s.MustPublish(topic, []byte("marker3"), nil)
+			again.WaitCount(1, s.fx.Timeouts.Eventually, "consumer a made again")
+			observe(quiet)
+			marker4 := s.MustPublish(topic, []byte("marker4"), nil)
+			expectOnlyAfter(again, []string{marker3, marker4}, "consumer a, deleted and made again,")
+			mustAck(topic, "a", tokens(again.Messages()))
+			plain.WaitCount(len(before)-3+2, s.fx.Timeouts.Eventually, "the plain subscriber")
+			// The plain subscriber came after the first 3 messages.
+			expectExactlyOnce(ids(plain.Messages()), append(slices.Clone(before[3:]), marker3, marker4), "the plain subscriber, made after 3 messages were published,")
 		})
 
 		It("keeps unacknowledged messages across a backend restart", outage, func() {

@@ -13,8 +13,9 @@
 // its Subscribed event, and deliveries are awaited with Eventually bounded by
 // the fixture's Eventually timeout. The only timed waits are observation
 // windows in which something must not happen (a redelivery of an
-// acknowledged message), each a small multiple of the ack deadline the spec
-// chose. Every loop is bounded in count and time; the suite takes well under
+// acknowledged message, a message published before a subscription started),
+// each a small multiple of the ack deadline the spec chose or [quiet] after a
+// marker message that must arrive has arrived. Every loop is bounded in count and time; the suite takes well under
 // a minute per plugin.
 package pubsub
 
@@ -376,3 +377,31 @@ func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 // declared reports whether the plugin declared c.
 func (s *session) declared(c capability.Name) bool { return s.fx.Declared().Has(c) }
+
+// gotUnsubscribed reports whether the Unsubscribed event has arrived, and
+// how many messages came after it.
+func (c *collector) gotUnsubscribed() (bool, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unsubscribed, c.afterUnsub
+}
+
+// leave unsubscribes c's subscription and waits for its Unsubscribed event.
+func (c *collector) leave(timeout time.Duration, what string) {
+	GinkgoHelper()
+	Expect(c.sub.unsubscribe()).To(Succeed(), "%s: unsubscribe", what)
+	Eventually(func(g Gomega) {
+		if done, _ := c.gotUnsubscribed(); done {
+			return
+		}
+		g.Expect(c.ended()).To(BeNil(), "%s: the stream ended without Unsubscribed", what)
+		g.Expect(c.gotUnsubscribed()).To(BeTrue(), "%s: Unsubscribed has not arrived", what)
+	}).WithTimeout(timeout).WithPolling(5 * time.Millisecond).Should(Succeed())
+}
+
+// quiet is how long a spec keeps watching, after a marker message that must
+// arrive has arrived, for messages that must not arrive. Deliveries of one
+// subscription keep their order in every reference plugin, so a message that
+// would wrongly arrive is normally already there; the window covers plugins
+// that deliver through several paths.
+const quiet = 300 * time.Millisecond

@@ -10,18 +10,25 @@
 //
 //   - pubsub.basic:   Publish, PublishBatch and Subscribe. Every subscriber
 //                     whose "subscribed" event has arrived receives every
-//                     message published to its topic afterwards, once.
+//                     message published to its topic afterwards, once, and
+//                     none whose Publish returned before it subscribed.
 //   - pubsub.ordered: messages from one publisher on one topic arrive at every
 //                     subscriber in publish order. A publisher is a client that
 //                     issues Publish calls one after another (each after the
 //                     previous one returned), or one PublishBatch.
 //   - pubsub.queue:   Subscribe with a queue_group: the group's members share
 //                     the topic's messages, each message goes to exactly one
-//                     live member.
+//                     member live when it was published. A member that joins
+//                     later gets a share of what is published once it is live
+//                     and nothing from before; a member that left gets
+//                     nothing after its Unsubscribed. Other groups and plain
+//                     subscribers of the topic still get every message.
 //   - pubsub.durable: Subscribe with a durable consumer name: at-least-once
 //                     delivery with explicit Ack, redelivery of unacknowledged
 //                     messages after the ack deadline, resumption where the
 //                     consumer left off, messages kept across backend restarts.
+//                     A new consumer starts with the messages published after
+//                     its first subscription is live (see Subscription.durable).
 //
 // Methods or fields of an undeclared capability answer Unimplemented. Errors are
 // gRPC status codes, never fields in bodies.
