@@ -449,6 +449,13 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()
 	}
+	if r.cfg.viaProxy() {
+		rep.Proxy = &report.Proxy{Binary: r.cfg.ProxyBinary}
+		rep.Proxy.SHA256, _ = plugin.FileSHA256(r.cfg.ProxyBinary) // "" when unreadable: the run says why the proxy failed
+		if r.px != nil {
+			rep.Proxy.Version = r.px.Version
+		}
+	}
 	declared := capability.Set{}
 	if r.desc != nil {
 		rep.Plugin.Name, rep.Plugin.Version, rep.Plugin.Info = r.desc.GetName(), r.desc.GetVersion(), r.desc.GetInfo()

@@ -326,7 +326,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 			p.served <- fmt.Errorf("serve grpc: %w", err)
 		}
 	}()
-	p.log.Info("serving", "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
+	p.log.Info("serving", "version", Version, "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
 	return nil
 }
 
