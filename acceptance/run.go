@@ -243,8 +243,11 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	for k, v := range ns.Config {
 		iso.Config[k] = v
 	}
-	if r.cfg.Backend == backend.Redis {
+	switch r.cfg.Backend {
+	case backend.Redis:
 		iso.Config["key_prefix"] = "prism-isolated:"
+	case backend.NATS: // subjects, stream and bucket of its own on the shared server
+		iso.Config["subject_prefix"], iso.Config["stream"], iso.Config["payload_bucket"] = "prismisolated", "PRISM_ISOLATED", "PRISM_ISOLATED_PAYLOADS"
 	}
 	return []hproxy.Namespace{ns, iso}, nil
 }
