@@ -21,8 +21,8 @@ Usage:
   prism-proxy --config proxy.yaml [--addr-file addrs.json]
   prism-proxy --version
 
-SIGTERM or SIGINT drains in-flight calls (drain_timeout), stops the plugins
-and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
+SIGTERM or SIGINT ends open subscriptions with Unavailable, drains in-flight
+calls (drain_timeout), stops the plugins and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
 
 Flags:
 `
