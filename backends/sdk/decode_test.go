@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -52,5 +53,27 @@ func TestRequestIDEchoedInTrailer(t *testing.T) {
 	}
 	if got := trl.Get("x-request-id"); len(got) != 1 || got[0] != "rid-1" {
 		t.Fatalf("trailer x-request-id: got %q, want [rid-1]", got)
+	}
+}
+
+// TestNotUTF8SubscriptionIsInvalidArgument opens a Subscribe whose
+// subscription's topic is the byte 0xff: the stream ends InvalidArgument.
+func TestNotUTF8SubscriptionIsInvalidArgument(t *testing.T) {
+	conn := serveConn(t, memstore.New())
+	start(t, lifecyclev1.NewLifecycleClient(conn))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+		"/prism.pubsub.v1.PubSub/Subscribe", grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SubscribeRequest.subscription (field 1) holding Subscription.topic (field 1) = 0xff.
+	if err := cs.SendMsg(&raw{[]byte{0x0a, 0x03, 0x0a, 0x01, 0xff}}); err != nil {
+		t.Fatal(err)
+	}
+	err = cs.RecvMsg(&raw{})
+	if got := status.Code(err); got != codes.InvalidArgument {
+		t.Fatalf("Subscribe to a topic that is not UTF-8: got %v (%v), want InvalidArgument", got, err)
 	}
 }
