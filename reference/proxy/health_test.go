@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	memstorepkg "github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
+	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 	"github.com/prism-suite/prism/reference/proxy"
 )
 
@@ -78,4 +80,39 @@ func TestNamespaceHealthFollowsPluginHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(healthpb.HealthCheckResponse_SERVING)
+}
+
+// TestShutdownEndsOpenSubscriptions: Shutdown ends an open Subscribe at
+// once with Unavailable instead of waiting for the drain deadline.
+func TestShutdownEndsOpenSubscriptions(t *testing.T) {
+	cfg := testConfig(proxy.Namespace{Name: "ps", Pattern: proxy.PubSub, Plugin: &proxy.PluginSpec{Binary: memstore}})
+	cfg.DrainTimeout = time.Minute
+	p, conn := start(t, cfg)
+	ctx, cancel := nsCtx("ps")
+	defer cancel()
+	sub, err := pubsubv1.NewPubSubClient(conn).Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Send(&pubsubv1.SubscribeRequest{Request: &pubsubv1.SubscribeRequest_Subscription{
+		Subscription: &pubsubv1.Subscription{Topic: "t"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := sub.Recv(); err != nil || ev.GetSubscribed() == nil {
+		t.Fatalf("first event: %v, %v; want Subscribed", ev, err)
+	}
+	began := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		defer scancel()
+		_ = p.Shutdown(sctx)
+	}()
+	_, err = sub.Recv()
+	wantCode(t, "Recv on a subscription open at Shutdown", err, codes.Unavailable)
+	<-done
+	if d := time.Since(began); d > 20*time.Second {
+		t.Errorf("Shutdown with a subscription open took %v; the drain deadline is a minute", d)
+	}
 }
