@@ -243,8 +243,11 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	for k, v := range ns.Config {
 		iso.Config[k] = v
 	}
-	if r.cfg.Backend == backend.Redis {
+	switch r.cfg.Backend {
+	case backend.Redis:
 		iso.Config["key_prefix"] = "prism-isolated:"
+	case backend.NATS: // subjects, stream and bucket of its own on the shared server
+		iso.Config["subject_prefix"], iso.Config["stream"], iso.Config["payload_bucket"] = "prismisolated", "PRISM_ISOLATED", "PRISM_ISOLATED_PAYLOADS"
 	}
 	return []hproxy.Namespace{ns, iso}, nil
 }
@@ -448,6 +451,13 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	}
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()
+	}
+	if r.cfg.viaProxy() {
+		rep.Proxy = &report.Proxy{Binary: r.cfg.ProxyBinary}
+		rep.Proxy.SHA256, _ = plugin.FileSHA256(r.cfg.ProxyBinary) // "" when unreadable: the run says why the proxy failed
+		if r.px != nil {
+			rep.Proxy.Version = r.px.Version
+		}
 	}
 	declared := capability.Set{}
 	if r.desc != nil {

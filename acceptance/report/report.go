@@ -66,10 +66,13 @@ type Report struct {
 	// CommandLeftOut names what shaped the run but is left out of Command and
 	// the reproduce commands (environment variables holding secrets): set
 	// them yourself before running one.
-	CommandLeftOut []string          `json:"command_left_out,omitempty"`
-	Plugin         Plugin            `json:"plugin"`
-	Backend        backend.Info      `json:"backend"`
-	Timeouts       map[string]string `json:"timeouts"`
+	CommandLeftOut []string `json:"command_left_out,omitempty"`
+	Plugin         Plugin   `json:"plugin"`
+	// Proxy identifies the reference proxy the run went through (nil when
+	// every spec ran direct).
+	Proxy    *Proxy            `json:"proxy,omitempty"`
+	Backend  backend.Info      `json:"backend"`
+	Timeouts map[string]string `json:"timeouts"`
 	// Capabilities holds one verdict per known capability.
 	Capabilities []Capability `json:"capabilities"`
 	Specs        []Spec       `json:"specs"`
@@ -92,6 +95,15 @@ type Plugin struct {
 	SpawnToServingMS float64 `json:"spawn_to_serving_ms"`
 	// StderrTail is the end of the plugin's stderr (credentials redacted).
 	StderrTail string `json:"stderr_tail,omitempty"`
+}
+
+// Proxy identifies the prism-proxy binary a run went through.
+type Proxy struct {
+	Binary string `json:"binary"`
+	SHA256 string `json:"sha256"`
+	// Version is what the proxy reported when it started ("" when it did
+	// not start).
+	Version string `json:"version,omitempty"`
 }
 
 // Capability is the verdict for one capability.

@@ -37,7 +37,9 @@ const MaxMessageBytes = 64 << 20
 const GoroutinesDetail = "sdk.goroutines"
 
 // RequestIDKey is the metadata key of a request id the host propagates; the
-// SDK logs it with every call.
+// SDK logs it with every call and echoes it in the call's response trailer
+// (the proxy sets the response header's x-request-id itself, so the trailer
+// is what shows that the plugin got it).
 const RequestIDKey = "x-request-id"
 
 type state int32
@@ -105,18 +107,22 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{})}
 	unary := append([]grpc.UnaryServerInterceptor{s.tripUnary, s.logUnary}, o.unary...)
 	stream := append([]grpc.StreamServerInterceptor{s.tripStream, s.logStream}, o.stream...)
+	failed := &decodeFailures{}
 	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(newDecodeCodec(failed)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	)
-	lifecyclev1.RegisterLifecycleServer(s.grpc, &lifecycleService{s: s})
+	// A request that does not decode (a string that is not UTF-8) is
+	// InvalidArgument, not gRPC's Internal.
+	s.grpc.RegisterService(failed.desc(&lifecyclev1.Lifecycle_ServiceDesc), &lifecycleService{s: s})
 	if _, ok := d.(KeyValueBasic); ok {
-		keyvaluev1.RegisterKeyValueServer(s.grpc, &keyValueService{s: s})
+		s.grpc.RegisterService(failed.desc(&keyvaluev1.KeyValue_ServiceDesc), &keyValueService{s: s})
 	}
 	if _, ok := d.(PubSubBasic); ok {
-		pubsubv1.RegisterPubSubServer(s.grpc, &pubSubService{s: s})
+		s.grpc.RegisterService(failed.desc(&pubsubv1.PubSub_ServiceDesc), &pubSubService{s: s})
 	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -229,6 +235,9 @@ func requestID(ctx context.Context) string {
 
 func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	if id := requestID(ctx); id != "" {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(RequestIDKey, id))
+	}
 	resp, err := h(ctx, req)
 	s.logCall(ctx, info.FullMethod, start, err)
 	return resp, err
@@ -236,6 +245,9 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 
 func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	start := time.Now()
+	if id := requestID(ss.Context()); id != "" {
+		ss.SetTrailer(metadata.Pairs(RequestIDKey, id))
+	}
 	err := h(srv, ss)
 	s.logCall(ss.Context(), info.FullMethod, start, err)
 	return err

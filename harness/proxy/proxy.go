@@ -122,6 +122,9 @@ type Proxy struct {
 	ConfigPath string
 	// ReadyTime is the time from exec to gRPC health SERVING.
 	ReadyTime time.Duration
+	// Version is the version the proxy wrote in its address file ("" from
+	// a proxy too old to write one).
+	Version string
 
 	opts       Options
 	namespaces []Namespace
@@ -213,7 +216,7 @@ func Start(ctx context.Context, opts Options, namespaces ...Namespace) (*Proxy, 
 	if err != nil {
 		return p, err
 	}
-	p.Addr, p.MetricsAddr = addrs.GRPC, addrs.Metrics
+	p.Addr, p.MetricsAddr, p.Version = addrs.GRPC, addrs.Metrics, addrs.Version
 	if p.Conn, err = target.Dial(p.Addr); err != nil {
 		return p, fmt.Errorf("dial proxy at %s: %w", p.Addr, err)
 	}

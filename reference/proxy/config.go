@@ -74,8 +74,9 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
-	// DrainTimeout bounds how long SIGTERM waits for in-flight calls and
-	// streams before it cancels them.
+	// DrainTimeout bounds how long SIGTERM waits for in-flight unary calls
+	// before it cancels them; open streams (subscriptions) end at once with
+	// Unavailable.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// HealthInterval is how often each plugin's HealthCheck is called.
 	HealthInterval time.Duration `yaml:"health_interval"`

@@ -371,7 +371,18 @@ func (h *host) checkHealth(ctx context.Context, lv *live) error {
 	if changed && err == nil {
 		h.log.Info("plugin health", "status", st, "message", resp.GetMessage())
 	}
+	if changed && h.onChg != nil {
+		h.onChg() // the namespaces' gRPC health follows the plugin's
+	}
 	return err
+}
+
+// unhealthy reports whether the plugin's last HealthCheck answered
+// UNHEALTHY: its namespaces are then NOT_SERVING though the process is up.
+func (h *host) unhealthy() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.health == "unhealthy"
 }
 
 // stop ends supervision and drains and stops the process within ctx.

@@ -19,18 +19,25 @@ by its x-prism-namespace metadata, to the plugin process serving that namespace.
 
 Usage:
   prism-proxy --config proxy.yaml [--addr-file addrs.json]
+  prism-proxy --version
 
-SIGTERM or SIGINT drains in-flight calls (drain_timeout), stops the plugins
-and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
+SIGTERM or SIGINT ends open subscriptions with Unavailable, drains in-flight
+calls (drain_timeout), stops the plugins and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
 
 Flags:
 `
+
+// Version is the reference proxy's version: prism-proxy --version prints
+// it, the "serving" log line and the --addr-file carry it.
+const Version = "0.1.0"
 
 // Addrs is what --addr-file holds once the proxy listens.
 type Addrs struct {
 	GRPC    string `json:"grpc"`
 	Metrics string `json:"metrics,omitempty"`
 	PID     int    `json:"pid"`
+	// Version is the proxy's [Version].
+	Version string `json:"version,omitempty"`
 }
 
 // Main is prism-proxy: it loads the config, starts the plugins, serves until
@@ -42,8 +49,13 @@ func Main(args []string, stderr io.Writer) int {
 	config := fs.String("config", "", "YAML config file (required)")
 	addrFile := fs.String("addr-file", "", "write the listen addresses as JSON to this file once serving")
 	logLevel := fs.String("log-level", "", "override the config's log_level")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(stderr, "prism-proxy", Version)
+		return 0
 	}
 	if *config == "" {
 		fmt.Fprintln(stderr, "prism-proxy: --config is required")
@@ -77,7 +89,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if *addrFile != "" {
-		if err := writeAddrs(*addrFile, Addrs{GRPC: p.Addr(), Metrics: p.MetricsAddr(), PID: os.Getpid()}); err != nil {
+		if err := writeAddrs(*addrFile, Addrs{GRPC: p.Addr(), Metrics: p.MetricsAddr(), PID: os.Getpid(), Version: Version}); err != nil {
 			fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 			_ = p.Shutdown(context.Background())
 			return 1

@@ -70,7 +70,8 @@
 // # Operations
 //
 // The proxy serves gRPC health with one service name per namespace (SERVING
-// while its plugins are up) and "" for the proxy itself, and gRPC reflection
+// while its plugins are up and none answered its last HealthCheck with
+// UNHEALTHY; NOT_SERVING otherwise) and "" for the proxy itself, and gRPC reflection
 // listing the forwarded services, so grpcurl works:
 //
 //	grpcurl -plaintext 127.0.0.1:7070 list
@@ -82,9 +83,11 @@
 // health) and /status (JSON: namespaces, plugin pids, states, restarts). Logs
 // are slog JSON on stderr, with the plugins' stderr passed through line by line.
 //
-// [Proxy.Shutdown] (SIGTERM in prism-proxy) stops accepting calls, lets
-// in-flight calls and streams finish until the drain deadline, then cancels
-// the rest, drains and stops the plugins, and returns.
+// [Proxy.Shutdown] (SIGTERM in prism-proxy) stops accepting calls, ends
+// open streams (subscriptions, which never finish by themselves) at once
+// with Unavailable, cancelling them upstream, lets in-flight unary calls
+// finish until the drain deadline, then cancels the rest, drains and stops
+// the plugins, and returns.
 package proxy
 
 import (
@@ -158,8 +161,10 @@ type Proxy struct {
 	inflight  atomic.Int64
 	reqPrefix string
 	reqSeq    atomic.Uint64
-	served    chan error
-	stopOnce  sync.Once
+	// streams ends the forwarded streams still open when draining starts.
+	streams  streamSet
+	served   chan error
+	stopOnce sync.Once
 }
 
 // namespace is a configured namespace with its slots resolved to hosts.
@@ -192,7 +197,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, m: newMetrics(), rnd: newRand(), namespaces: map[string]*namespace{},
-		unary: map[string]bool{}, codec: newRawCodec(), served: make(chan error, 2)}
+		unary: map[string]bool{}, codec: newRawCodec(), served: make(chan error, 2), health: health.NewServer()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -284,7 +289,6 @@ func (p *Proxy) Start(ctx context.Context) error {
 		}
 	}
 
-	p.health = health.NewServer()
 	watch := &healthWatchGate{max: int64(p.cfg.Limits.MaxHealthWatchers), authz: p.auth.a}
 	opts := append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(p.codec),
@@ -326,7 +330,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 			p.served <- fmt.Errorf("serve grpc: %w", err)
 		}
 	}()
-	p.log.Info("serving", "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
+	p.log.Info("serving", "version", Version, "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
 	return nil
 }
 
@@ -349,14 +353,17 @@ func (p *Proxy) MetricsAddr() string {
 // Err delivers an error when serving fails.
 func (p *Proxy) Err() <-chan error { return p.served }
 
-// Shutdown stops accepting calls, waits for in-flight calls and streams until
-// ctx ends (then cancels them), drains and stops the plugins, and closes the
+// Shutdown stops accepting calls, ends open streams with Unavailable, waits
+// for in-flight unary calls until ctx ends (then cancels them), drains and stops the plugins, and closes the
 // metrics server. The proxy cannot be started again.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() {
 		p.draining.Store(true)
 		p.m.draining.Set(1)
 		p.log.Info("draining", "in_flight", p.inflight.Load())
+		if n := p.streams.endAll(); n > 0 {
+			p.log.Info("ended open streams for the drain", "streams", n)
+		}
 		if p.grpc != nil {
 			p.health.Shutdown()
 			done := make(chan struct{})
@@ -398,7 +405,7 @@ func (p *Proxy) updateHealth() {
 	for name, ns := range p.namespaces {
 		st := healthpb.HealthCheckResponse_SERVING
 		for _, u := range ns.uses {
-			if u.refusal() != "" || u.host.cur.Load() == nil {
+			if u.refusal() != "" || u.host.cur.Load() == nil || u.host.unhealthy() {
 				st = healthpb.HealthCheckResponse_NOT_SERVING
 			}
 		}
@@ -600,9 +607,70 @@ var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // forwardStream copies messages both ways, one at a time, so each side's
 // flow control holds the other back; the upstream call ends with the
 // client's (its context is the client's).
+//
+// A stream is open-ended (a subscription), so draining does not wait for
+// it: when the proxy starts draining it cancels the upstream call and ends
+// the stream with Unavailable, as a plugin that drains does.
 func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ended, forget := p.streams.add(cancel)
+	defer forget()
+	err := p.copyStream(ctx, cancel, ss, conn, full, id, first, service)
+	if err != nil && ended.Load() {
+		return status.Error(codes.Unavailable, "the proxy is shutting down: open streams end so that it can drain; reconnect to another proxy")
+	}
+	return err
+}
+
+// streamSet holds the cancel functions of the open forwarded streams.
+type streamSet struct {
+	mu   sync.Mutex
+	next uint64
+	m    map[uint64]streamEntry
+	done bool
+}
+
+type streamEntry struct {
+	cancel context.CancelFunc
+	ended  *atomic.Bool
+}
+
+// add registers a stream's cancel function; ended turns true when
+// [streamSet.endAll] ends it. forget removes it.
+func (s *streamSet) add(cancel context.CancelFunc) (ended *atomic.Bool, forget func()) {
+	ended = &atomic.Bool{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		ended.Store(true)
+		cancel()
+		return ended, func() {}
+	}
+	if s.m == nil {
+		s.m = map[uint64]streamEntry{}
+	}
+	s.next++
+	k := s.next
+	s.m[k] = streamEntry{cancel: cancel, ended: ended}
+	return ended, func() { s.mu.Lock(); delete(s.m, k); s.mu.Unlock() }
+}
+
+// endAll ends every open stream, and every stream added later, and returns
+// how many were open.
+func (s *streamSet) endAll() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	for _, e := range s.m {
+		e.ended.Store(true)
+		e.cancel()
+	}
+	return len(s.m)
+}
+
+// copyStream does forwardStream's copying; cancel ends the upstream call.
+func (p *Proxy) copyStream(ctx context.Context, cancel context.CancelFunc, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
 	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
 	if err != nil {
 		if first != nil {
@@ -805,7 +873,7 @@ func (p *Proxy) Status() Status {
 			} else {
 				n.Serving = false
 			}
-			if ss.Refused != "" {
+			if ss.Refused != "" || ss.Health == "unhealthy" {
 				n.Serving = false
 			}
 			n.Slots = append(n.Slots, ss)

@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 	if slices.Contains(os.Args, bareArg) {
 		os.Exit(sdk.Serve(bare{}))
 	}
+	if code, ok := serveSick(os.Args); ok {
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "prism-proxy-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -7,6 +7,12 @@
 // Package prism.lifecycle.v1 is the control plane every Prism plugin serves:
 // the host describes, configures, starts, drains, stops and health-checks the
 // plugin through it. Errors are gRPC status codes, never fields in bodies.
+//
+// Every data call may carry request metadata x-request-id (the proxy sends
+// one on each call); a plugin echoes it in the call's response trailer
+// x-request-id, so a client can see that its id reached the plugin. A request
+// message that does not decode (a string field that is not UTF-8) is
+// InvalidArgument, never Internal.
 
 package lifecyclev1
 
