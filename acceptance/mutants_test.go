@@ -133,6 +133,67 @@ var mutantKills = map[string]kill{
 		"PubSub durable never redelivers acknowledged messages, also after reconnecting, and resumes with what was published meanwhile"}},
 	"durable-no-redelivery": {specs: []string{
 		"PubSub durable redelivers a message that was not acknowledged after the ack deadline, counting the attempts"}},
+	"expired-delete-existed": {specs: []string{
+		"KeyValue ttl reports existed=false from Delete of a key whose TTL has ended",
+	}},
+	"expired-exists": {specs: []string{
+		"KeyValue ttl answers Exists false for a key whose TTL has ended",
+	}},
+	"expired-getttl": {specs: []string{
+		"KeyValue ttl returns NotFound from GetTTL of a key whose TTL has ended",
+	}},
+	"expired-expire-ok": {specs: []string{
+		"KeyValue ttl returns NotFound from Expire of a key whose TTL has ended, and does not bring it back",
+	}},
+	"expired-persist-ok": {specs: []string{
+		"KeyValue ttl returns NotFound from Persist of a key whose TTL has ended, and does not bring it back",
+	}},
+	"expired-in-scan": {specs: []string{
+		"KeyValue ttl through scan leaves a key whose TTL has ended out of Scan, with and without values, in any page size",
+	}},
+	"expired-in-count": {specs: []string{
+		"KeyValue ttl through scan leaves a key whose TTL has ended out of Count",
+	}},
+	"expired-batch-delete-existed": {specs: []string{
+		"KeyValue ttl through batch reports existed=false from BatchDelete for a key whose TTL has ended",
+	}},
+	"batchset-keeps-ttl": {specs: []string{
+		"KeyValue ttl through batch clears the TTL when BatchSet overwrites a key without one",
+	}},
+	"ttl-early-expiry": {specs: []string{
+		"KeyValue ttl keeps a key readable, with its TTL counting down, at three quarters of a TTL of 3 s or more",
+	}},
+	"getttl-short": {specs: []string{
+		"KeyValue ttl keeps a key readable, with its TTL counting down, at three quarters of a TTL of 3 s or more",
+	}},
+	"huge-ttl-set-no-expiry": {specs: []string{
+		"KeyValue ttl keeps or refuses a huge TTL on Set, never dropping the expiry or the key",
+	}},
+	"huge-ttl-batchset-no-expiry": {specs: []string{
+		"KeyValue ttl through batch keeps or refuses a huge TTL on BatchSet, never dropping the expiry or the keys",
+	}},
+	"huge-ttl-expire-deletes": {specs: []string{
+		"KeyValue ttl keeps or refuses a huge TTL on Expire, never deleting the key",
+	}},
+	"replay-last-3": {specs: []string{
+		"PubSub basic delivers to a new subscriber nothing published before it subscribed, also while other subscribers are live and right after a publish",
+	}},
+	"queue-sticky": {specs: []string{
+		"PubSub queue judges every member across joins and leaves: each message goes to exactly one member live when it was published, a later member gets a share and nothing from before, a member that left gets nothing more",
+	}},
+	"queue-leaver-keeps-share": {specs: []string{
+		"PubSub queue judges every member across joins and leaves: each message goes to exactly one member live when it was published, a later member gets a share and nothing from before, a member that left gets nothing more",
+		"PubSub queue delivers to the remaining members after one leaves",
+	}},
+	"queue-replay-to-joiner": {specs: []string{
+		"PubSub queue judges every member across joins and leaves: each message goes to exactly one member live when it was published, a later member gets a share and nothing from before, a member that left gets nothing more",
+	}},
+	"durable-from-start": {specs: []string{
+		"PubSub durable starts a new durable consumer with the messages published after its first subscription, whatever other consumers of the topic hold",
+	}},
+	"durable-last-before": {specs: []string{
+		"PubSub durable starts a new durable consumer with the messages published after its first subscription, whatever other consumers of the topic hold",
+	}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped
@@ -167,7 +228,7 @@ func TestMutantsAreKilled(t *testing.T) {
 			}
 			rep, code, out := accept(t, bin, args...)
 			verdict := checkKill(t, m.Name, m.Breaks, k, true, rep, code, out)
-			matrix = append(matrix, fmt.Sprintf("%-24s %-16s %-9s %-7s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict, strings.Join(k.specs, " | ")))
+			matrix = append(matrix, fmt.Sprintf("%-28s %-16s %-9s %-7s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict, strings.Join(k.specs, " | ")))
 		})
 	}
 	t.Logf("kill matrix:\n%s", strings.Join(matrix, "\n"))
