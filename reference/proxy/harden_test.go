@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/procfs"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
@@ -160,4 +161,42 @@ func waitNoProcess(t *testing.T, mark string, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the process table, not waiting for readiness
 	}
+}
+
+// TestAHangingPluginNeverDelaysListening: a plugin that never prints its
+// handshake does not keep Listen from returning; until it serves (here:
+// never), its namespace answers Unavailable and its health is NOT_SERVING,
+// while the proxy itself serves (issue 13, item 1).
+func TestAHangingPluginNeverDelaysListening(t *testing.T) {
+	hang := filepath.Join(t.TempDir(), "hang.sh")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(testConfig(proxy.Namespace{Name: "hangs", Pattern: proxy.KeyValue, Plugin: &proxy.PluginSpec{Binary: hang}}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	began := time.Now()
+	if err := p.Listen(context.Background()); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer p.Shutdown(context.Background())
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("Listen took %v with a plugin that never handshakes, want at once", d)
+	}
+	conn := dial(t, p.Addr())
+	defer conn.Close()
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	hc := healthpb.NewHealthClient(conn)
+	if resp, err := hc.Check(hctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("the proxy's own health: %v %v, want SERVING", resp.GetStatus(), err)
+	}
+	if resp, err := hc.Check(hctx, &healthpb.HealthCheckRequest{Service: "hangs"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health of the namespace whose plugin hangs: %v %v, want NOT_SERVING", resp.GetStatus(), err)
+	}
+	cctx, ccancel := nsCtx("hangs")
+	defer ccancel()
+	_, err = keyvaluev1.NewKeyValueClient(conn).Get(cctx, &keyvaluev1.GetRequest{Key: "k"})
+	wantCode(t, "Get while the plugin hangs in its handshake", err, codes.Unavailable)
 }

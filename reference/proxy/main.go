@@ -83,7 +83,9 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := p.Start(ctx); err != nil {
+	// Listen, not Start: the address file is written while plugins start,
+	// so a plugin that hangs in its handshake never delays the proxy.
+	if err := p.Listen(ctx); err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		_ = p.Shutdown(context.Background())
 		return 1

@@ -274,12 +274,12 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	return p, nil
 }
 
-// Start launches every plugin, waits until each has started or failed its
-// first attempt (bounded by ctx), then listens and serves in the background.
-// Use [Proxy.Addr] for the address and [Proxy.Shutdown] to stop.
+// Start is [Proxy.Listen], then a wait (bounded by ctx) until every plugin
+// has started or failed its first attempt: a caller that goes on calling
+// finds each namespace serving or failing with its reason.
 func (p *Proxy) Start(ctx context.Context) error {
-	for _, h := range p.hosts {
-		h.start()
+	if err := p.Listen(ctx); err != nil {
+		return err
 	}
 	for _, h := range p.hosts {
 		select {
@@ -287,6 +287,18 @@ func (p *Proxy) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("start plugins: %w", ctx.Err())
 		}
+	}
+	return nil
+}
+
+// Listen launches every plugin in the background and at once listens and
+// serves: a plugin that is slow or unable to start never keeps the proxy
+// from listening; its namespace answers Unavailable (and its health
+// NOT_SERVING) with the reason until it serves. Use [Proxy.Addr] for the
+// address and [Proxy.Shutdown] to stop.
+func (p *Proxy) Listen(ctx context.Context) error {
+	for _, h := range p.hosts {
+		h.start()
 	}
 
 	watch := &healthWatchGate{max: int64(p.cfg.Limits.MaxHealthWatchers), authz: p.auth.a}
