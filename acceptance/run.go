@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -486,7 +488,7 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		o, reason := outcomeOf(sr)
 		s := report.Spec{
 			Suite: suiteOf(sr), Capability: string(fixture.CapabilityOf(sr.Labels())), Name: specName(sr),
-			Outcome: o, Reason: handshake.Truncate(reason, messageInReports), Location: sr.LeafNodeLocation.String(),
+			Outcome: o, Reason: reason, Location: sr.LeafNodeLocation.String(),
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
 		for _, e := range sr.ReportEntries {
@@ -503,6 +505,7 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 				s.Outcome, s.Reason = report.Skipped, c+" is not declared by this plugin; probed, it failed: "+reason
 			}
 		}
+		s.Reason = handshake.Truncate(s.Reason, messageInReports) // after every addition, probes' too
 		s.Reproduce = reproduceCommand(r.cfg.Command, sr, r.cfg.ReportDir)
 		rep.Specs = append(rep.Specs, s)
 		rep.Totals.Add(s.Outcome)
@@ -650,8 +653,8 @@ func (r *Session) printVerdicts(rep *report.Report) {
 		log("\n%s: %s\n  at %s\n  %s\n  reproduce: %s", strings.ToUpper(string(s.Outcome)), s.Name, s.Location,
 			strings.ReplaceAll(strings.TrimSpace(s.Reason), "\n", "\n  "), s.Reproduce)
 	}
-	for reason, n := range same {
-		if n > 3 {
+	for _, reason := range slices.Sorted(maps.Keys(same)) {
+		if n := same[reason]; n > 3 {
 			first, _, _ := strings.Cut(strings.TrimSpace(reason), "\n")
 			log("\n… and %d more specs with the same message (%s); all are in report.json", n-3, first)
 		}
