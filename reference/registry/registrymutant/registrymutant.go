@@ -50,15 +50,6 @@ var mutants = []Mutant{
 // All returns the registry mutants, in a stable order.
 func All() []Mutant { return append([]Mutant(nil), mutants...) }
 
-// Lookup returns the named mutant.
-func Lookup(name string) (Mutant, bool) {
-	for _, m := range mutants {
-		if m.Name == name {
-			return m, true
-		}
-	}
-	return Mutant{}, false
-}
 
 // Names returns the names of the registry mutants, in a stable order.
 func Names() []string {
