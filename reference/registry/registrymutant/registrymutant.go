@@ -50,7 +50,6 @@ var mutants = []Mutant{
 // All returns the registry mutants, in a stable order.
 func All() []Mutant { return append([]Mutant(nil), mutants...) }
 
-
 // Names returns the names of the registry mutants, in a stable order.
 func Names() []string {
 	out := make([]string, 0, len(mutants))
