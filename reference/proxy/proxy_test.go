@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/procfs"
 	"io"
 	"net/http"
 	"os"
@@ -314,6 +315,7 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT)
+	waitStopped(t, pid) // SIGSTOP takes effect asynchronously: a call sent before would still be answered
 	done := make(chan error, 1)
 	go func() {
 		_, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: "k"})
@@ -349,5 +351,29 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Errorf("plugin %d still runs after Shutdown", pid)
+	}
+}
+
+// waitStopped polls the process table until pid is stopped (state T), or
+// fails after five seconds.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		proc, err := procfs.NewProc(pid)
+		if err != nil {
+			t.Fatalf("read process %d: %v", pid, err)
+		}
+		st, err := proc.Stat()
+		if err != nil {
+			t.Fatalf("read process %d: %v", pid, err)
+		}
+		if st.State == "T" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped 5s after SIGSTOP (state %s)", pid, st.State)
+		}
+		time.Sleep(time.Millisecond) // polling the process table, not waiting for readiness
 	}
 }
