@@ -47,17 +47,18 @@ func TestAuthMutantsAreKilled(t *testing.T) {
 		t.Skip("runs the auth suite once per mutant")
 	}
 	bin := buildMutantCommands(t)
-	var matrix []string
+	var matrix killMatrix
+	t.Cleanup(func() { t.Logf("auth kill matrix:\n%s", &matrix) })
 	for _, m := range authMutants {
 		t.Run(m.defect, func(t *testing.T) {
-			t.Setenv("PRISM_AUTH_MUTANT", m.defect) // prism-accept's proxies inherit it
-			rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore",
+			t.Parallel()
+			// prism-accept's proxies inherit the variable
+			rep, code, out := acceptEnv(t, bin, []string{authMutantEnv + "=" + m.defect}, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore",
 				"--proxy", filepath.Join(bin, "prism-proxy"), "--auth", "--label-filter", m.kill.labelFilter(m.breaks, true))
 			verdict := checkKill(t, m.defect, m.breaks, m.kill, true, rep, code, out)
-			matrix = append(matrix, fmt.Sprintf("%-20s %-16s %-7s %s", m.defect, m.breaks, verdict, strings.Join(m.kill.specs, " | ")))
+			matrix.add(fmt.Sprintf("%-20s %-16s %-7s %s", m.defect, m.breaks, verdict, strings.Join(m.kill.specs, " | ")))
 		})
 	}
-	t.Logf("auth kill matrix:\n%s", strings.Join(matrix, "\n"))
 }
 
 // TestAuthIsCertifiedForTheProxy is the control: the unbroken proxy passes

@@ -2,7 +2,9 @@ package acceptance_test
 
 import (
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prism-suite/prism/acceptance/report"
@@ -110,4 +112,25 @@ func failedSpecs(rep *report.Report) []string {
 		}
 	}
 	return out
+}
+
+// killMatrix collects one line per mutant from parallel subtests; String
+// returns them sorted.
+type killMatrix struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (m *killMatrix) add(line string) {
+	m.mu.Lock()
+	m.lines = append(m.lines, line)
+	m.mu.Unlock()
+}
+
+func (m *killMatrix) String() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lines := append([]string(nil), m.lines...)
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }

@@ -15,37 +15,21 @@ import (
 	"github.com/prism-suite/prism/reference/registry/registrymutant"
 )
 
-// buildCommands builds prism-accept and the plugins once per test binary run.
-func buildCommands(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/prism-accept", "../backends/memstore/cmd/prism-memstore", "../backends/mutant/cmd/prism-mutant", "../reference/cmd/prism-proxy")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build commands: %v\n%s", err, out)
-	}
-	return dir
-}
-
-// buildMutantCommands is buildCommands with prism-proxy built with -tags
-// prism_mutants: the only build that holds the proxy's auth and registry
-// defects and reads PRISM_AUTH_MUTANT and PRISM_REGISTRY_MUTANT. It stays
-// bin/prism-proxy because a registry run finds its slot plugins next to it.
-func buildMutantCommands(t *testing.T) string {
-	t.Helper()
-	dir := buildCommands(t)
-	cmd := exec.Command("go", "build", "-tags", "prism_mutants", "-o", dir+"/", "../reference/cmd/prism-proxy")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build prism-proxy -tags prism_mutants: %v\n%s", err, out)
-	}
-	return dir
-}
-
 // accept runs prism-accept and returns its report and exit code.
 func accept(t *testing.T, bin string, args ...string) (*report.Report, int, string) {
+	t.Helper()
+	return acceptEnv(t, bin, nil, args...)
+}
+
+// acceptEnv is accept with env added to prism-accept's environment (which
+// the processes it starts inherit). Parallel tests use it where t.Setenv
+// is not allowed.
+func acceptEnv(t *testing.T, bin string, env []string, args ...string) (*report.Report, int, string) {
 	t.Helper()
 	reportDir := t.TempDir()
 	args = append(args, "--report-dir", reportDir)
 	cmd := exec.Command(filepath.Join(bin, "prism-accept"), args...)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	var exit *exec.ExitError
@@ -208,9 +192,11 @@ func TestMutantsAreKilled(t *testing.T) {
 		t.Skip("runs the suites once per mutant")
 	}
 	bin := buildCommands(t)
-	var matrix []string
+	var matrix killMatrix
+	t.Cleanup(func() { t.Logf("kill matrix:\n%s", &matrix) })
 	for _, m := range mutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
+			t.Parallel()
 			k, ok := mutantKills[m.Name]
 			if !ok {
 				t.Fatalf("mutant %q has no entry in mutantKills", m.Name)
@@ -228,10 +214,9 @@ func TestMutantsAreKilled(t *testing.T) {
 			}
 			rep, code, out := accept(t, bin, args...)
 			verdict := checkKill(t, m.Name, m.Breaks, k, true, rep, code, out)
-			matrix = append(matrix, fmt.Sprintf("%-28s %-16s %-9s %-7s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict, strings.Join(k.specs, " | ")))
+			matrix.add(fmt.Sprintf("%-28s %-16s %-9s %-7s %s", m.Name, m.Breaks, m.BaseOrDefault(), verdict, strings.Join(k.specs, " | ")))
 		})
 	}
-	t.Logf("kill matrix:\n%s", strings.Join(matrix, "\n"))
 }
 
 // TestMemstoreIsCertified is the control: the unbroken plugin passes the same run.
@@ -305,9 +290,9 @@ var registryKills = map[string]kill{
 
 // registryAccept runs the registry suite through the prism-proxy in bin on
 // memstore slots, with the specs labelFilter selects.
-func registryAccept(t *testing.T, bin, labelFilter string) (*report.Report, int, string) {
+func registryAccept(t *testing.T, bin string, env []string, labelFilter string) (*report.Report, int, string) {
 	t.Helper()
-	return accept(t, bin, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
+	return acceptEnv(t, bin, env, "--pattern", "registry", "--registry-slot", "memstore", "--messaging-slot", "memstore",
 		"--proxy", filepath.Join(bin, "prism-proxy"), "--label-filter", labelFilter)
 }
 
@@ -323,20 +308,21 @@ func TestRegistryMutantsAreKilled(t *testing.T) {
 		t.Skip("runs the registry suite once per mutant")
 	}
 	bin := buildMutantCommands(t)
-	var matrix []string
+	var matrix killMatrix
+	t.Cleanup(func() { t.Logf("registry kill matrix:\n%s", &matrix) })
 	for _, m := range registrymutant.All() {
 		t.Run(m.Name, func(t *testing.T) {
+			t.Parallel()
 			k, ok := registryKills[m.Name]
 			if !ok {
 				t.Fatalf("registry mutant %q has no entry in registryKills", m.Name)
 			}
-			t.Setenv(registrymutant.Env, m.Name) // prism-accept's proxy inherits it
-			rep, code, out := registryAccept(t, bin, k.labelFilter(m.Breaks, false))
+			// prism-accept's proxy inherits the variable
+			rep, code, out := registryAccept(t, bin, []string{registrymutant.Env + "=" + m.Name}, k.labelFilter(m.Breaks, false))
 			verdict := checkKill(t, m.Name, m.Breaks, k, false, rep, code, out)
-			matrix = append(matrix, fmt.Sprintf("%-28s %-20s %-7s %s", m.Name, m.Breaks, verdict, strings.Join(k.specs, " | ")))
+			matrix.add(fmt.Sprintf("%-28s %-20s %-7s %s", m.Name, m.Breaks, verdict, strings.Join(k.specs, " | ")))
 		})
 	}
-	t.Logf("registry kill matrix:\n%s", strings.Join(matrix, "\n"))
 }
 
 // TestRegistryIsCertifiedForTheProxy is the control of the registry
@@ -348,7 +334,7 @@ func TestRegistryIsCertifiedForTheProxy(t *testing.T) {
 	}
 	bin := buildCommands(t)
 	caps := []capability.Name{capability.RegistryBasic, capability.RegistryMulticast}
-	rep, code, out := registryAccept(t, bin, string(caps[0])+" || "+string(caps[1]))
+	rep, code, out := registryAccept(t, bin, nil, string(caps[0])+" || "+string(caps[1]))
 	for _, c := range caps {
 		if v := rep.Verdict(string(c)); v != report.Certified {
 			t.Errorf("%s: %q, want %q\n%s", c, v, report.Certified, out)

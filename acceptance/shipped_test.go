@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,11 +43,7 @@ const authMutantEnv = "PRISM_AUTH_MUTANT"
 func proxyBuilds(t *testing.T) (shipped, mutants, memstore string) {
 	t.Helper()
 	bin := buildCommands(t)
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-tags", "prism_mutants", "-o", dir+"/", "../reference/cmd/prism-proxy")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build prism-proxy -tags prism_mutants: %v\n%s", err, out)
-	}
+	dir := buildMutantCommands(t)
 	return filepath.Join(bin, "prism-proxy"), filepath.Join(dir, "prism-proxy"), filepath.Join(bin, "prism-memstore")
 }
 
