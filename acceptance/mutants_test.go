@@ -301,7 +301,17 @@ var registryKills = map[string]kill{
 		"via proxy Registry multicast delivers to each of 1 000 identities exactly once"}},
 	registrymutant.DeliveredNoReceiver: {specs: []string{
 		"via proxy Registry multicast reports FAILED for a target without a live receiver and never counts it delivered"}},
+	registrymutant.ContainsListSubstring: {specs: []string{nearMissSpec}},
+	registrymutant.LteGteStrict: {specs: []string{nearMissSpec}},
+	registrymutant.EqCoercesTypes: {specs: []string{nearMissSpec}},
+	registrymutant.EqCaseInsensitive: {specs: []string{nearMissSpec}},
+	registrymutant.StartsWithAnywhere: {specs: []string{nearMissSpec}},
+	registrymutant.ExistsEmptyAbsent: {specs: []string{nearMissSpec}},
+	registrymutant.IntComparedAsFloat: {specs: []string{nearMissSpec}},
 }
+
+// nearMissSpec is the registry spec that kills the filter near-miss mutants.
+const nearMissSpec = "via proxy Registry filters selects values that just match every operator and never those that almost match, in the page and in total_count"
 
 // registryAccept runs the registry suite through the prism-proxy in bin on
 // memstore slots, with the specs labelFilter selects.

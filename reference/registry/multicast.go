@@ -432,7 +432,7 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 		return nil, status.Errorf(codes.InvalidArgument, "delivery: %d is not a delivery mode", req.GetDelivery())
 	}
 	deadline := start.Add(DefaultMulticastTimeout)
-	if dl, ok := ctx.Deadline(); ok {
+	if dl, ok := ctx.Deadline(); ok && !c.has(mutantFanoutIgnoresDeadline) {
 		// Leave time to answer before the caller gives up.
 		deadline = dl.Add(-min(100*time.Millisecond, time.Until(dl)/10))
 	}
@@ -483,7 +483,11 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	out := &registryv1.MulticastResponse{MulticastId: mc, TargetCount: int64(len(ids))}
 	statuses := make([]*registryv1.TargetStatus, len(ids))
 
-	mctx, cancel := context.WithDeadline(ctx, deadline)
+	parent := ctx
+	if c.has(mutantFanoutIgnoresDeadline) {
+		parent = context.Background()
+	}
+	mctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	ms.ctx = c.outgoing(mctx)
 	var send []int

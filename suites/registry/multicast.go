@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,6 +106,23 @@ func describeMulticast(sess func() *session) {
 			gone.cancel()
 			resp = s.closedReceiverMulticast(gone, "again")
 			Expect(s.byName(resp)).To(Equal(map[string]registryv1.TargetStatus_Status{"listening": delivered, "silent": failed, "gone": failed}))
+		})
+
+		It("targets values that just match every operator and never those that almost match", Label("filter"), func() {
+			names := slices.Sorted(maps.Keys(nearMissIdentities))
+			s.MustRegisterMany(names, func(i int) md { return nearMissIdentities[names[i]] })
+			var wrong []string
+			for _, c := range nearMisses() {
+				// No identity has a receiver: every target is FAILED, and the
+				// statuses name the targets the filter selected.
+				resp := s.MustMulticast(c.cond, "near-miss")
+				var got []string
+				for _, st := range resp.GetStatuses() {
+					got = append(got, s.name(st.GetIdentity()))
+				}
+				wrong = append(wrong, nearMissWrong(c, got)...)
+			}
+			Expect(wrong).To(BeEmpty(), "near misses Multicast targeted wrongly")
 		})
 
 		It("answers NotFound when opening the inbox of an identity that is not registered", func() {
