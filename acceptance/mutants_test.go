@@ -302,12 +302,12 @@ var registryKills = map[string]kill{
 	registrymutant.DeliveredNoReceiver: {specs: []string{
 		"via proxy Registry multicast reports FAILED for a target without a live receiver and never counts it delivered"}},
 	registrymutant.ContainsListSubstring: {specs: []string{nearMissSpec}},
-	registrymutant.LteGteStrict: {specs: []string{nearMissSpec}},
-	registrymutant.EqCoercesTypes: {specs: []string{nearMissSpec}},
-	registrymutant.EqCaseInsensitive: {specs: []string{nearMissSpec}},
-	registrymutant.StartsWithAnywhere: {specs: []string{nearMissSpec}},
-	registrymutant.ExistsEmptyAbsent: {specs: []string{nearMissSpec}},
-	registrymutant.IntComparedAsFloat: {specs: []string{nearMissSpec}},
+	registrymutant.LteGteStrict:          {specs: []string{nearMissSpec}},
+	registrymutant.EqCoercesTypes:        {specs: []string{nearMissSpec}},
+	registrymutant.EqCaseInsensitive:     {specs: []string{nearMissSpec}},
+	registrymutant.StartsWithAnywhere:    {specs: []string{nearMissSpec}},
+	registrymutant.ExistsEmptyAbsent:     {specs: []string{nearMissSpec}},
+	registrymutant.IntComparedAsFloat:    {specs: []string{nearMissSpec}},
 }
 
 // nearMissSpec is the registry spec that kills the filter near-miss mutants.
