@@ -308,7 +308,19 @@ var registryKills = map[string]kill{
 	registrymutant.StartsWithAnywhere:    {specs: []string{nearMissSpec}},
 	registrymutant.ExistsEmptyAbsent:     {specs: []string{nearMissSpec}},
 	registrymutant.IntComparedAsFloat:    {specs: []string{nearMissSpec}},
+	registrymutant.ExpiredRegisterRefused: {specs: []string{expiredGoneSpec,
+		"via proxy Registry basic never enumerates an identity once its TTL has passed, and registers it again at once"}},
+	registrymutant.ExpiredHeartbeatRevives:  {specs: []string{expiredGoneSpec}},
+	registrymutant.ExpiredUnregisterExisted: {specs: []string{expiredGoneSpec}},
+	registrymutant.HeartbeatExpiresEarly: {specs: []string{
+		"via proxy Registry expiry keeps an identity live until its TTL ends: at 75 % of a TTL of at least 2 s, also of a heartbeat's, every operation sees it"}},
+	registrymutant.ExpiredReceiveOpens: {specs: []string{
+		"via proxy Registry expiry answers NotFound when opening the inbox of an expired identity the slot still holds, and opens it once registered again"}},
 }
+
+// expiredGoneSpec is the registry spec that kills the mutants whose
+// operations ignore expiry.
+const expiredGoneSpec = "via proxy Registry expiry treats an expired identity the slot still holds as gone in Enumerate, total_count, Register, a heartbeat and Unregister"
 
 // nearMissSpec is the registry spec that kills the filter near-miss mutants.
 const nearMissSpec = "via proxy Registry filters selects values that just match every operator and never those that almost match, in the page and in total_count"

@@ -104,6 +104,7 @@ func Register(p fixture.Provider) bool {
 		sess := func() *session { return s }
 		describeBasic(sess)
 		describeFilters(sess)
+		describeExpiry(sess)
 		describeMulticast(sess)
 		describeAtLeastOnce(sess)
 	})
