@@ -316,6 +316,8 @@ var registryKills = map[string]kill{
 		"via proxy Registry expiry keeps an identity live until its TTL ends: at 75 % of a TTL of at least 2 s, also of a heartbeat's, every operation sees it"}},
 	registrymutant.ExpiredReceiveOpens: {specs: []string{
 		"via proxy Registry expiry answers NotFound when opening the inbox of an expired identity the slot still holds, and opens it once registered again"}},
+	registrymutant.FanoutIgnoresDeadline: {specs: []string{
+		"via proxy Registry multicast answers by the caller's deadline, with the stuck target TIMEOUT, when a target's delivery is stuck"}},
 }
 
 // expiredGoneSpec is the registry spec that kills the mutants whose

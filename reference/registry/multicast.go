@@ -49,6 +49,9 @@ const (
 	// pingTimeout bounds the wait for another proxy's answer on the
 	// messaging slot when its receivers are targeted.
 	pingTimeout = 500 * time.Millisecond
+	// answerMargin is the most of the caller's deadline a multicast keeps
+	// for sending its answer back.
+	answerMargin = 250 * time.Millisecond
 	// perTargetPresence is the most targets whose presence is read key by
 	// key; more are checked with one walk over every presence key.
 	perTargetPresence = 16
@@ -433,8 +436,10 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	}
 	deadline := start.Add(DefaultMulticastTimeout)
 	if dl, ok := ctx.Deadline(); ok && !c.has(mutantFanoutIgnoresDeadline) {
-		// Leave time to answer before the caller gives up.
-		deadline = dl.Add(-min(100*time.Millisecond, time.Until(dl)/10))
+		// Leave time to answer before the caller gives up: a quarter of
+		// what is left, at most answerMargin, so that the answer makes it
+		// back also when the proxy's machine is loaded.
+		deadline = dl.Add(-min(answerMargin, time.Until(dl)/4))
 	}
 	if t := req.GetTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 || t.AsDuration() > MaxMulticastTimeout {
