@@ -286,7 +286,31 @@ var registryKills = map[string]kill{
 		"via proxy Registry multicast delivers to each of 1 000 identities exactly once"}},
 	registrymutant.DeliveredNoReceiver: {specs: []string{
 		"via proxy Registry multicast reports FAILED for a target without a live receiver and never counts it delivered"}},
+	registrymutant.ContainsListSubstring: {specs: []string{nearMissSpec}},
+	registrymutant.LteGteStrict:          {specs: []string{nearMissSpec}},
+	registrymutant.EqCoercesTypes:        {specs: []string{nearMissSpec}},
+	registrymutant.EqCaseInsensitive:     {specs: []string{nearMissSpec}},
+	registrymutant.StartsWithAnywhere:    {specs: []string{nearMissSpec}},
+	registrymutant.ExistsEmptyAbsent:     {specs: []string{nearMissSpec}},
+	registrymutant.IntComparedAsFloat:    {specs: []string{nearMissSpec}},
+	registrymutant.ExpiredRegisterRefused: {specs: []string{expiredGoneSpec,
+		"via proxy Registry basic never enumerates an identity once its TTL has passed, and registers it again at once"}},
+	registrymutant.ExpiredHeartbeatRevives:  {specs: []string{expiredGoneSpec}},
+	registrymutant.ExpiredUnregisterExisted: {specs: []string{expiredGoneSpec}},
+	registrymutant.HeartbeatExpiresEarly: {specs: []string{
+		"via proxy Registry expiry keeps an identity live until its TTL ends: at 75 % of a TTL of at least 2 s, also of a heartbeat's, every operation sees it"}},
+	registrymutant.ExpiredReceiveOpens: {specs: []string{
+		"via proxy Registry expiry answers NotFound when opening the inbox of an expired identity the slot still holds, and opens it once registered again"}},
+	registrymutant.FanoutIgnoresDeadline: {specs: []string{
+		"via proxy Registry multicast answers by the caller's deadline, with the stuck target TIMEOUT, when a target's delivery is stuck"}},
 }
+
+// expiredGoneSpec is the registry spec that kills the mutants whose
+// operations ignore expiry.
+const expiredGoneSpec = "via proxy Registry expiry treats an expired identity the slot still holds as gone in Enumerate, total_count, Register, a heartbeat and Unregister"
+
+// nearMissSpec is the registry spec that kills the filter near-miss mutants.
+const nearMissSpec = "via proxy Registry filters selects values that just match every operator and never those that almost match, in the page and in total_count"
 
 // registryAccept runs the registry suite through the prism-proxy in bin on
 // memstore slots, with the specs labelFilter selects.

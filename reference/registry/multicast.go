@@ -49,6 +49,9 @@ const (
 	// pingTimeout bounds the wait for another proxy's answer on the
 	// messaging slot when its receivers are targeted.
 	pingTimeout = 500 * time.Millisecond
+	// answerMargin is the most of the caller's deadline a multicast keeps
+	// for sending its answer back.
+	answerMargin = 250 * time.Millisecond
 	// perTargetPresence is the most targets whose presence is read key by
 	// key; more are checked with one walk over every presence key.
 	perTargetPresence = 16
@@ -432,9 +435,11 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 		return nil, status.Errorf(codes.InvalidArgument, "delivery: %d is not a delivery mode", req.GetDelivery())
 	}
 	deadline := start.Add(DefaultMulticastTimeout)
-	if dl, ok := ctx.Deadline(); ok {
-		// Leave time to answer before the caller gives up.
-		deadline = dl.Add(-min(100*time.Millisecond, time.Until(dl)/10))
+	if dl, ok := ctx.Deadline(); ok && !c.has(mutantFanoutIgnoresDeadline) {
+		// Leave time to answer before the caller gives up: a quarter of
+		// what is left, at most answerMargin, so that the answer makes it
+		// back also when the proxy's machine is loaded.
+		deadline = dl.Add(-min(answerMargin, time.Until(dl)/4))
 	}
 	if t := req.GetTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 || t.AsDuration() > MaxMulticastTimeout {
@@ -483,7 +488,11 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	out := &registryv1.MulticastResponse{MulticastId: mc, TargetCount: int64(len(ids))}
 	statuses := make([]*registryv1.TargetStatus, len(ids))
 
-	mctx, cancel := context.WithDeadline(ctx, deadline)
+	parent := ctx
+	if c.has(mutantFanoutIgnoresDeadline) {
+		parent = context.Background()
+	}
+	mctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	ms.ctx = c.outgoing(mctx)
 	var send []int

@@ -20,4 +20,17 @@ const (
 	mutantQuotaCountsExpired
 	mutantMulticastTwice
 	mutantDeliveredNoReceiver
+	mutantContainsListSubstring
+	mutantLteGteStrict
+	mutantEqCoercesTypes
+	mutantEqCaseInsensitive
+	mutantStartsWithAnywhere
+	mutantExistsEmptyAbsent
+	mutantIntComparedAsFloat
+	mutantExpiredRegisterRefused
+	mutantExpiredHeartbeatRevives
+	mutantExpiredUnregisterExisted
+	mutantExpiredReceiveOpens
+	mutantHeartbeatExpiresEarly
+	mutantFanoutIgnoresDeadline
 )

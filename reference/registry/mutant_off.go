@@ -23,3 +23,8 @@ func (c *Coordinator) has(mutantID) bool { return false }
 
 // mutateFilter returns f unchanged: the default build has no mutants.
 func (c *Coordinator) mutateFilter(f *registryv1.Filter) *registryv1.Filter { return f }
+
+// mutateMetadata returns md unchanged: the default build has no mutants.
+func (c *Coordinator) mutateMetadata(md map[string]*registryv1.Value) map[string]*registryv1.Value {
+	return md
+}

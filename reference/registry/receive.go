@@ -68,7 +68,7 @@ func (c *Coordinator) Receive(stream registryv1.Registry_ReceiveServer) error {
 	if err != nil {
 		return err
 	}
-	if rec == nil || !live(rec, c.now()) {
+	if rec == nil || !(live(rec, c.now()) || c.has(mutantExpiredReceiveOpens)) {
 		return status.Errorf(codes.NotFound, "identity %q is not registered in namespace %q", id, c.ns)
 	}
 	ms, err := c.messagingSlot(ctx)

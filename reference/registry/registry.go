@@ -344,7 +344,7 @@ func (c *Coordinator) Register(ctx context.Context, req *registryv1.RegisterRequ
 	if err != nil {
 		return nil, err
 	}
-	isLive := old != nil && live(old, now)
+	isLive := old != nil && (live(old, now) || c.has(mutantExpiredRegisterRefused))
 	if isLive && !req.GetReplace() && !c.has(mutantReplaceIgnored) {
 		return nil, status.Errorf(codes.AlreadyExists, "identity %q is already registered (until %s); register with replace to renew it",
 			id, old.GetExpiresAt().AsTime().Format(time.RFC3339Nano))
@@ -356,8 +356,11 @@ func (c *Coordinator) Register(ctx context.Context, req *registryv1.RegisterRequ
 	}
 	rec := &registryv1.Identity{Identity: id, Metadata: req.GetMetadata(), RegisteredAt: timestamppb.New(now),
 		ExpiresAt: timestamppb.New(now.Add(ttl))}
-	if isLive {
+	if isLive || (old != nil && c.has(mutantExpiredHeartbeatRevives)) {
 		rec.RegisteredAt = old.GetRegisteredAt()
+	}
+	if c.has(mutantHeartbeatExpiresEarly) {
+		rec.ExpiresAt = timestamppb.New(rec.GetRegisteredAt().AsTime().Add(ttl))
 	}
 	b, err := proto.Marshal(rec)
 	if err != nil {
@@ -485,7 +488,7 @@ func (c *Coordinator) Unregister(ctx context.Context, req *registryv1.Unregister
 		return nil, slotError("registry", "delete record", err)
 	}
 	c.deleteDurableInbox(ctx, s, id)
-	return &registryv1.UnregisterResponse{Existed: old != nil && live(old, c.now())}, nil
+	return &registryv1.UnregisterResponse{Existed: old != nil && (live(old, c.now()) || c.has(mutantExpiredUnregisterExisted))}, nil
 }
 
 // compile validates a filter (with the mutants' defects applied).
@@ -568,7 +571,7 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 		}
 		for _, e := range resp.GetEntries() {
 			rec := c.decode(e)
-			if rec == nil || !c.visible(rec, now) || !cf.Match(rec.GetMetadata()) {
+			if rec == nil || !c.visible(rec, now) || !c.match(cf, rec) {
 				continue
 			}
 			found++
@@ -602,7 +605,7 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 	}
 	if !done || start != "" {
 		err := c.scanRecords(s, "", func(_ string, rec *registryv1.Identity) bool {
-			if c.visible(rec, now) && cf.Match(rec.GetMetadata()) {
+			if c.visible(rec, now) && c.match(cf, rec) {
 				out.TotalCount++
 			}
 			return true
@@ -614,12 +617,18 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 	return out, nil
 }
 
+// match reports whether a record's metadata satisfies cf (as a mutant
+// sees it, in a prism_mutants build).
+func (c *Coordinator) match(cf *filter.Compiled, rec *registryv1.Identity) bool {
+	return cf.Match(c.mutateMetadata(rec.GetMetadata()))
+}
+
 // targets resolves the identities a filter selects now, in key order.
 func (c *Coordinator) targets(s kvSlot, cf *filter.Compiled) ([]string, error) {
 	now := c.now()
 	var ids []string
 	err := c.scanRecords(s, "", func(_ string, rec *registryv1.Identity) bool {
-		if c.visible(rec, now) && cf.Match(rec.GetMetadata()) {
+		if c.visible(rec, now) && c.match(cf, rec) {
 			ids = append(ids, rec.GetIdentity())
 		}
 		return true

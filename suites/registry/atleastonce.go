@@ -34,7 +34,9 @@ func describeAtLeastOnce(sess func() *session) {
 			s.MustRegister("ignores", md{})
 			s.MustRegister("absent", md{})
 			in := s.MustReceiveMany([]string{"acks", "ignores"})
-			done := multicastAsync(nil, "please-ack", 3*time.Second)
+			// The receiver that acknowledges must manage to within the
+			// timeout: a few calls, so a window of at least 3 s.
+			done := multicastAsync(nil, "please-ack", s.liveWindow(3*time.Second, 3))
 			in["acks"].WaitCount(1, s.fx.Timeouts.Eventually)
 			m := in["acks"].Messages()[0]
 			Expect(string(m.GetPayload())).To(Equal("please-ack"))

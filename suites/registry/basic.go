@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ func describeBasic(sess func() *session) {
 			m := md{"s": S("ünïcødé ✓"), "i": I(-42), "f": F(2.5), "b": B(true), "l": L("x", "y", ""), "empty": S("")}
 			before := time.Now()
 			resp := s.MustRegister("dev", m)
-			Expect(resp.GetRegisteredAt().AsTime()).To(BeTemporally("~", before, 2*time.Second))
+			Expect(resp.GetRegisteredAt().AsTime()).To(BeTemporally("~", before, s.fx.Timeouts.Call))
 			Expect(resp.GetExpiresAt().AsTime().Sub(resp.GetRegisteredAt().AsTime())).To(BeNumerically("~", time.Minute, time.Second))
 			ids, total := s.enumerate(s.rc, s.scoped(nil), 0)
 			Expect(total).To(Equal(int64(1)))
@@ -138,19 +139,24 @@ func describeBasic(sess func() *session) {
 
 		It("answers ResourceExhausted at the quota and never counts expired identities", Label("quota", "expiry"), func() {
 			ns := s.fx.Registry.QuotaNamespace
-			var last *registryv1.RegisterResponse
+			ttl := s.liveWindow(time.Second, Quota+2)
+			var first, last *registryv1.RegisterResponse
 			for i := range Quota {
-				resp, err := s.register(ns, fmt.Sprintf("q%d", i), md{}, time.Second, false)
+				resp, err := s.register(ns, fmt.Sprintf("q%d", i), md{}, ttl, false)
 				Expect(err).NotTo(HaveOccurred(), "Register %d of a quota of %d", i+1, Quota)
+				if first == nil {
+					first = resp
+				}
 				last = resp
 			}
 			_, err := s.register(ns, "over", md{}, time.Minute, false)
+			expectLive(err != nil, first.GetExpiresAt().AsTime(), "Register beyond the quota of %d must be refused while the %d are live", Quota, Quota)
 			Expect(err).To(fixture.HaveCode(codes.ResourceExhausted), "Register beyond the quota of %d", Quota)
-			_, err = s.register(ns, "q0", md{}, time.Second, true)
+			hb, err := s.register(ns, "q0", md{}, ttl, true)
 			Expect(err).NotTo(HaveOccurred(), "a heartbeat of an identity already counted needs no room")
 			By("waiting until the three registrations have expired")
 			waitUntil(last.GetExpiresAt().AsTime())
-			waitUntil(time.Now().Add(time.Second)) // q0's heartbeat
+			waitUntil(hb.GetExpiresAt().AsTime()) // q0's heartbeat
 			ids, _ := s.enumerate(s.client(ns), s.scoped(nil), 0)
 			Expect(ids).To(BeEmpty(), "expired identities are not enumerated")
 			_, err = s.register(ns, "over", md{}, time.Minute, false)
@@ -158,10 +164,13 @@ func describeBasic(sess func() *session) {
 		})
 
 		It("never enumerates an identity once its TTL has passed, and registers it again at once", Label("expiry"), func() {
-			short, err := s.register(s.fx.Target.Namespace, "short", md{"k": S("v")}, 700*time.Millisecond, false)
+			ttl := s.liveWindow(700*time.Millisecond, 3)
+			short, err := s.register(s.fx.Target.Namespace, "short", md{"k": S("v")}, ttl, false)
 			Expect(err).NotTo(HaveOccurred())
 			s.MustRegister("long", md{"k": S("v")})
-			Expect(s.MustEnumerateNames(nil)).To(ConsistOf("short", "long"))
+			got := s.MustEnumerateNames(nil)
+			expectLive(slices.Contains(got, "short"), short.GetExpiresAt().AsTime(), "Enumerate lists the short registration before its TTL ends (got %v)", got)
+			Expect(got).To(ConsistOf("short", "long"))
 			waitUntil(short.GetExpiresAt().AsTime())
 			ids, total := s.enumerate(s.rc, s.scoped(eq("k", S("v"))), 0)
 			Expect(s.names(ids)).To(Equal([]string{"long"}), "an expired identity is never enumerated")

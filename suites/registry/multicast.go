@@ -1,8 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,6 +109,23 @@ func describeMulticast(sess func() *session) {
 			Expect(s.byName(resp)).To(Equal(map[string]registryv1.TargetStatus_Status{"listening": delivered, "silent": failed, "gone": failed}))
 		})
 
+		It("targets values that just match every operator and never those that almost match", Label("filter"), func() {
+			names := slices.Sorted(maps.Keys(nearMissIdentities))
+			s.MustRegisterMany(names, func(i int) md { return nearMissIdentities[names[i]] })
+			var wrong []string
+			for _, c := range nearMisses() {
+				// No identity has a receiver: every target is FAILED, and the
+				// statuses name the targets the filter selected.
+				resp := s.MustMulticast(c.cond, "near-miss")
+				var got []string
+				for _, st := range resp.GetStatuses() {
+					got = append(got, s.name(st.GetIdentity()))
+				}
+				wrong = append(wrong, nearMissWrong(c, got)...)
+			}
+			Expect(wrong).To(BeEmpty(), "near misses Multicast targeted wrongly")
+		})
+
 		It("answers NotFound when opening the inbox of an identity that is not registered", func() {
 			_, err := s.openInbox(s.rc, "never-registered")
 			Expect(err).To(fixture.HaveCode(codes.NotFound))
@@ -127,15 +147,62 @@ func describeMulticast(sess func() *session) {
 		})
 
 		It("targets no identity whose TTL has passed", Label("expiry"), func() {
-			short, err := s.register(s.fx.Target.Namespace, "short", md{}, 700*time.Millisecond, false)
+			ttl := s.liveWindow(700*time.Millisecond, 3)
+			short, err := s.register(s.fx.Target.Namespace, "short", md{}, ttl, false)
 			Expect(err).NotTo(HaveOccurred())
+			shortIn, err := s.openInbox(s.rc, "short")
+			expectLive(err == nil, short.GetExpiresAt().AsTime(), "Receive opens the inbox of the short registration before its TTL ends (got %v)", err)
+			Expect(err).NotTo(HaveOccurred(), "Receive of a live identity")
 			s.MustRegister("long", md{})
-			in := s.MustReceiveMany([]string{"short", "long"})
+			long := s.MustReceive("long")
 			waitUntil(short.GetExpiresAt().AsTime())
 			resp := s.MustMulticast(nil, "after-expiry")
 			Expect(s.byName(resp)).To(Equal(map[string]registryv1.TargetStatus_Status{"long": delivered}))
-			in["long"].WaitCount(1, s.fx.Timeouts.Eventually)
-			Expect(in["short"].Payloads()).To(BeEmpty())
+			long.WaitCount(1, s.fx.Timeouts.Eventually)
+			Expect(shortIn.Payloads()).To(BeEmpty())
+		})
+
+		It("answers by the caller's deadline, with the stuck target TIMEOUT, when a target's delivery is stuck", Label("deadline"), func() {
+			if s.fx.Registry.MessagingSlot != "memstore" {
+				Skip(fmt.Sprintf("the messaging slot (%s) drops a slow receiver's messages instead of holding the publisher back, so no target's delivery can be made to stick",
+					s.fx.Registry.MessagingSlot))
+			}
+			s.MustRegister("stuck", md{"role": S("stuck")})
+			By("opening the stuck target's inbox and never reading it")
+			ctx, cancel := context.WithCancel(context.Background())
+			DeferCleanup(cancel)
+			stream, err := s.rc.Receive(ctx)
+			Expect(err).NotTo(HaveOccurred(), "Receive")
+			Expect(stream.Send(&registryv1.ReceiveRequest{Request: &registryv1.ReceiveRequest_Open_{
+				Open: &registryv1.ReceiveRequest_Open{Identity: s.id("stuck")}}})).To(Succeed())
+			ev, err := stream.Recv()
+			Expect(err).NotTo(HaveOccurred(), "the Subscribed event")
+			Expect(ev.GetSubscribed()).NotTo(BeNil(), "the first event is Subscribed")
+
+			By("multicasting 1 MiB messages to it with a short deadline until its delivery sticks")
+			// The memstore messaging slot holds a publish to a full buffer
+			// back for its block timeout (1 s), then ends the subscription:
+			// a deadline well inside it shows whether the fan-out ends by
+			// the caller's deadline or runs on and misses it.
+			const deadline = 900 * time.Millisecond
+			const budget = 128 // MiB; the pipes of gRPC and memstore hold far less
+			payload := bytes.Repeat([]byte("x"), 1<<20-1024)
+			for i := range budget {
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				start := time.Now()
+				resp, err := s.rc.Multicast(ctx, &registryv1.MulticastRequest{Filter: s.scoped(eq("role", S("stuck"))), Payload: payload})
+				took := time.Since(start)
+				cancel()
+				Expect(err).NotTo(HaveOccurred(), "Multicast %d with a deadline of %v must answer by it, with the targets it could not reach TIMEOUT", i+1, deadline)
+				Expect(s.byName(resp)).To(HaveKey("stuck"))
+				if st := s.byName(resp)["stuck"]; st != delivered {
+					Expect(st).To(Equal(timedOut), "the stuck target's status once its delivery sticks (after %d MiB)", i)
+					Expect(took).To(BeNumerically("<=", deadline), "the answer came by the deadline")
+					GinkgoWriter.Printf("delivery stuck after %d MiB; the multicast answered after %v of its %v\n", i, took, deadline)
+					return
+				}
+			}
+			fixture.HarnessFail(fmt.Errorf("sent %d MiB to a receiver that does not read, and the memstore messaging slot never held a publish back", budget))
 		})
 
 		It("keeps inboxes apart for identities whose names contain '.', '*', '>', '/', spaces, '%' or Unicode", Label("isolation"), func() {

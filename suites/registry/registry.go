@@ -8,7 +8,8 @@
 // harness configures them with [NamespaceConfigs]); otherwise the specs are
 // skipped with that reason. Every spec carries its capability as a Ginkgo
 // label and a topic label (filter, expiry, replace, quota, schema, paging,
-// isolation, restart, delivery, concurrency) so one topic can be run alone.
+// isolation, restart, delivery, concurrency, deadline) so one topic can be
+// run alone.
 //
 // Every spec registers identities under its own prefix
 // ([fixture.Fixture.Prefix]) and tags them with a metadata field holding the
@@ -16,7 +17,11 @@
 // other's identities; it unregisters what it registered and closes the
 // inboxes it opened. Readiness is never waited for with a sleep: an inbox is
 // live at its Subscribed event and deliveries are awaited with Eventually.
-// The only timed waits are for a TTL to run out. Loops are bounded.
+// The only timed waits are for a TTL to run out. Loops are bounded. A TTL
+// that must outlast some calls is derived from the call latency measured in
+// the same spec (liveWindow), and an observation that an identity is live
+// which came back only after its TTL had ended is a harness error (the
+// machine was too slow to judge), never the registry's failure.
 package registry
 
 import (
@@ -104,6 +109,7 @@ func Register(p fixture.Provider) bool {
 		sess := func() *session { return s }
 		describeBasic(sess)
 		describeFilters(sess)
+		describeExpiry(sess)
 		describeMulticast(sess)
 		describeAtLeastOnce(sess)
 	})

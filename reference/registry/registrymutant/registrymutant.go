@@ -25,6 +25,25 @@ const (
 	QuotaCountsExpired  = "quota-counts-expired"
 	MulticastTwice      = "multicast-delivers-twice"
 	DeliveredNoReceiver = "delivered-without-receiver"
+
+	// Near misses of the filter language (SEMANTICS.md).
+	ContainsListSubstring = "contains-list-substring"
+	LteGteStrict          = "lte-gte-strict"
+	EqCoercesTypes        = "eq-coerces-types"
+	EqCaseInsensitive     = "eq-case-insensitive"
+	StartsWithAnywhere    = "startswith-anywhere"
+	ExistsEmptyAbsent     = "exists-empty-absent"
+	IntComparedAsFloat    = "int-compared-as-float"
+
+	// Operations that ignore expiry.
+	ExpiredRegisterRefused   = "expired-register-refused"
+	ExpiredHeartbeatRevives  = "expired-heartbeat-revives"
+	ExpiredUnregisterExisted = "expired-unregister-existed"
+	ExpiredReceiveOpens      = "expired-receive-opens"
+	HeartbeatExpiresEarly    = "heartbeat-expires-early"
+
+	// Fan-out that does not end by the caller's deadline.
+	FanoutIgnoresDeadline = "fanout-ignores-deadline"
 )
 
 // Mutant is one deliberate defect of the coordinator.
@@ -45,6 +64,19 @@ var mutants = []Mutant{
 	{QuotaCountsExpired, capability.RegistryBasic, "the quota counts expired identities"},
 	{MulticastTwice, capability.RegistryMulticast, "at-most-once publishes every message twice"},
 	{DeliveredNoReceiver, capability.RegistryMulticast, "at-most-once counts DELIVERED for a target without a live receiver"},
+	{ContainsListSubstring, capability.RegistryBasic, "contains on a list matches a substring of an element, not only a whole element"},
+	{LteGteStrict, capability.RegistryBasic, "<= and >= leave out equality (evaluated as < and >)"},
+	{EqCoercesTypes, capability.RegistryBasic, "eq, ne and in coerce types: the string \"1\" equals the number 1 and \"true\" equals true"},
+	{EqCaseInsensitive, capability.RegistryBasic, "eq and ne compare strings case-insensitively"},
+	{StartsWithAnywhere, capability.RegistryBasic, "startswith matches its value anywhere in the string (as contains)"},
+	{ExistsEmptyAbsent, capability.RegistryBasic, "exists is false for an empty string or an empty list"},
+	{IntComparedAsFloat, capability.RegistryBasic, "integer operands are compared as float64, so 2^53+1 equals 2^53"},
+	{ExpiredRegisterRefused, capability.RegistryBasic, "Register without replace answers AlreadyExists for an expired identity the slot still holds"},
+	{ExpiredHeartbeatRevives, capability.RegistryBasic, "a heartbeat (replace) of an expired identity keeps its old registered_at, as if it had been live"},
+	{ExpiredUnregisterExisted, capability.RegistryBasic, "Unregister reports existed=true for an expired identity the slot still holds"},
+	{ExpiredReceiveOpens, capability.RegistryMulticast, "Receive opens the inbox of an expired identity the slot still holds"},
+	{HeartbeatExpiresEarly, capability.RegistryBasic, "a heartbeat computes expires_at from registered_at instead of now, so a renewed identity expires early"},
+	{FanoutIgnoresDeadline, capability.RegistryMulticast, "the fan-out ignores the caller's deadline (runs on context.Background with the default timeout)"},
 }
 
 // All returns the registry mutants, in a stable order.
