@@ -13,8 +13,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/plugin"
 	"github.com/prism-suite/prism/proto/capability"
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -232,6 +234,93 @@ func describeDrainInFlight(fx func() *fixture.Fixture) {
 			Expect(d.resp.GetInFlight()).To(BeZero(), "in_flight after the only call in flight ended")
 			Expect(after).To(BeNumerically("<", deadline/2), "Drain answered %v after the call it waited for ended", after)
 			s.expectExit()
+		})
+
+		It("waits for a call stuck on a paused backend until that call's deadline passes, refusing new calls meanwhile, then answers and Stop succeeds", Label("fault:pause"), func() {
+			f := fx()
+			if !f.Declared().Has(capability.KeyValueBasic) {
+				Skip("keyvalue.basic is not declared by this plugin: the call stuck on the backend is a KeyValue Get")
+			}
+			if f.Backend == nil {
+				Skip("the plugin has no backend instance to pause; the specs with a stuck subscription hold a call in flight instead")
+			}
+			if _, ok := f.Backend.(backend.Pauser); !ok {
+				Skip(fmt.Sprintf("the %s backend via %s cannot be paused", f.Backend.Info().Kind, f.Backend.Info().Provider))
+			}
+			p := f.Private()
+			if p.Lifecycle == nil {
+				Skip("the spec's plugin has no lifecycle client (it is reached through a proxy)")
+			}
+			kv := keyvaluev1.NewKeyValueClient(p.Target.Conn)
+			k := f.Prefix() + "frozen"
+			_, err := kv.Set(f.Ctx(), &keyvaluev1.SetRequest{Key: k, Value: []byte("v")})
+			Expect(err).NotTo(HaveOccurred(), "Set before the pause")
+
+			p.Pause()
+			// The stuck call's deadline, and Drain's: Drain's is far longer,
+			// so answering when the call ends is told apart from answering
+			// at its own deadline.
+			callDeadline := time.Second
+			drainDeadline := callDeadline + f.Timeouts.Stop
+			type ended struct {
+				code codes.Code
+				at   time.Time
+			}
+			call := make(chan ended, 1)
+			callStart := time.Now()
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+				defer cancel()
+				_, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: k})
+				call <- ended{status.Code(err), time.Now()}
+			}()
+			// A call on the same connection answered after the Get was sent:
+			// the plugin has read the Get before Drain is even sent.
+			_, err = p.Lifecycle.Describe(f.Ctx(), &lifecyclev1.DescribeRequest{})
+			Expect(err).NotTo(HaveOccurred(), "Describe while the backend is paused")
+
+			done := make(chan drained, 1)
+			go func() {
+				defer GinkgoRecover()
+				ctx, cancel := context.WithTimeout(context.Background(), drainDeadline+f.Timeouts.Call)
+				defer cancel()
+				resp, err := p.Lifecycle.Drain(ctx, &lifecyclev1.DrainRequest{Deadline: durationpb.New(drainDeadline)})
+				done <- drained{resp: resp, err: err, at: time.Now()}
+			}()
+			Eventually(func() error {
+				// Short: a probe that got in before Drain is stuck too, and
+				// must end long before the call under test.
+				ctx, cancel := context.WithTimeout(context.Background(), callDeadline/10)
+				defer cancel()
+				_, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: k})
+				return err
+			}).WithTimeout(callDeadline).WithPolling(10*time.Millisecond).Should(fixture.HaveCode(codes.Unavailable),
+				"a new data call while Drain waits")
+
+			var c ended
+			Eventually(call).WithTimeout(callDeadline+f.Timeouts.Call).Should(Receive(&c), "the stuck call must end by its deadline")
+			var d drained
+			Eventually(done).WithTimeout(drainDeadline+f.Timeouts.Call).Should(Receive(&d), "Drain must answer")
+			Expect(d.err).NotTo(HaveOccurred(), "Drain")
+			AddReportEntry("Drain", ReportEntryVisibilityFailureOrVerbose, fmt.Sprintf("stuck call %s after %v; Drain answered after %v (deadline %v), in_flight %d",
+				c.code, c.at.Sub(callStart), d.at.Sub(callStart), drainDeadline, d.resp.GetInFlight()))
+			Expect(d.resp.GetInFlight()).To(BeZero(), "in_flight once the only call in flight ended")
+			if c.code == codes.Unavailable {
+				// The Get reached the plugin's handler only after Drain began
+				// (an extremely loaded machine): it was refused, as it must be.
+				AddReportEntry("inconclusive", ReportEntryVisibilityAlways, "the stuck call was refused: it was admitted after Drain began")
+			} else {
+				Expect(c.code).To(Equal(codes.DeadlineExceeded), "the call stuck on the paused backend")
+				Expect(d.at.Sub(callStart)).To(BeNumerically(">=", callDeadline),
+					"Drain answered before the call it had to wait for ended")
+				Expect(d.at.Sub(callStart)).To(BeNumerically("<", callDeadline+f.Timeouts.Stop/2),
+					"Drain answered long after the call it waited for ended (its own deadline was %v)", drainDeadline)
+			}
+			p.Unpause()
+			ctx, cancel := context.WithTimeout(context.Background(), f.Timeouts.Stop)
+			defer cancel()
+			_, err = p.Lifecycle.Stop(ctx, &lifecyclev1.StopRequest{})
+			Expect(err).NotTo(HaveOccurred(), "Stop after Drain")
 		})
 	})
 }
