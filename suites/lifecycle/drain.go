@@ -187,7 +187,7 @@ func describeDrainInFlight(fx func() *fixture.Fixture) {
 			// machine: many times the slowest publish, at least half a second.
 			deadline := min(max(500*time.Millisecond, 20*s.publish), f.Timeouts.Stop)
 			done, start := s.drain(deadline)
-			s.expectRefusing(deadline)
+			s.expectRefusing(f.Timeouts.Call)
 			var d drained
 			Eventually(done).WithTimeout(deadline+f.Timeouts.Call).Should(Receive(&d),
 				"Drain with a deadline of %v must answer by then, whatever is in flight", deadline)
@@ -210,7 +210,7 @@ func describeDrainInFlight(fx func() *fixture.Fixture) {
 			s := stickSubscription(f)
 			deadline := f.Timeouts.Stop
 			done, _ := s.drain(deadline)
-			s.expectRefusing(deadline / 2)
+			s.expectRefusing(f.Timeouts.Call)
 			// While the subscription is stuck, Drain must keep waiting: watch
 			// it for many times the slowest publish.
 			watch := max(200*time.Millisecond, 10*s.publish)
@@ -294,7 +294,7 @@ func describeDrainInFlight(fx func() *fixture.Fixture) {
 				defer cancel()
 				_, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: k})
 				return err
-			}).WithTimeout(callDeadline).WithPolling(10*time.Millisecond).Should(fixture.HaveCode(codes.Unavailable),
+			}).WithTimeout(f.Timeouts.Call).WithPolling(10*time.Millisecond).Should(fixture.HaveCode(codes.Unavailable),
 				"a new data call while Drain waits")
 
 			var c ended

@@ -1,8 +1,11 @@
 // Package lifecycle holds the specs every Prism plugin must pass, whatever it
-// declares: the handshake, gRPC health, Describe, Initialize validation, the
-// state machine, Stop and exit when the host goes away. Each spec starts a
-// fresh plugin process through the fixture's Launcher, so these specs run only
-// against a plugin directly (they are skipped when no Launcher is given).
+// declares: the handshake, gRPC health, Describe, Initialize validation, every
+// RPC in every state of the state machine (the table in the comment of
+// prism.lifecycle.v1's Lifecycle service), Drain while a call is in flight,
+// and exit when the host goes away. The specs start plugin processes of
+// their own through the fixture's Launcher (the state specs share one per
+// state while it stays in that state), so they run only against a plugin
+// directly (they are skipped when no Launcher is given).
 package lifecycle
 
 import (
