@@ -217,6 +217,22 @@ var mutantKills = map[string]kill{
 	"serving-while-draining": {specs: []string{
 		"Lifecycle state machine in state draining gRPC health answers SERVING for the process and NOT_SERVING for each data service",
 	}},
+	"start-always-ok": {specs: []string{
+		"Lifecycle state machine in state new Start answers FailedPrecondition naming the state",
+		"Lifecycle state machine in state draining Start answers FailedPrecondition naming the state",
+		"Lifecycle state machine in state stopped Start answers FailedPrecondition naming the state",
+	}},
+	"stop-noop": {specs: []string{
+		"Lifecycle state machine in state started Stop succeeds within the stop deadline and stops the plugin",
+		"Lifecycle state machine in state stopped KeyValue Get answers Unavailable",
+	}},
+	"healthy-before-initialize": {specs: []string{
+		"Lifecycle state machine in state new HealthCheck reports UNHEALTHY",
+	}},
+	"rotate-any-state": {specs: []string{
+		"Lifecycle state machine in state new RotateCredentials answers FailedPrecondition naming the state, or Unimplemented when auth.rotation is not declared",
+		"Lifecycle state machine in state stopped RotateCredentials answers FailedPrecondition naming the state, or Unimplemented when auth.rotation is not declared",
+	}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped

@@ -5,7 +5,9 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/prism-suite/prism/proto/capability"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
@@ -95,6 +97,49 @@ var lifecycleMutants = []Mutant{
 				}
 				if r, ok := resp.(*healthpb.HealthCheckResponse); ok && err == nil && started.Load() {
 					r.Status = healthpb.HealthCheckResponse_SERVING
+				}
+				return resp, err
+			}
+		}},
+	{Name: "start-always-ok", Breaks: capability.Lifecycle,
+		Defect: "Start answers OK in every state, also when it refuses to start (before Initialize, after Drain or Stop)",
+		unary: func() grpc.UnaryServerInterceptor {
+			return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				resp, err := h(ctx, req)
+				if info.FullMethod == lifecycleMethod("Start") && status.Code(err) == codes.FailedPrecondition {
+					return &lifecyclev1.StartResponse{}, nil
+				}
+				return resp, err
+			}
+		}},
+	{Name: "stop-noop", Breaks: capability.Lifecycle,
+		Defect: "Stop answers OK but leaves the plugin as it was, serving data calls",
+		unary: func() grpc.UnaryServerInterceptor {
+			return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				if info.FullMethod == lifecycleMethod("Stop") {
+					return &lifecyclev1.StopResponse{}, nil
+				}
+				return h(ctx, req)
+			}
+		}},
+	{Name: "healthy-before-initialize", Breaks: capability.Lifecycle,
+		Defect: "HealthCheck reports HEALTHY before Initialize (the process is up, but there is no backend yet)",
+		unary: func() grpc.UnaryServerInterceptor {
+			return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				resp, err := h(ctx, req)
+				if r, ok := resp.(*lifecyclev1.HealthCheckResponse); ok && err == nil && r.GetMessage() == "plugin is new" {
+					r.Status, r.Message = lifecyclev1.HealthCheckResponse_STATUS_HEALTHY, ""
+				}
+				return resp, err
+			}
+		}},
+	{Name: "rotate-any-state", Breaks: capability.Lifecycle, Base: "nats",
+		Defect: "RotateCredentials answers OK before Initialize and after Stop, rotating nothing",
+		unary: func() grpc.UnaryServerInterceptor {
+			return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				resp, err := h(ctx, req)
+				if info.FullMethod == lifecycleMethod("RotateCredentials") && status.Code(err) == codes.FailedPrecondition {
+					return &lifecyclev1.RotateCredentialsResponse{}, nil
 				}
 				return resp, err
 			}

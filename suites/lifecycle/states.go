@@ -267,22 +267,20 @@ var rpcs = []rpc{
 			}
 		}}
 	}},
-	dataRPC("KeyValue Get", capability.KeyValueBasic, "serves it (NotFound for a key never set)",
+	// What a served data call answers is its own suite's business (a Get
+	// of a key never set is NotFound there); here it must not be refused.
+	dataRPC("KeyValue Get", capability.KeyValueBasic, "serves it (any answer but a refusal)",
 		func(s *subject) error { _, err := s.get(s.fx.Prefix() + "k"); return err },
 		func(s *subject) {
 			GinkgoHelper()
 			_, err := s.get(s.fx.Prefix() + "never-set")
-			Expect(err).To(fixture.HaveCode(codes.NotFound))
+			Expect(err).NotTo(Or(fixture.HaveCode(codes.FailedPrecondition), fixture.HaveCode(codes.Unavailable)), "a Get once started")
 		}),
-	dataRPC("KeyValue Set", capability.KeyValueBasic, "serves it (the value reads back)",
+	dataRPC("KeyValue Set", capability.KeyValueBasic, "serves it (OK)",
 		func(s *subject) error { return s.set(s.fx.Prefix()+"k", []byte("v")) },
 		func(s *subject) {
 			GinkgoHelper()
-			k := s.fx.Prefix() + "k"
-			Expect(s.set(k, []byte("v"))).To(Succeed())
-			resp, err := s.get(k)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(resp.GetValue()).To(Equal([]byte("v")))
+			Expect(s.set(s.fx.Prefix()+"k", []byte("v"))).To(Succeed())
 		}),
 	dataRPC("PubSub Publish", capability.PubSubBasic, "serves it (with a message id)",
 		func(s *subject) error { _, err := s.publish(); return err },
