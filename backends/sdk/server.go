@@ -170,20 +170,20 @@ func (s *Server) setDataHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 
 // enter admits a data call: only a started plugin serves data.
 func (s *Server) enter() (func(), error) {
-	switch state(s.state.Load()) {
+	switch st := state(s.state.Load()); st {
 	case stateStarted:
 	case stateDraining, stateStopped:
-		return nil, status.Error(codes.Unavailable, "plugin is draining or stopped")
+		return nil, status.Errorf(codes.Unavailable, "plugin is %s: it accepts no new calls", st)
 	default:
-		return nil, status.Errorf(codes.FailedPrecondition, "plugin is %s: call Initialize and Start first", state(s.state.Load()))
+		return nil, status.Errorf(codes.FailedPrecondition, "plugin is %s: call Initialize and Start first", st)
 	}
 	s.inflight.Add(1)
 	s.active.Add(1)
 	// Re-check: Drain may have begun between the load and Add.
-	if state(s.state.Load()) != stateStarted {
+	if st := state(s.state.Load()); st != stateStarted {
 		s.active.Add(-1)
 		s.inflight.Done()
-		return nil, status.Error(codes.Unavailable, "plugin is draining or stopped")
+		return nil, status.Errorf(codes.Unavailable, "plugin is %s: it accepts no new calls", st)
 	}
 	return func() { s.active.Add(-1); s.inflight.Done() }, nil
 }
@@ -329,8 +329,10 @@ func (l *lifecycleService) Start(context.Context, *lifecyclev1.StartRequest) (*l
 	case stateInitialized:
 	case stateStarted:
 		return &lifecyclev1.StartResponse{}, nil
-	default:
+	case stateNew:
 		return nil, status.Errorf(codes.FailedPrecondition, "start: plugin is %s; call Initialize first", st)
+	default:
+		return nil, status.Errorf(codes.FailedPrecondition, "start: plugin is %s; Start is allowed only after Initialize and before Drain and Stop", st)
 	}
 	s.state.Store(int32(stateStarted))
 	s.setDataHealth(healthpb.HealthCheckResponse_SERVING)

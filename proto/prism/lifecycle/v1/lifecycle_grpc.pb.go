@@ -42,7 +42,38 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Lifecycle is served by every plugin.
+// Lifecycle is served by every plugin. A plugin process is in one of five
+// states, named in error messages exactly as here:
+//
+//	new          launched, not initialized (also after a failed Initialize)
+//	initialized  Initialize succeeded; the data services are not served yet
+//	started      Start succeeded; the data services are served
+//	draining     Drain began; calls in flight finish, new ones are refused
+//	stopped      Stop was called; the process waits for its stdin to close
+//
+// Every RPC in every state (OK: the call succeeds; FP: FailedPrecondition
+// whose message names the current state; "stays": the state is unchanged):
+//
+//	RPC                new               initialized        started             draining            stopped
+//	Describe           OK                OK                 OK                  OK                  OK
+//	Initialize         OK -> initialized OK, replaces the   FP                  FP                  FP
+//	                                     config, stays
+//	Start              FP                OK -> started      OK, stays           FP                  FP
+//	Drain              OK, in_flight 0,  OK, in_flight 0,   OK -> draining      OK, waits again,    OK, in_flight 0
+//	                   stays             stays                                  stays
+//	Stop               OK -> stopped     OK -> stopped      OK -> stopped       OK -> stopped       OK, stays
+//	HealthCheck        UNHEALTHY         the backend's      the backend's       DEGRADED (or        UNHEALTHY
+//	                                     health             health              UNHEALTHY)
+//	RotateCredentials  FP                OK                 OK                  OK                  FP
+//	data calls         FP                FP                 served              Unavailable         Unavailable
+//
+// A failed Initialize leaves the state and the config in use as they were.
+// RotateCredentials is Unimplemented in every state for a plugin that does
+// not declare auth.rotation. Stop in the started state drains first, within
+// Stop's own deadline. In gRPC health (grpc.health.v1) the overall service
+// "" is SERVING in every state, and each data service the plugin serves
+// (e.g. "prism.keyvalue.v1.KeyValue") is SERVING only in the started state,
+// NOT_SERVING in every other.
 type LifecycleClient interface {
 	// Describe returns the plugin's identity, its declared capabilities and limits.
 	// It may be called at any time, before Initialize too.
@@ -54,7 +85,12 @@ type LifecycleClient interface {
 	// Start opens the data services. Before Start they answer FailedPrecondition.
 	Start(ctx context.Context, in *StartRequest, opts ...grpc.CallOption) (*StartResponse, error)
 	// Drain stops accepting new data calls (they answer Unavailable) and waits
-	// for in-flight calls until they finish or the deadline passes.
+	// for in-flight calls until they finish or the deadline passes, then
+	// answers with the number still running. Open subscriptions it may end
+	// with Unavailable; a call it cannot end (one stuck on a hung backend, a
+	// subscription whose client does not read) it waits for, never past the
+	// deadline. Without a deadline it waits as long as the call's own deadline
+	// allows.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 	// Stop releases the backend connection. The process exits when its stdin closes.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
@@ -154,7 +190,38 @@ func (c *lifecycleClient) RotateCredentials(ctx context.Context, in *RotateCrede
 // All implementations must embed UnimplementedLifecycleServer
 // for forward compatibility.
 //
-// Lifecycle is served by every plugin.
+// Lifecycle is served by every plugin. A plugin process is in one of five
+// states, named in error messages exactly as here:
+//
+//	new          launched, not initialized (also after a failed Initialize)
+//	initialized  Initialize succeeded; the data services are not served yet
+//	started      Start succeeded; the data services are served
+//	draining     Drain began; calls in flight finish, new ones are refused
+//	stopped      Stop was called; the process waits for its stdin to close
+//
+// Every RPC in every state (OK: the call succeeds; FP: FailedPrecondition
+// whose message names the current state; "stays": the state is unchanged):
+//
+//	RPC                new               initialized        started             draining            stopped
+//	Describe           OK                OK                 OK                  OK                  OK
+//	Initialize         OK -> initialized OK, replaces the   FP                  FP                  FP
+//	                                     config, stays
+//	Start              FP                OK -> started      OK, stays           FP                  FP
+//	Drain              OK, in_flight 0,  OK, in_flight 0,   OK -> draining      OK, waits again,    OK, in_flight 0
+//	                   stays             stays                                  stays
+//	Stop               OK -> stopped     OK -> stopped      OK -> stopped       OK -> stopped       OK, stays
+//	HealthCheck        UNHEALTHY         the backend's      the backend's       DEGRADED (or        UNHEALTHY
+//	                                     health             health              UNHEALTHY)
+//	RotateCredentials  FP                OK                 OK                  OK                  FP
+//	data calls         FP                FP                 served              Unavailable         Unavailable
+//
+// A failed Initialize leaves the state and the config in use as they were.
+// RotateCredentials is Unimplemented in every state for a plugin that does
+// not declare auth.rotation. Stop in the started state drains first, within
+// Stop's own deadline. In gRPC health (grpc.health.v1) the overall service
+// "" is SERVING in every state, and each data service the plugin serves
+// (e.g. "prism.keyvalue.v1.KeyValue") is SERVING only in the started state,
+// NOT_SERVING in every other.
 type LifecycleServer interface {
 	// Describe returns the plugin's identity, its declared capabilities and limits.
 	// It may be called at any time, before Initialize too.
@@ -166,7 +233,12 @@ type LifecycleServer interface {
 	// Start opens the data services. Before Start they answer FailedPrecondition.
 	Start(context.Context, *StartRequest) (*StartResponse, error)
 	// Drain stops accepting new data calls (they answer Unavailable) and waits
-	// for in-flight calls until they finish or the deadline passes.
+	// for in-flight calls until they finish or the deadline passes, then
+	// answers with the number still running. Open subscriptions it may end
+	// with Unavailable; a call it cannot end (one stuck on a hung backend, a
+	// subscription whose client does not read) it waits for, never past the
+	// deadline. Without a deadline it waits as long as the call's own deadline
+	// allows.
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	// Stop releases the backend connection. The process exits when its stdin closes.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
