@@ -5,6 +5,19 @@ from typing import Dict, List, Optional
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
+#: DEFAULT_LIMITS are the limits PROTOCOL.md §8 gives as defaults; Describe
+#: declares them unless a driver's limits() says otherwise. Declare real
+#: ones: the suites test them (a plugin declaring keyvalue.basic must declare
+#: max_key_bytes, and a max_value_bytes of at least 1 MiB).
+DEFAULT_LIMITS = {
+    "max_key_bytes": 1024,
+    "max_value_bytes": 1 << 20,
+    "max_batch_size": 1000,
+    "max_page_size": 1000,
+    "max_topic_bytes": 256,
+    "max_payload_bytes": 1 << 20,
+}
+
 
 @dataclass
 class Health:
@@ -33,8 +46,9 @@ class Driver:
         return []
 
     def limits(self) -> Dict[str, int]:
-        """limits returns Describe.limits: max_key_bytes, max_value_bytes, ... (0: none)."""
-        return {}
+        """limits returns Describe.limits (keys as in DEFAULT_LIMITS), the
+        limits the driver's servicers enforce."""
+        return dict(DEFAULT_LIMITS)
 
     def info(self) -> Dict[str, str]:
         """info returns free-form facts for reports (no secrets)."""

@@ -20,11 +20,11 @@ if _GEN not in sys.path:
     sys.path.insert(0, _GEN)
 
 from .errors import Status, ConfigError, invalid, unimplemented  # noqa: E402
-from .driver import Driver, Health, HEALTHY, DEGRADED, UNHEALTHY  # noqa: E402
+from .driver import DEFAULT_LIMITS, Driver, Health, HEALTHY, DEGRADED, UNHEALTHY  # noqa: E402
 from .serve import serve  # noqa: E402
 
 __all__ = [
     "Status", "ConfigError", "invalid", "unimplemented",
-    "Driver", "Health", "HEALTHY", "DEGRADED", "UNHEALTHY",
+    "DEFAULT_LIMITS", "Driver", "Health", "HEALTHY", "DEGRADED", "UNHEALTHY",
     "serve",
 ]
