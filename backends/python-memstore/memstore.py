@@ -49,10 +49,10 @@ MAX_METADATA_BYTES = 8 << 10
 # Duration bounds of google.protobuf.Duration (about 10 000 years).
 MAX_DURATION_SECONDS = 315_576_000_000
 
-_GO_DURATION = re.compile(r"^([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$")
+_GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+")
 _GO_UNIT = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -60,7 +60,7 @@ def parse_duration(s):
     """parse_duration reads a Go-style duration ("1s", "500ms", "1m30s", "0") in seconds, or None."""
     if s == "0":
         return 0.0
-    if not _GO_DURATION.match(s):
+    if not _GO_DURATION.fullmatch(s):
         return None
     total = 0.0
     for num, unit in _GO_UNIT.findall(s):
@@ -230,7 +230,7 @@ class MemStore(Driver):
             raise invalid(field, "%d entries exceed the limit of %d" % (len(metadata), MAX_METADATA_ENTRIES))
         total = 0
         for k, v in metadata.items():
-            if not _NAME.match(k):
+            if not _NAME.fullmatch(k):
                 raise invalid(field, "key %r must be 1 to 128 bytes of letters, digits, '-', '_' and '.'" % k[:64])
             total += len(k) + len(v.encode("utf-8"))
         if total > MAX_METADATA_BYTES:

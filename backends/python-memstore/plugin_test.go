@@ -205,3 +205,15 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 }
 
 func (rawCodec) Name() string { return "proto" }
+
+// TestPythonUnitTests runs test_memstore.py (Python's unittest) with
+// Debian's Python.
+func TestPythonUnitTests(t *testing.T) {
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf").CombinedOutput(); err != nil {
+		t.Skipf("Debian's python3-grpcio and python3-protobuf are not installed (.ci/run installs them): %v %s", err, out)
+	}
+	cmd := exec.Command("/usr/bin/python3", "-B", "-m", "unittest", "discover", "-s", ".", "-p", "test_*.py")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("python3 -m unittest: %v\n%s", err, out)
+	}
+}
