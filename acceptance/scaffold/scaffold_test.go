@@ -117,8 +117,10 @@ func TestScaffoldCertifiesLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and certifies two plugins")
 	}
+	t.Parallel()
 	for _, lang := range scaffold.Langs {
 		t.Run(lang, func(t *testing.T) {
+			t.Parallel() // each waits mostly on its plugin processes
 			if lang == "python" {
 				needPython(t)
 			}
@@ -141,6 +143,7 @@ func TestBrokenScaffoldFailsLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("certifies a plugin")
 	}
+	t.Parallel()
 	needPython(t)
 	_, plugin := write(t, "python")
 	b, err := os.ReadFile(plugin)
