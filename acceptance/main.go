@@ -16,6 +16,7 @@ import (
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/prism-suite/prism/acceptance/report"
+	"github.com/prism-suite/prism/acceptance/scaffold"
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
@@ -28,6 +29,7 @@ capability. Reports go to --report-dir.
 Usage:
   prism-accept --plugin ./bin/my-plugin --backend redis [flags] [--ginkgo.* flags]
   prism-accept --pattern registry --registry-slot memstore|redis --messaging-slot memstore|nats|redis [flags]
+  prism-accept new-plugin --lang go|python NAME   # write a new plugin (prism-accept new-plugin --help)
 
 Examples:
   prism-accept --plugin ./bin/prism-memstore --backend memstore
@@ -55,6 +57,9 @@ Flags:
 // Main is prism-accept: it parses args (Ginkgo's --ginkgo.* flags pass
 // through), runs the suites once and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "new-plugin" {
+		return scaffold.Main(args[1:], stdout, stderr)
+	}
 	fs := flag.CommandLine
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); printFlags(fs, stderr) }
