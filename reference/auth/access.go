@@ -3,6 +3,8 @@ package auth
 import (
 	"fmt"
 	"strings"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 // Access is what a call does to a namespace's data: [Read] or [Write]. A
@@ -104,6 +106,13 @@ type Grant struct {
 type grants map[string]Access
 
 func (g grants) allows(namespace string, a Access) bool {
+	if authmutant.Compiled && authmutant.Active() == authmutant.NamespacePrefix {
+		for ns, have := range g {
+			if strings.HasPrefix(namespace, ns) && have&a == a {
+				return true
+			}
+		}
+	}
 	return g[namespace]&a == a || g["*"]&a == a
 }
 
