@@ -363,7 +363,11 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 	if !ok {
 		return nil, unauthenticated("no exp claim")
 	}
-	if iat, ok := tok.IssuedAt(); ok && iat.After(now.Add(a.c.skew)) {
+	iatSkew := a.c.skew
+	if authmutant.Compiled && authmutant.Active() == authmutant.SkewTwice {
+		iatSkew *= 2
+	}
+	if iat, ok := tok.IssuedAt(); ok && iat.After(now.Add(iatSkew)) {
 		return nil, unauthenticated("iat %v is in the future beyond clock_skew", iat.UTC())
 	}
 	opts := []jwt.ValidateOption{
@@ -567,7 +571,7 @@ func (a *Authorizer) mutantValidation(d authmutant.Defect, tok jwt.Token, now, e
 	case authmutant.IgnoreNotBefore:
 		_ = tok.Remove("nbf")
 	case authmutant.IssPrefix:
-		if v, ok := tok.Issuer(); ok && strings.HasPrefix(v, iss) {
+		if v, ok := tok.Issuer(); ok && strings.HasPrefix(strings.ToLower(v), strings.ToLower(iss)) {
 			iss = v
 		}
 	case authmutant.AudSubstring:

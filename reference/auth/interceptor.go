@@ -51,8 +51,9 @@ var DefaultPublicServices = []string{
 //     know needs [Write]), and answers PermissionDenied, naming namespace and
 //     access, when the token does not grant it;
 //   - puts the [Principal] in the handler's context ([PrincipalFromContext]);
-//   - ends a stream (a subscription) with Unauthenticated when its token
-//     expires (exp + clock_skew) while the stream is open.
+//   - ends an open-ended stream ([OpenEnded]: a subscription) with
+//     Unauthenticated when its token expires (exp + clock_skew) while it is
+//     open; other calls, once authorised, run to their end.
 //
 // The token is never logged. When auth is off (local development), the
 // proxy does not install the interceptor at all; it says so at start.
@@ -110,8 +111,9 @@ func (i *Interceptor) Unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Stream returns the stream server interceptor. A stream authorised by a
-// token ends when the token does: its handler's context is cancelled when
+// Stream returns the stream server interceptor. An open-ended stream
+// ([OpenEnded]: a subscription) authorised by a token ends when the token
+// does: its handler's context is cancelled when
 // exp + clock_skew passes (the instant a new call with the token would be
 // refused), and the stream ends with Unauthenticated and the generic
 // message, unless it ended otherwise first. A client reopens it with a
@@ -123,7 +125,7 @@ func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 			return err
 		}
 		p, ok := PrincipalFromContext(ctx)
-		if !ok || (authmutant.Compiled && authmutant.Active() == authmutant.StreamOutlivesToken) {
+		if !ok || !OpenEnded(info.FullMethod) || (authmutant.Compiled && authmutant.Active() == authmutant.StreamOutlivesToken) {
 			return handler(srv, &stream{ServerStream: ss, ctx: ctx})
 		}
 		left := p.ExpiresAt.Add(i.a.c.skew).Sub(i.a.now())

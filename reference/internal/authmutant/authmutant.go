@@ -31,8 +31,8 @@ const (
 	// AudSubstring accepts an aud value that contains the audience
 	// ("prism-proxy-2", "other prism-proxy").
 	AudSubstring Defect = "aud-substring"
-	// IssPrefix accepts an iss that starts with the issuer (a trailing
-	// slash, a path after it).
+	// IssPrefix accepts an iss that starts with the issuer, in any letter
+	// case (a trailing slash, a path after it, "HTTP://").
 	IssPrefix Defect = "iss-prefix"
 	// SkewTwice applies the clock skew twice (the library's leeway and the
 	// clock moved back by it), so exp, nbf and iat get twice the leeway.
