@@ -39,7 +39,7 @@ func describeExpiry(s func() *session) {
 			}
 			want := s().baseline()
 			Eventually(func() error { return s().call(s().a.Namespace, Write, bearer(tok)).err }).
-				WithTimeout(time.Until(end)+s().fx.Timeouts.Eventually).WithPolling(100*time.Millisecond).
+				WithTimeout(time.Until(end)+s().fx.Timeouts.Call).WithPolling(100*time.Millisecond).
 				Should(fixture.HaveCode(codes.Unauthenticated), "the token once exp + clock_skew (%v) has passed", end.Format(time.RFC3339))
 			Expect(time.Now()).NotTo(BeTemporally("<", end), "the token was refused before it expired")
 			r := s().call(s().a.Namespace, Write, bearer(tok))
