@@ -74,7 +74,9 @@ var authMutants = []struct {
 		nearMiss + "an empty sub, beside a one-character sub",
 		nearMiss + "no sub, beside a one-character sub",
 		nearMiss + "exp as a string of digits, beside the same exp as a number",
-		nearMiss + "nbf as a string of digits, beside the same nbf as a number"}}},
+		nearMiss + "nbf as a string of digits, beside the same nbf as a number",
+		nearMiss + "exp - iat of max_token_lifetime and a second, beside exactly max_token_lifetime",
+		nearMiss + "exp beyond now + max_token_lifetime + clock_skew by a margin (no iat), beside exactly at it"}}},
 }
 
 // nearMiss is the start of the names of the near-miss specs.

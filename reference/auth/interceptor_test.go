@@ -313,3 +313,18 @@ func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
 		t.Errorf("the stream ended after %v, before exp + clock_skew (1.5s)", d)
 	}
 }
+
+func TestOpenEnded(t *testing.T) {
+	for m, want := range map[string]bool{
+		"/prism.pubsub.v1.PubSub/Subscribe":     true,
+		"/prism.registry.v1.Registry/Receive":   true,
+		"/prism.pubsub.v1.PubSub/Publish":       false,
+		"/prism.keyvalue.v1.KeyValue/Get":       false,
+		"/prism.keyvalue.v1.KeyValue/Subscribe": false,
+		"/prism.registry.v1.Registry/Enumerate": false,
+	} {
+		if got := auth.OpenEnded(m); got != want {
+			t.Errorf("OpenEnded(%s) = %t, want %t", m, got, want)
+		}
+	}
+}

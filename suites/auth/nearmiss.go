@@ -154,6 +154,21 @@ func describeNearMisses(s func() *session) {
 					c.With("nbf", nil).With("iat", s.edge(func(skew, _ time.Duration) time.Duration { return skew }))
 				})),
 
+			// Lifetime: exp - iat, and exp - now (plus clock_skew), at most
+			// max_token_lifetime.
+			Entry("exp - iat of max_token_lifetime and a second, beside exactly max_token_lifetime", jwtLabel, claimPair(
+				func(s *session, c oidc.Claims) { s.lifetime(c, time.Second) },
+				func(s *session, c oidc.Claims) { s.lifetime(c, 0) })),
+			Entry("exp beyond now + max_token_lifetime + clock_skew by a margin (no iat), beside exactly at it", jwtLabel, claimPair(
+				func(s *session, c oidc.Claims) {
+					c.With("iat", nil).With("exp", s.edge(func(skew, margin time.Duration) time.Duration {
+						return s.maxLifetime() + skew + margin
+					}))
+				},
+				func(s *session, c oidc.Claims) {
+					c.With("iat", nil).With("exp", s.edge(func(skew, _ time.Duration) time.Duration { return s.maxLifetime() + skew }))
+				})),
+
 			// Key id: names a key exactly.
 			Entry("a kid with one character more than the issuer's, beside the issuer's", jwtLabel, nearMiss{
 				refused: signed(func(s *session) []oidc.MintOption {
@@ -197,4 +212,19 @@ func lastDash(ns string) int {
 		}
 	}
 	return len(ns) - 1
+}
+
+// maxLifetime returns the proxy's max_token_lifetime, and skips the spec
+// when the proxy has none.
+func (s *session) maxLifetime() time.Duration {
+	if s.a.MaxTokenLifetime <= 0 {
+		Skip("the proxy sets no max_token_lifetime, so a token's lifetime has no edge to test")
+	}
+	return s.a.MaxTokenLifetime
+}
+
+// lifetime sets iat an hour ago and exp max_token_lifetime + extra after it.
+func (s *session) lifetime(c oidc.Claims, extra time.Duration) {
+	iat := time.Now().Add(-time.Hour).Truncate(time.Second)
+	c.With("iat", iat.Unix()).With("nbf", iat.Unix()).With("exp", iat.Add(s.maxLifetime()+extra).Unix())
 }
