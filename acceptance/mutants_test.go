@@ -217,6 +217,21 @@ var mutantKills = map[string]kill{
 		"Lifecycle state machine in state new RotateCredentials answers FailedPrecondition naming the state, or Unimplemented when auth.rotation is not declared",
 		"Lifecycle state machine in state stopped RotateCredentials answers FailedPrecondition naming the state, or Unimplemented when auth.rotation is not declared",
 	}},
+	"insert-lost-in-resize": {specs: []string{
+		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
+		"KeyValue contention through scan counts and scans exactly the 32 000 new keys that 64 clients inserted at once",
+	}},
+	"insert-refused-in-resize": {specs: []string{
+		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
+		"KeyValue contention through scan counts and scans exactly the 32 000 new keys that 64 clients inserted at once",
+	}},
+	"torn-write": {specs: []string{
+		"KeyValue contention gives readers only whole, current values some writer wrote while 16 writers and 16 readers share 8 keys, and ends with each key holding a writer's last write",
+		"KeyValue contention keeps a key whose last Set came after every Delete it raced with, and never shows a value nobody wrote",
+	}},
+	"stale-cache": {specs: []string{
+		"KeyValue contention gives readers only whole, current values some writer wrote while 16 writers and 16 readers share 8 keys, and ends with each key holding a writer's last write",
+	}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped

@@ -3,6 +3,7 @@ package keyvalue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -73,13 +74,21 @@ func describeFaults(sess func() *session) {
 			k := s.key("survivor")
 			s.MustSet(k, []byte("before the outage"))
 
+			before := s.unaidedLatency()
 			p.Down()
 
 			start := time.Now()
 			_, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: k})
+			took := time.Since(start)
 			Expect(err).To(fixture.HaveCode(codes.Unavailable), "Get while the backend is down")
-			Expect(time.Since(start)).To(BeNumerically("<", s.fx.Timeouts.Call/2),
-				"a request to a backend that is down must fail fast, not wait for its deadline")
+			// Fail fast means well before the deadline: half of it, plus
+			// room for how slow the machine is now, measured before and
+			// after with calls the plugin answers without its backend.
+			if bound := s.fx.Timeouts.Call / 2; took >= bound {
+				bound += 4 * max(before, s.unaidedLatency())
+				Expect(took).To(BeNumerically("<", bound),
+					"a request to a backend that is down must fail fast, not wait for its deadline (%v)", s.fx.Timeouts.Call)
+			}
 			_, err = s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: s.key("during"), Value: []byte("x")})
 			Expect(err).To(fixture.HaveCode(codes.Unavailable), "Set while the backend is down")
 			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY, "health while the backend is down")
@@ -97,13 +106,9 @@ func describeFaults(sess func() *session) {
 			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_HEALTHY, "health after the backend came back")
 		})
 
-		// hang pauses the backend and sends calls Get(k) with a deadline
-		// each, at once, asserting that every one answers DeadlineExceeded
-		// within its deadline (plus a second for a loaded machine).
-		hang := func(p *fixture.Private, s *session, k string, calls int) {
-			GinkgoHelper()
-			p.Pause()
-			const deadline = 300 * time.Millisecond
+		// atOnce sends calls Get(k) at once, each with deadline, and
+		// returns the code and the time of each.
+		atOnce := func(s *session, k string, calls int, deadline time.Duration) ([]codes.Code, []time.Duration) {
 			var wg sync.WaitGroup
 			codesSeen := make([]codes.Code, calls)
 			elapsed := make([]time.Duration, calls)
@@ -119,9 +124,32 @@ func describeFaults(sess func() *session) {
 				}()
 			}
 			wg.Wait()
+			return codesSeen, elapsed
+		}
+
+		// hang pauses the backend and sends calls Get(k) with a deadline
+		// each, at once, asserting that every one answers DeadlineExceeded
+		// within its deadline, plus room for a loaded machine: at least a
+		// second, and four times the slowest of the same calls sent at once
+		// to the live backend just before. The deadline is 300 ms, or twice
+		// that slowest call when the machine is slower, so the calls reach
+		// the plugin before it passes.
+		hang := func(p *fixture.Private, s *session, k string, calls int) {
+			GinkgoHelper()
+			live, took := atOnce(s, k, calls, s.fx.Timeouts.Call)
+			for i, c := range live {
+				Expect(c).To(Equal(codes.OK), "call %d of %d at once to the live backend, before the pause", i, calls)
+			}
+			slowest := slices.Max(took)
+			deadline := max(300*time.Millisecond, 2*slowest)
+			room := max(time.Second, 4*slowest)
+
+			p.Pause()
+			codesSeen, elapsed := atOnce(s, k, calls, deadline)
 			for i := range calls {
 				Expect(codesSeen[i]).To(Equal(codes.DeadlineExceeded), "call %d against a hung backend", i)
-				Expect(elapsed[i]).To(BeNumerically("<", deadline+time.Second), "call %d returned long after its deadline", i)
+				Expect(elapsed[i]).To(BeNumerically("<", deadline+room),
+					"call %d returned long after its deadline of %v (the slowest of %d calls at once took %v before the pause)", i, deadline, calls, slowest)
 			}
 		}
 
@@ -182,6 +210,21 @@ func describeFaults(sess func() *session) {
 					"goroutines in the plugin after %d calls timed out against a backend that is still hung (before: %d)", calls, before)
 		})
 	})
+}
+
+// unaidedLatency returns the slowest of three calls the plugin answers
+// without its backend (Get of an empty key, refused with InvalidArgument):
+// how slow the machine and the plugin are now, whatever the backend does.
+func (s *session) unaidedLatency() time.Duration {
+	GinkgoHelper()
+	var slowest time.Duration
+	for range 3 {
+		t := time.Now()
+		_, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: ""})
+		Expect(err).To(fixture.HaveCode(codes.InvalidArgument), "Get of an empty key, to measure call latency")
+		slowest = max(slowest, time.Since(t))
+	}
+	return slowest
 }
 
 // goroutines reads the plugin's goroutine count from health details (-1: not reported).
