@@ -219,11 +219,11 @@ var mutantKills = map[string]kill{
 	}},
 	"insert-lost-in-resize": {specs: []string{
 		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
-		"KeyValue contention through scan counts and scans exactly the 32 000 new keys that 64 clients inserted at once",
+		"KeyValue contention through scan counts and scans exactly the 8 000 new keys that 64 clients inserted at once",
 	}},
 	"insert-refused-in-resize": {specs: []string{
 		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
-		"KeyValue contention through scan counts and scans exactly the 32 000 new keys that 64 clients inserted at once",
+		"KeyValue contention through scan counts and scans exactly the 8 000 new keys that 64 clients inserted at once",
 	}},
 	"torn-write": {specs: []string{
 		"KeyValue contention gives readers only whole, current values some writer wrote while 16 writers and 16 readers share 8 keys, and ends with each key holding a writer's last write",
