@@ -69,8 +69,8 @@ type Server struct {
 	mu       sync.Mutex // serialises lifecycle transitions
 	state    atomic.Int32
 	inflight sync.WaitGroup
-	active   atomic.Int64 // data calls admitted and not ended: detail.InflightCalls
-	streams  atomic.Int64 // of which streams: detail.OpenStreams
+	active   atomic.Int64  // data calls admitted and not ended: detail.InflightCalls
+	streams  atomic.Int64  // of which streams: detail.OpenStreams
 	draining chan struct{} // closed when Drain begins: long-lived streams end
 	trip     tripwire      // calls that arrived with authorization metadata
 }
