@@ -178,6 +178,10 @@ var mutantKills = map[string]kill{
 	"durable-last-before": {specs: []string{
 		"PubSub durable starts a new durable consumer with the messages published after its first subscription, whatever other consumers of the topic hold",
 	}},
+	"blind-to-tokens": {specs: []string{
+		"Lifecycle reports the standard health details and counts data calls that carried authorization metadata"}},
+	"inflight-always-zero": {specs: []string{
+		"Lifecycle reports an open subscription in the standard health details until it is cancelled"}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped

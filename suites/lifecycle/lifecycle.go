@@ -136,6 +136,8 @@ func Register(p fixture.Provider) bool {
 			Expect(time.Since(start)).To(BeNumerically("<", fx.Timeouts.Stop))
 		})
 
+		describeDetails(func() (*fixture.Fixture, *plugin.Process, *lifecyclev1.InitializeRequest) { return fx, proc, init })
+
 		It("exits when its stdin closes", func() {
 			_, err := proc.Setup(ctx(), init)
 			Expect(err).NotTo(HaveOccurred())
