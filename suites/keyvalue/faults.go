@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/target"
+	"github.com/prism-suite/prism/proto/detail"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -25,11 +25,6 @@ var (
 	faultOutage = Label("fault:outage")
 	faultPause  = Label("fault:pause")
 )
-
-// goroutinesDetail is the HealthCheck detail in which a plugin built on the
-// Go SDK reports its goroutine count (backends/sdk.GoroutinesDetail; the
-// suites observe plugins only through the protocol, so it is spelled here).
-const goroutinesDetail = "sdk.goroutines"
 
 // describeFaults registers the specs that take the backend down or pause it.
 // Each runs on a backend instance, plugin process and (through a proxy) a
@@ -178,36 +173,36 @@ func describeFaults(sess func() *session) {
 			expectHealth(p, lifecyclev1.HealthCheckResponse_STATUS_HEALTHY, "health after unpause")
 		})
 
-		It("lets go of the calls that timed out while the backend still hangs, without piling up goroutines", faultPause, func() {
+		It("lets go of the calls that timed out while the backend still hangs, without piling up calls in flight", faultPause, func() {
 			if _, ok := s.fx.Backend.(backend.Pauser); !ok {
 				Skip(fmt.Sprintf("the %s backend via %s cannot be paused", s.fx.Backend.Info().Kind, s.fx.Backend.Info().Provider))
 			}
 			// The count is read from the plugin's HealthCheck details, which
 			// only a direct target shows.
 			if s.fx.Target.Via == target.Proxy {
-				Skip("through the proxy the plugin's HealthCheck details are not visible, so its goroutines cannot be counted; the direct run counts them")
+				Skip("through the proxy the plugin's HealthCheck details are not visible, so its calls in flight cannot be counted; the direct run counts them")
 			}
 			if s.fx.Lifecycle == nil {
-				Skip("the fixture gives no lifecycle client, so the plugin's goroutine count cannot be read")
+				Skip("the fixture gives no lifecycle client, so the plugin's calls in flight cannot be read")
 			}
 			h, err := s.fx.Lifecycle.HealthCheck(s.ctx(), &lifecyclev1.HealthCheckRequest{})
 			Expect(err).NotTo(HaveOccurred(), "HealthCheck")
-			if goroutines(h) < 0 {
-				Skip(fmt.Sprintf("the plugin reports no goroutine count in its HealthCheck details (%q), so a pile-up of calls cannot be measured", goroutinesDetail))
+			if inflight(h) < 0 {
+				Skip(fmt.Sprintf("the plugin reports no %s in its HealthCheck details (a standard detail of proto/PROTOCOL.md), so a pile-up of calls cannot be measured", detail.InflightCalls))
 			}
 			p, s := private()
 			k := s.key("frozen")
 			s.MustSet(k, []byte("v"))
-			before := goroutines(health(p))
-			Expect(before).To(BeNumerically(">=", 0), "the plugin's goroutine count (%q) in HealthCheck details", goroutinesDetail)
+			before := inflight(health(p))
+			Expect(before).To(BeNumerically(">=", 0), "the plugin's calls in flight (%s) in HealthCheck details", detail.InflightCalls)
 
 			const calls = 50
 			hang(p, s, k, calls)
-			// Still paused: the timed-out calls must let go of the plugin's
-			// goroutines without waiting for the backend to come back.
-			Eventually(func() int { return goroutines(health(p)) }).WithTimeout(s.fx.Timeouts.Eventually).
-				Should(BeNumerically("<=", before+calls/5),
-					"goroutines in the plugin after %d calls timed out against a backend that is still hung (before: %d)", calls, before)
+			// Still paused: the timed-out calls must end in the plugin too,
+			// without waiting for the backend to come back.
+			Eventually(func() int64 { return inflight(health(p)) }).WithTimeout(s.fx.Timeouts.Eventually).
+				Should(BeNumerically("<=", before),
+					"%s of the plugin after %d calls timed out against a backend that is still hung (before: %d)", detail.InflightCalls, calls, before)
 		})
 	})
 }
@@ -227,10 +222,13 @@ func (s *session) unaidedLatency() time.Duration {
 	return slowest
 }
 
-// goroutines reads the plugin's goroutine count from health details (-1: not reported).
-func goroutines(h *lifecyclev1.HealthCheckResponse) int {
-	n, err := strconv.Atoi(h.GetDetails()[goroutinesDetail])
-	if err != nil {
+// inflight reads the plugin's calls in flight from health details (-1: not
+// reported); a reported value that is not a count fails the spec.
+func inflight(h *lifecyclev1.HealthCheckResponse) int64 {
+	GinkgoHelper()
+	n, ok, err := detail.Get(h.GetDetails(), detail.InflightCalls)
+	Expect(err).NotTo(HaveOccurred())
+	if !ok {
 		return -1
 	}
 	return n

@@ -115,6 +115,11 @@ func Register(p fixture.Provider) bool {
 			Expect(err).To(fixture.HaveCode(codes.Unavailable), "the subscription must end with Unavailable when the plugin drains")
 		})
 
+		describeDetails(func() (*fixture.Fixture, *plugin.Process, *lifecyclev1.InitializeRequest) {
+			proc, init := launch()
+			return fx, proc, init
+		})
+
 		It("exits when its stdin closes", func() {
 			proc, init := launch()
 			_, err := proc.Setup(ctx(), init)
