@@ -194,6 +194,10 @@ var mutantKills = map[string]kill{
 	"durable-last-before": {specs: []string{
 		"PubSub durable starts a new durable consumer with the messages published after its first subscription, whatever other consumers of the topic hold",
 	}},
+	"redis-expire-seconds": {specs: []string{
+		"KeyValue ttl expires a key after its TTL and reads it as missing at once, before any sweep",
+		"KeyValue ttl sets a TTL on an existing key with Expire",
+	}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped

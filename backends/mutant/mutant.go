@@ -31,8 +31,9 @@ type Mutant struct {
 	// Defect says what is broken, in a sentence.
 	Defect string
 	// Base is the reference plugin the mutant wraps: "memstore" (also when
-	// empty) or "nats" (for defects of capabilities memstore does not
-	// declare, such as pubsub.durable).
+	// empty), "nats" (for defects of capabilities memstore does not
+	// declare, such as pubsub.durable) or "redis" (defects of a Redis
+	// client, redis.go).
 	Base string
 	// unary and stream build fresh interceptors (mutants may keep state);
 	// either may be nil.
