@@ -25,14 +25,22 @@ import (
 // cannot run is a broken setup, not a machine without Docker.
 const EnvRequireContainers = "PRISM_REQUIRE_CONTAINERS"
 
-// dockerOrSkip returns a Docker client when the daemon answers and image is
-// present, and skips t (fails it under PRISM_REQUIRE_CONTAINERS=1) when not.
+// skipUnlessRequired skips t with the reason, or fails it when containers
+// are required (PRISM_REQUIRE_CONTAINERS=1).
+func skipUnlessRequired(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(EnvRequireContainers) == "1" {
+		t.Fatalf(format+" (and "+EnvRequireContainers+"=1 requires containers)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// dockerOrSkip returns a Docker client when the daemon answers and the images
+// are present, and skips t (fails it under PRISM_REQUIRE_CONTAINERS=1) when
+// not.
 func dockerOrSkip(t *testing.T, images ...string) client.APIClient {
 	t.Helper()
-	miss := t.Skipf
-	if os.Getenv(EnvRequireContainers) == "1" {
-		miss = t.Fatalf
-	}
+	miss := func(format string, args ...any) { t.Helper(); skipUnlessRequired(t, format, args...) }
 	p, err := testcontainers.NewDockerProvider()
 	if err != nil {
 		miss("no Docker daemon: %v", err)
