@@ -2,9 +2,12 @@ package mutant
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/prism-suite/prism/proto/capability"
@@ -20,7 +23,43 @@ var redisMutants = []Mutant{
 		unary:  wholeSeconds},
 }
 
+// credentialMutants break what a plugin does when the backend stops
+// accepting its credentials mid-run. Their specs need prism-accept --auth
+// (backend users), so they are not in All (TestMutantsAreKilled runs
+// without it) but in CredentialMutants, which the acceptance tests run with
+// --auth.
+var credentialMutants = []Mutant{
+	{Name: "stale-read-when-refused", Base: "redis", Breaks: capability.AuthBackendCredentials,
+		Defect: "Get answers the last value it read when the backend refuses the plugin (a read cache kept \"for resilience\")",
+		unary:  staleWhenRefused},
+}
+
 func init() { all = append(all, redisMutants...) }
+
+// CredentialMutants returns the mutants of auth.backend-credentials, which
+// run with prism-accept --auth, in a stable order.
+func CredentialMutants() []Mutant { return append([]Mutant(nil), credentialMutants...) }
+
+// staleWhenRefused remembers the last value Get returned for each key and
+// serves it, as a success, when the backend refuses or cannot be reached.
+func staleWhenRefused() grpc.UnaryServerInterceptor {
+	var mu sync.Mutex
+	last := map[string][]byte{}
+	return on("Get", func(_ context.Context, req *keyvaluev1.GetRequest, call func(*keyvaluev1.GetRequest) (any, error)) (any, error) {
+		resp, err := call(req)
+		mu.Lock()
+		defer mu.Unlock()
+		switch status.Code(err) {
+		case codes.OK:
+			last[req.GetKey()] = resp.(*keyvaluev1.GetResponse).GetValue()
+		case codes.Unauthenticated, codes.PermissionDenied, codes.Unavailable:
+			if v, ok := last[req.GetKey()]; ok {
+				return &keyvaluev1.GetResponse{Value: v}, nil
+			}
+		}
+		return resp, err
+	})()
+}
 
 // wholeSeconds rounds the TTL of Set, BatchSet and Expire up to whole
 // seconds, as a plugin sending SET key value EX n and EXPIRE key n does.
