@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -226,6 +227,78 @@ func TestInterruptRemovesContainers(t *testing.T) {
 	}
 	if !exists(t, cli, live) {
 		t.Errorf("the container of a live process (%.12s, this test's) was removed", live)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for a child's output and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestSIGTERMStopsTheRun sends SIGTERM to a memstore run (no Docker needed)
+// once its first spec has passed, and requires exit code 143 and a report
+// that says the run was interrupted, with the specs after it not run.
+func TestSIGTERMStopsTheRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs prism-accept")
+	}
+	bin := buildCommands(t)
+	reportDir := t.TempDir()
+	var out syncBuffer
+	cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--report-dir", reportDir)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(out.String(), "\npassed ") {
+		select {
+		case err := <-exited:
+			t.Fatalf("prism-accept exited (%v) before a spec passed:\n%s", err, out.String())
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			t.Fatalf("no spec passed within 60s:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("prism-accept still runs 60s after SIGTERM:\n%s", out.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 143 {
+		t.Errorf("after SIGTERM: %v, want exit code 143:\n%s", err, out.String())
+	}
+	rep, rerr := report.Read(filepath.Join(reportDir, "report.json"))
+	if rerr != nil {
+		t.Fatalf("no report after SIGTERM: %v\n%s", rerr, out.String())
+	}
+	if rep.ExitCode != 143 || !strings.HasPrefix(rep.ExitReason, "interrupted by SIGTERM") {
+		t.Errorf("report: exit %d, reason %q; want 143, \"interrupted by SIGTERM…\"", rep.ExitCode, rep.ExitReason)
+	}
+	if rep.Totals.Passed == 0 || rep.Totals.Passed >= len(rep.Specs) {
+		t.Errorf("report: %d of %d specs passed; want some, not all (the run was stopped)", rep.Totals.Passed, len(rep.Specs))
 	}
 }
 

@@ -262,8 +262,27 @@ func (r *Session) interrupt(sig os.Signal) {
 	r.intMu.Unlock()
 	if first {
 		r.cancelStop()
+		// Ginkgo stops waiting for the spec it interrupts, but its body
+		// goes on in its goroutine; were its calls to keep succeeding, it
+		// would reach a DeferCleanup while Ginkgo runs a report or cleanup
+		// node, which Ginkgo answers with os.Exit(1): no report, no
+		// teardown. So the plugin under test is killed at once (its calls
+		// fail and the body unwinds), and the harness's launchers park
+		// such a body for good (park).
+		select {
+		case <-r.setupDone:
+			if r.proc != nil {
+				r.proc.Kill()
+			}
+		default: // setup still runs: its context is cancelled
+		}
 	}
 }
+
+// park blocks the goroutine of a spec body that outlived an interrupt for
+// good, so that it never gets back to Ginkgo (see interrupt); the process
+// exits when the run is over.
+func (r *Session) park() { select {} }
 
 // handleSignals makes the first SIGINT or SIGTERM stop the run cleanly and
 // a second one exit at once. It returns a function that stops handling them.

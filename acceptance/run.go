@@ -138,6 +138,9 @@ func (r *Session) proxyFixture() *fixture.Fixture {
 // fixture is the provider the suites call in each spec.
 func (r *Session) fixture() *fixture.Fixture {
 	GinkgoHelper()
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	if r.infra != nil {
 		fixture.HarnessFail(r.infra)
 	}
@@ -223,7 +226,12 @@ func (r *Session) setup() {
 		StartBackend: func(ctx context.Context) (backend.Instance, error) {
 			o := opts
 			o.Provider = info.Provider
-			return backend.Start(ctx, r.cfg.Backend, o)
+			inst, err := backend.Start(ctx, r.cfg.Backend, o)
+			if r.Interrupted() != nil && inst != nil {
+				_ = inst.Close(context.Background())
+				r.park()
+			}
+			return inst, err
 		},
 	}
 	if r.cfg.viaProxy() {
@@ -272,6 +280,9 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 // launchProxy starts a proxy for the plugin under test and waits until its
 // namespace serves.
 func (r *Session) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	nss, err := r.proxyNamespaces()
 	if err != nil {
 		return nil, err
@@ -342,6 +353,10 @@ func (r *Session) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Ini
 		return nil, nil, err
 	}
 	p, err := plugin.Launch(ctx, r.cfg.Plugin, r.pluginOptions())
+	if r.Interrupted() != nil && p != nil {
+		p.Kill()
+		r.park()
+	}
 	return p, init, err
 }
 
