@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/prism-suite/prism/acceptance"
 	"github.com/prism-suite/prism/acceptance/report"
@@ -96,7 +97,7 @@ func labelledContainer(t *testing.T, cli client.APIClient, image string, pid int
 	host, _ := os.Hostname()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := testcontainers.Run(ctx, image, testcontainers.WithLabels(map[string]string{
+	c, err := testcontainers.Run(ctx, image, testcontainers.WithLogger(tclog.NewNoopLogger()), testcontainers.WithLabels(map[string]string{
 		backend.LabelHarness: "true", backend.LabelPID: strconv.Itoa(pid), backend.LabelHost: host}))
 	if err != nil {
 		t.Fatalf("start a container labelled with pid %d: %v", pid, err)
