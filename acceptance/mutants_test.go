@@ -238,6 +238,10 @@ var mutantKills = map[string]kill{
 		"Lifecycle reports an open subscription in the standard health details until it is cancelled"}},
 	"retry-past-deadline": {specs: []string{
 		"KeyValue faults lets go of the calls that timed out while the backend still hangs, without piling up calls in flight"}},
+	"redis-expire-seconds": {specs: []string{
+		"KeyValue ttl expires a key after its TTL and reads it as missing at once, before any sweep",
+		"KeyValue ttl sets a TTL on an existing key with Expire",
+	}},
 }
 
 // TestMutantsAreKilled runs the suites against every mutant, each wrapped

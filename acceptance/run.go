@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -57,6 +58,16 @@ type Session struct {
 	proxyErr error            // the proxy did not start: every via-proxy spec reports error
 	auth     *authRun         // with --auth (auth.go)
 
+	// Interrupts (main.go): stop is cancelled by the first SIGINT or
+	// SIGTERM, which cuts a setup short; setupDone is closed when setup
+	// returns, so that teardown sees what it started.
+	stop       context.Context
+	cancelStop context.CancelFunc
+	setupDone  chan struct{}
+	setupOnce  sync.Once
+	intMu      sync.Mutex
+	signal     os.Signal // the first interrupt, nil when there was none
+
 	// Report is set by WriteReports.
 	Report *report.Report
 }
@@ -81,7 +92,8 @@ func Register(cfg Config) *Session {
 // so a plugin author can nest them in their own Describe. Call
 // [Session.WriteReports] from your own ReportAfterSuite to get report files.
 func Specs(cfg Config) *Session {
-	r := &Session{cfg: cfg.clone()}
+	r := &Session{cfg: cfg.clone(), setupDone: make(chan struct{})}
+	r.stop, r.cancelStop = context.WithCancel(context.Background())
 	if r.cfg.Pattern == PatternRegistry {
 		r.registrySpecs()
 		return r
@@ -126,6 +138,9 @@ func (r *Session) proxyFixture() *fixture.Fixture {
 // fixture is the provider the suites call in each spec.
 func (r *Session) fixture() *fixture.Fixture {
 	GinkgoHelper()
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	if r.infra != nil {
 		fixture.HarnessFail(r.infra)
 	}
@@ -136,12 +151,15 @@ func (r *Session) fixture() *fixture.Fixture {
 }
 
 func (r *Session) setup() {
+	defer r.setupOnce.Do(func() { close(r.setupDone) })
 	r.start = time.Now()
 	if err := r.cfg.Validate(); err != nil {
 		r.infra = err
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
+	// An interrupt cancels the setup: a container or plugin half started is
+	// then in r.inst or r.proc for teardown, or swept (Main).
+	ctx, cancel := context.WithTimeout(r.stop, r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
 	defer cancel()
 	log := r.cfg.Logf
 
@@ -208,7 +226,12 @@ func (r *Session) setup() {
 		StartBackend: func(ctx context.Context) (backend.Instance, error) {
 			o := opts
 			o.Provider = info.Provider
-			return backend.Start(ctx, r.cfg.Backend, o)
+			inst, err := backend.Start(ctx, r.cfg.Backend, o)
+			if r.Interrupted() != nil && inst != nil {
+				_ = inst.Close(context.Background())
+				r.park()
+			}
+			return inst, err
 		},
 	}
 	if r.cfg.viaProxy() {
@@ -257,6 +280,9 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 // launchProxy starts a proxy for the plugin under test and waits until its
 // namespace serves.
 func (r *Session) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	nss, err := r.proxyNamespaces()
 	if err != nil {
 		return nil, err
@@ -327,12 +353,25 @@ func (r *Session) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Ini
 		return nil, nil, err
 	}
 	p, err := plugin.Launch(ctx, r.cfg.Plugin, r.pluginOptions())
+	if r.Interrupted() != nil && p != nil {
+		p.Kill()
+		r.park()
+	}
 	return p, init, err
 }
 
 func (r *Session) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
 	defer cancel()
+	if r.Interrupted() != nil {
+		// Ginkgo stopped waiting for an interrupted setup, which returns
+		// soon (its context is cancelled): wait for it, so that what it
+		// started is closed below.
+		select {
+		case <-r.setupDone:
+		case <-ctx.Done():
+		}
+	}
 	r.teardownAuth(ctx)
 	if r.px != nil {
 		if err := r.px.Stop(ctx); err != nil {
@@ -513,6 +552,16 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	run := report.Run{Described: r.desc != nil, Declared: declared, Required: r.cfg.Require,
 		Selection: selectionOf(gr.SuiteConfig), Setup: r.setupFailure(), Specs: rep.Specs}
 	rep.Capabilities, rep.ExitCode, rep.ExitReason = report.Judge(run)
+	if sig := r.Interrupted(); sig != nil {
+		// Whatever the specs that ran say, the run is not a verdict.
+		rep.ExitCode = ExitInterrupted(sig)
+		rep.ExitReason = fmt.Sprintf("interrupted by %s: the run stopped early (the specs after the interrupt did not run); %d passed, %d failed or errored before it", sigName(sig), rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors)
+		for i, c := range rep.Capabilities {
+			if c.Verdict == report.NotTested && c.Passed+c.Failed+c.Skipped+c.Errors == 0 {
+				rep.Capabilities[i].Reason = "not reached: the run was interrupted by " + sigName(sig)
+			}
+		}
+	}
 	for i, c := range rep.Capabilities {
 		if c.Declared && c.Reason == "" && r.proxyDeclares(capability.Name(c.Name)) {
 			rep.Capabilities[i].Reason = "the reference proxy's (--auth)"

@@ -32,8 +32,8 @@ type Mutant struct {
 	Defect string
 	// Base is the reference plugin the mutant wraps: "memstore" (also when
 	// empty), "nats" (for defects of capabilities memstore does not
-	// declare, such as pubsub.durable) or "redis" (for defects that show only
-	// on a backend that can hang).
+	// declare, such as pubsub.durable) or "redis" (defects of a Redis
+	// client, redis.go, and those that show only on a backend that can hang).
 	Base string
 	// unary and stream build fresh interceptors (mutants may keep state);
 	// either may be nil.
@@ -235,7 +235,7 @@ func All() []Mutant { return append([]Mutant(nil), all...) }
 
 // Lookup returns the mutant or variant called name.
 func Lookup(name string) (Mutant, error) {
-	for _, m := range append(All(), variants...) {
+	for _, m := range append(append(All(), variants...), credentialMutants...) {
 		if m.Name == name {
 			return m, nil
 		}

@@ -6,7 +6,8 @@
 //
 // The mutant is named by --mutant or PRISM_MUTANT; --list prints them all.
 // --base picks the reference plugin it wraps (default: the mutant's own base,
-// memstore unless the defect needs another); nats needs --backend nats.
+// memstore unless the defect needs another); nats needs --backend nats,
+// redis --backend redis.
 package main
 
 import (
