@@ -95,6 +95,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.PluginArgs = append(cfg.PluginArgs, v)
 		return nil
 	})
+	fs.Func("bad-config", "a YAML file of invalid plugin configs the lifecycle specs send, each with the field the plugin must name when it refuses it (a list of {name, config, field}); without it only the reference plugins have examples", func(v string) error {
+		bad, err := LoadBadConfigs(v)
+		cfg.BadConfigs = bad
+		return err
+	})
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
 	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
 	fs.BoolVar(&cfg.ProbeUndeclared, "probe-undeclared", false, "also run the specs of undeclared capabilities, to report those that work but are not declared")

@@ -205,7 +205,10 @@ func (r *Session) setup() {
 	log("plugin: %s %s declares %s", r.desc.GetName(), r.desc.GetVersion(), strings.Join(declared, ", "))
 
 	bad := r.cfg.BadConfigs
-	if len(bad) == 0 {
+	if len(bad) == 0 && r.desc.GetName() == string(r.cfg.Backend) {
+		// The reference plugin of this backend (or a mutant of it): the
+		// examples follow its config schema, which another plugin of the
+		// same backend need not share (it gives --bad-config).
 		bad = inTreeBadConfigs[r.cfg.Backend]
 	}
 	r.fx = &fixture.Fixture{
@@ -261,9 +264,6 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	}
 	iso := ns
 	iso.Name, iso.Instance = r.cfg.Namespace+"-isolated", "isolated"
-	if declared.Has(capability.KeyValueBasic) {
-		iso.Patterns = []string{"keyvalue"} // the wrong-pattern spec sends it a PubSub call
-	}
 	iso.Config = map[string]any{}
 	for k, v := range ns.Config {
 		iso.Config[k] = v
@@ -274,8 +274,20 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	case backend.NATS: // subjects, stream and bucket of its own on the shared server
 		iso.Config["subject_prefix"], iso.Config["stream"], iso.Config["payload_bucket"] = "prismisolated", "PRISM_ISOLATED", "PRISM_ISOLATED_PAYLOADS"
 	}
-	return []hproxy.Namespace{ns, iso}, nil
+	nss := []hproxy.Namespace{ns, iso}
+	if len(ns.Patterns) > 1 {
+		// The same plugin block as iso (one process), serving keyvalue
+		// alone: the wrong-pattern spec sends it a PubSub call.
+		single := iso
+		single.Name, single.Patterns = singleServiceNamespace(r.cfg.Namespace), []string{"keyvalue"}
+		nss = append(nss, single)
+	}
+	return nss, nil
 }
+
+// singleServiceNamespace names the namespace that serves one pattern of a
+// plugin declaring several.
+func singleServiceNamespace(ns string) string { return ns + "-keyvalue-only" }
 
 // launchProxy starts a proxy for the plugin under test and waits until its
 // namespace serves.
@@ -316,6 +328,9 @@ func (r *Session) setupProxy() {
 		Target: r.px.Target(r.cfg.Namespace), Description: fx.Description, Lifecycle: fx.Lifecycle, Launch: fx.Launch,
 		BadConfigs: fx.BadConfigs, Backend: fx.Backend, StartBackend: fx.StartBackend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-proxy",
 		Proxy: r.px, IsolatedNamespace: r.cfg.Namespace + "-isolated", LaunchProxy: r.launchProxy,
+	}
+	if d := fx.Declared(); d.Has(capability.KeyValueBasic) && d.Has(capability.PubSubBasic) {
+		r.pfx.SingleServiceNamespace = singleServiceNamespace(r.cfg.Namespace)
 	}
 }
 

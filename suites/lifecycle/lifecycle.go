@@ -78,7 +78,7 @@ func Register(p fixture.Provider) bool {
 
 		It("rejects an invalid config in Initialize with InvalidArgument naming the field", func() {
 			if len(fx.BadConfigs) == 0 {
-				Skip("no invalid config example was given for this plugin")
+				Skip("no invalid config example was given for this plugin (prism-accept --bad-config FILE; the built-in examples are for the reference plugins only)")
 			}
 			proc, init := launch()
 			for _, bad := range fx.BadConfigs {
