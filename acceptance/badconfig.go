@@ -23,9 +23,9 @@ type badConfigEntry struct {
 // LoadBadConfigs reads the invalid config examples of a --bad-config file:
 // a YAML (or JSON) list of {name, config, field}, e.g.
 //
-//	- name: negative capacity
-//	  config: {max_keys: -1}
-//	  field: max_keys
+//   - name: negative capacity
+//     config: {max_keys: -1}
+//     field: max_keys
 //
 // Each config replaces the plugin config of Initialize, whole; the plugin
 // must refuse it with InvalidArgument naming field. Unknown keys, an empty
