@@ -145,24 +145,34 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
 	p.cmd.Stderr = errW
-	stdout, err := p.cmd.StdoutPipe()
+	// stdout too is a pipe of our own: exec's StdoutPipe is closed by Wait,
+	// which would lose a handshake line (or a bad one, which says why) that
+	// a plugin printed just before exiting; ours is read to its end.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		errR.Close()
 		errW.Close()
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+	p.cmd.Stdout = outW
+	closeAll := func() {
 		errR.Close()
 		errW.Close()
+		outR.Close()
+		outW.Close()
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		closeAll()
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
-		errR.Close()
-		errW.Close()
+		closeAll()
 		return nil, fmt.Errorf("launch plugin %s: %w", abs, err)
 	}
-	errW.Close() // the child has its copy
+	errW.Close() // the child has its copies
+	outW.Close()
+	stdoutDone := make(chan struct{})
 	var errw io.Writer = p.stderr
 	if opts.StderrTee != nil {
 		errw = io.MultiWriter(p.stderr, opts.StderrTee)
@@ -176,19 +186,27 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 		err := p.cmd.Wait()
 		// The plugin has exited: nothing it started may outlive it.
 		p.killGroup()
+		late := time.NewTimer(waitDelay) // a process that left the group holds a pipe
+		defer late.Stop()
 		select {
 		case <-stderrDone:
-		case <-time.After(waitDelay): // a process that left the group holds stderr
+		case <-late.C:
 		}
 		errR.Close()
 		<-stderrDone
+		select {
+		case <-stdoutDone:
+		case <-late.C:
+		}
+		outR.Close()
+		<-stdoutDone
 		p.waitMu.Lock()
 		p.err = err
 		p.waitMu.Unlock()
 		close(p.exited)
 	}()
 
-	line, err := p.readHandshake(ctx, stdout)
+	line, err := p.readHandshake(ctx, outR, stdoutDone)
 	if err != nil {
 		return p, err
 	}
@@ -209,13 +227,16 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 	return p, nil
 }
 
-func (p *Process) readHandshake(ctx context.Context, stdout io.Reader) (handshake.Line, error) {
+// readHandshake reads the handshake line from stdout, and then drains
+// stdout until it ends; done is closed when it has.
+func (p *Process) readHandshake(ctx context.Context, stdout io.Reader, done chan<- struct{}) (handshake.Line, error) {
 	type result struct {
 		line string
 		err  error
 	}
 	ch := make(chan result, 1)
 	go func() {
+		defer close(done)
 		r := bufio.NewReaderSize(stdout, MaxHandshakeBytes)
 		b, err := r.ReadSlice('\n')
 		ch <- result{string(b), err}
