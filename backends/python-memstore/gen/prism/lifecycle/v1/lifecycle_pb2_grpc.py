@@ -6,7 +6,38 @@ from prism.lifecycle.v1 import lifecycle_pb2 as prism_dot_lifecycle_dot_v1_dot_l
 
 
 class LifecycleStub(object):
-    """Lifecycle is served by every plugin.
+    """Lifecycle is served by every plugin. A plugin process is in one of five
+    states, named in error messages exactly as here:
+
+    new          launched, not initialized (also after a failed Initialize)
+    initialized  Initialize succeeded; the data services are not served yet
+    started      Start succeeded; the data services are served
+    draining     Drain began; calls in flight finish, new ones are refused
+    stopped      Stop was called; the process waits for its stdin to close
+
+    Every RPC in every state (OK: the call succeeds; FP: FailedPrecondition
+    whose message names the current state; "stays": the state is unchanged):
+
+    RPC                new               initialized        started             draining            stopped
+    Describe           OK                OK                 OK                  OK                  OK
+    Initialize         OK -> initialized OK, replaces the   FP                  FP                  FP
+    config, stays
+    Start              FP                OK -> started      OK, stays           FP                  FP
+    Drain              OK, in_flight 0,  OK, in_flight 0,   OK -> draining      OK, waits again,    OK, in_flight 0
+    stays             stays                                  stays
+    Stop               OK -> stopped     OK -> stopped      OK -> stopped       OK -> stopped       OK, stays
+    HealthCheck        UNHEALTHY         the backend's      the backend's       DEGRADED (or        UNHEALTHY
+    health             health              UNHEALTHY)
+    RotateCredentials  FP                OK                 OK                  OK                  FP
+    data calls         FP                FP                 served              Unavailable         Unavailable
+
+    A failed Initialize leaves the state and the config in use as they were.
+    RotateCredentials is Unimplemented in every state for a plugin that does
+    not declare auth.rotation. Stop in the started state drains first, within
+    Stop's own deadline. In gRPC health (grpc.health.v1) the overall service
+    "" is SERVING in every state, and each data service the plugin serves
+    (e.g. "prism.keyvalue.v1.KeyValue") is SERVING only in the started state,
+    NOT_SERVING in every other.
     """
 
     def __init__(self, channel):
@@ -53,7 +84,38 @@ class LifecycleStub(object):
 
 
 class LifecycleServicer(object):
-    """Lifecycle is served by every plugin.
+    """Lifecycle is served by every plugin. A plugin process is in one of five
+    states, named in error messages exactly as here:
+
+    new          launched, not initialized (also after a failed Initialize)
+    initialized  Initialize succeeded; the data services are not served yet
+    started      Start succeeded; the data services are served
+    draining     Drain began; calls in flight finish, new ones are refused
+    stopped      Stop was called; the process waits for its stdin to close
+
+    Every RPC in every state (OK: the call succeeds; FP: FailedPrecondition
+    whose message names the current state; "stays": the state is unchanged):
+
+    RPC                new               initialized        started             draining            stopped
+    Describe           OK                OK                 OK                  OK                  OK
+    Initialize         OK -> initialized OK, replaces the   FP                  FP                  FP
+    config, stays
+    Start              FP                OK -> started      OK, stays           FP                  FP
+    Drain              OK, in_flight 0,  OK, in_flight 0,   OK -> draining      OK, waits again,    OK, in_flight 0
+    stays             stays                                  stays
+    Stop               OK -> stopped     OK -> stopped      OK -> stopped       OK -> stopped       OK, stays
+    HealthCheck        UNHEALTHY         the backend's      the backend's       DEGRADED (or        UNHEALTHY
+    health             health              UNHEALTHY)
+    RotateCredentials  FP                OK                 OK                  OK                  FP
+    data calls         FP                FP                 served              Unavailable         Unavailable
+
+    A failed Initialize leaves the state and the config in use as they were.
+    RotateCredentials is Unimplemented in every state for a plugin that does
+    not declare auth.rotation. Stop in the started state drains first, within
+    Stop's own deadline. In gRPC health (grpc.health.v1) the overall service
+    "" is SERVING in every state, and each data service the plugin serves
+    (e.g. "prism.keyvalue.v1.KeyValue") is SERVING only in the started state,
+    NOT_SERVING in every other.
     """
 
     def Describe(self, request, context):
@@ -82,7 +144,12 @@ class LifecycleServicer(object):
 
     def Drain(self, request, context):
         """Drain stops accepting new data calls (they answer Unavailable) and waits
-        for in-flight calls until they finish or the deadline passes.
+        for in-flight calls until they finish or the deadline passes, then
+        answers with the number still running. Open subscriptions it may end
+        with Unavailable; a call it cannot end (one stuck on a hung backend, a
+        subscription whose client does not read) it waits for, never past the
+        deadline. Without a deadline it waits as long as the call's own deadline
+        allows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,7 +230,38 @@ def add_LifecycleServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Lifecycle(object):
-    """Lifecycle is served by every plugin.
+    """Lifecycle is served by every plugin. A plugin process is in one of five
+    states, named in error messages exactly as here:
+
+    new          launched, not initialized (also after a failed Initialize)
+    initialized  Initialize succeeded; the data services are not served yet
+    started      Start succeeded; the data services are served
+    draining     Drain began; calls in flight finish, new ones are refused
+    stopped      Stop was called; the process waits for its stdin to close
+
+    Every RPC in every state (OK: the call succeeds; FP: FailedPrecondition
+    whose message names the current state; "stays": the state is unchanged):
+
+    RPC                new               initialized        started             draining            stopped
+    Describe           OK                OK                 OK                  OK                  OK
+    Initialize         OK -> initialized OK, replaces the   FP                  FP                  FP
+    config, stays
+    Start              FP                OK -> started      OK, stays           FP                  FP
+    Drain              OK, in_flight 0,  OK, in_flight 0,   OK -> draining      OK, waits again,    OK, in_flight 0
+    stays             stays                                  stays
+    Stop               OK -> stopped     OK -> stopped      OK -> stopped       OK -> stopped       OK, stays
+    HealthCheck        UNHEALTHY         the backend's      the backend's       DEGRADED (or        UNHEALTHY
+    health             health              UNHEALTHY)
+    RotateCredentials  FP                OK                 OK                  OK                  FP
+    data calls         FP                FP                 served              Unavailable         Unavailable
+
+    A failed Initialize leaves the state and the config in use as they were.
+    RotateCredentials is Unimplemented in every state for a plugin that does
+    not declare auth.rotation. Stop in the started state drains first, within
+    Stop's own deadline. In gRPC health (grpc.health.v1) the overall service
+    "" is SERVING in every state, and each data service the plugin serves
+    (e.g. "prism.keyvalue.v1.KeyValue") is SERVING only in the started state,
+    NOT_SERVING in every other.
     """
 
     @staticmethod
