@@ -51,8 +51,9 @@ func retryPastDeadline() grpc.UnaryServerInterceptor {
 			for {
 				resp, err := h(context.WithoutCancel(ctx), req)
 				// A backend error (not the plugin refusing the call because
-				// it drains) is retried.
-				if st := status.Convert(err); st.Code() == codes.Unavailable && !strings.Contains(st.Message(), "draining") {
+				// it drains or has stopped: "plugin is <state>: ...") is
+				// retried.
+				if st := status.Convert(err); st.Code() == codes.Unavailable && !strings.HasPrefix(st.Message(), "plugin is ") {
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}

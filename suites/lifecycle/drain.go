@@ -208,12 +208,15 @@ func describeDrainInFlight(fx func() *fixture.Fixture) {
 		It("returns as soon as the subscription it waits for ends, long before its deadline, and Stop then exits", func() {
 			f := fx()
 			s := stickSubscription(f)
-			deadline := f.Timeouts.Stop
+			// While the subscription is stuck, Drain must keep waiting: watch
+			// it for many times the slowest publish, well inside its deadline
+			// (on a loaded machine the watch grows, and the deadline with it,
+			// so that a Drain answering at its deadline is never taken for
+			// one that did not wait).
+			watch := max(200*time.Millisecond, 10*s.publish)
+			deadline := max(f.Timeouts.Stop, 4*watch)
 			done, _ := s.drain(deadline)
 			s.expectRefusing(f.Timeouts.Call)
-			// While the subscription is stuck, Drain must keep waiting: watch
-			// it for many times the slowest publish.
-			watch := max(200*time.Millisecond, 10*s.publish)
 			select {
 			case d := <-done:
 				Expect(d.err).NotTo(HaveOccurred(), "Drain")
