@@ -220,7 +220,7 @@ func (h *history) check(bad *problems, keys []string) {
 }
 
 func describeContention(sess func() *session) {
-	Context("contention", basic, func() {
+	Context("contention", basic, load, func() {
 		var s *session
 		BeforeEach(func() { s = sess() })
 
@@ -434,7 +434,7 @@ func describeContention(sess func() *session) {
 		})
 	})
 
-	Context("contention through scan", basic, scan, func() {
+	Context("contention through scan", basic, scan, load, func() {
 		var s *session
 		BeforeEach(func() { s = sess() })
 

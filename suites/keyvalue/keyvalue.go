@@ -28,6 +28,10 @@ var (
 	ttl   = Label(string(capability.KeyValueTTL))
 	scan  = Label(string(capability.KeyValueScan))
 	batch = Label(string(capability.KeyValueBatch))
+	// load marks the contention specs, the costliest of keyvalue.basic: a
+	// certification runs them like any other; a run that needs only a
+	// quick answer can leave them out with --label-filter '... && !load'.
+	load = Label("load")
 )
 
 // Register adds the KeyValue specs to the Ginkgo tree under "KeyValue".
