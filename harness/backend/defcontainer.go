@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,9 +127,25 @@ func (dc *defContainer) run(ctx context.Context, image string) error {
 		src, dst, ro, _ := definition.ParseVolume(v)
 		binds = append(binds, mount.Mount{Type: mount.TypeBind, Source: dc.s.def.Path(src), Target: dst, ReadOnly: ro})
 	}
+	// Other ports the waits check are published on 127.0.0.1 too, on
+	// ports docker chooses.
+	exposed := []string{dc.port}
+	for _, p := range []string{c.Wait.Port, func() string {
+		if c.Wait.HTTP != nil {
+			return c.Wait.HTTP.Port
+		}
+		return ""
+	}()} {
+		if p, _ := definition.ContainerPort(p); p != "" && !slices.Contains(exposed, p) {
+			exposed = append(exposed, p)
+		}
+	}
 	modify := func(hc *container.HostConfig) {
 		hc.PortBindings = network.PortMap{
 			network.MustParsePort(dc.port): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(hostPort)}},
+		}
+		for _, p := range exposed[1:] {
+			hc.PortBindings[network.MustParsePort(p)] = []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1")}}
 		}
 		if len(c.Tmpfs) > 0 {
 			hc.Tmpfs = map[string]string{}
@@ -141,7 +158,7 @@ func (dc *defContainer) run(ctx context.Context, image string) error {
 	opts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithLogger(tcLogger),
 		testcontainers.WithLabels(harnessLabels(dc.s.kind)),
-		testcontainers.WithExposedPorts(dc.port),
+		testcontainers.WithExposedPorts(exposed...),
 		testcontainers.WithHostConfigModifier(modify),
 		testcontainers.WithEnv(env),
 		testcontainers.WithWaitStrategy(dc.waitStrategy()),
@@ -198,8 +215,23 @@ func (dc *defContainer) waitStrategy() wait.Strategy {
 		all = append(all, wait.ForHTTP(cmpOr(h.Path, "/")).WithPort(p).WithPollInterval(100*time.Millisecond).
 			WithStatusCodeMatcher(func(s int) bool { return s == status }))
 	}
-	return wait.ForAll(all...).WithDeadline(waitTimeout(w, dc.s.o))
+	return onLoopback{wait.ForAll(all...).WithDeadline(waitTimeout(w, dc.s.o))}
 }
+
+// onLoopback runs a strategy with the target's host set to 127.0.0.1,
+// where the harness publishes every port: testcontainers-go would use the
+// default gateway when it runs inside a container, and tests talk only to
+// 127.0.0.1.
+type onLoopback struct{ wait.Strategy }
+
+// WaitUntilReady implements wait.Strategy.
+func (l onLoopback) WaitUntilReady(ctx context.Context, t wait.StrategyTarget) error {
+	return l.Strategy.WaitUntilReady(ctx, loopbackTarget{t})
+}
+
+type loopbackTarget struct{ wait.StrategyTarget }
+
+func (loopbackTarget) Host(context.Context) (string, error) { return "127.0.0.1", nil }
 
 // openPort waits until the published port of a container port accepts a
 // connection that the server keeps open (docker's proxy accepts and closes
@@ -216,11 +248,12 @@ func (o *openPort) WaitUntilReady(ctx context.Context, t wait.StrategyTarget) er
 				if portOpen(ctx, loopbackHost(host, mp.Num())) {
 					return nil
 				}
+				err = fmt.Errorf("%s is not open", loopbackHost(host, mp.Num()))
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("port %s is not open: %w", o.port, ctx.Err())
+			return fmt.Errorf("port %s is not open: %w (last: %v)", o.port, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -55,10 +55,10 @@ func withFaults(f faultable, def *definition.Definition) Instance {
 	return p
 }
 
-func (p plainInst) Info() Info                                       { return p.f.Info() }
+func (p plainInst) Info() Info                                        { return p.f.Info() }
 func (p plainInst) PluginConfig() (map[string]any, map[string]string) { return p.f.PluginConfig() }
-func (p plainInst) Close(ctx context.Context) error                  { return p.f.Close(ctx) }
-func (p plainInst) users() (Users, error)                            { return p.f.users() }
+func (p plainInst) Close(ctx context.Context) error                   { return p.f.Close(ctx) }
+func (p plainInst) users() (Users, error)                             { return p.f.users() }
 
 func (o outageInst) Down(ctx context.Context) error { return o.f.down(ctx) }
 func (o outageInst) Up(ctx context.Context) error   { return o.f.up(ctx) }
