@@ -274,11 +274,11 @@ plugin: {config: {}}
 		t.Parallel()
 		def := writeDef(t, `name: noport-process
 process:
-  command: [sh, -c, "echo up; exec sleep 31.2718"]
+  command: [sh, -c, "echo server-up-marker; exec sleep 31.2718"]
   wait: {port: "{port}", timeout: 1s}
 plugin: {config: {}}
 `)
-		badStart(t, def, backend.Process, time.Second, "waited 1s for port {port} open", "still waiting for port 127.0.0.1:", "up")
+		badStart(t, def, backend.Process, time.Second, "waited 1s for port {port} open", "still waiting for port 127.0.0.1:", "server-up-marker")
 		noProcess(t, "31.2718")
 	})
 	t.Run("no such provider in the file", func(t *testing.T) {
