@@ -50,8 +50,9 @@ var (
 )
 
 func startContainer(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
-	if o.Auth == nil {
-		// Without users to manage, the built-ins start from their backend.yaml.
+	if fromFile(kind, o) {
+		// The built-ins start from their backend.yaml (nats with users to
+		// manage, and redis with requirepass, stay Go).
 		return startBuiltin(ctx, kind, Container, o, reason)
 	}
 	image := o.image(kind)

@@ -31,6 +31,7 @@ type defContainer struct {
 	c       *definition.Container
 	port    string // container port
 	auth    *Credentials
+	ru      *redisUsers // go: redis with an admin ACL user
 	timeout time.Duration
 	logf    func(string, ...any)
 
@@ -53,6 +54,7 @@ func (s *defStart) startContainer(ctx context.Context) (Instance, error) {
 	}
 	dc := &defContainer{s: s, c: c, port: port, auth: s.o.Auth, timeout: s.o.StartTimeout, logf: s.o.Logf, provider: p,
 		info: Info{Kind: s.kind, Provider: Container, Image: image, Reason: s.reason, File: s.def.File}}
+	dc.ru = builtinUsers(s.def, func() string { return dc.Info().Address }, dc.auth)
 	if c.Build != nil {
 		dc.info.Image = "built from " + s.def.Path(c.Build.Context)
 	} else {
@@ -372,6 +374,9 @@ func (dc *defContainer) up(ctx context.Context) error {
 		if _, err := waitReady(ctx, dc.s.kind, dc.info.Address, dc.auth, nil); err != nil {
 			return harnessErr("restart %s container: %w", dc.s.kind, err)
 		}
+		if err := dc.ru.replay(ctx, dc.info.Address); err != nil {
+			return &HarnessError{Err: err}
+		}
 		return nil
 	}
 	for !portOpen(ctx, dc.info.Address) {
@@ -450,5 +455,8 @@ func (dc *defContainer) terminate(ctx context.Context) error {
 
 // users returns the file's users, run in the container.
 func (dc *defContainer) users() (Users, error) {
+	if dc.ru != nil {
+		return dc.ru, nil
+	}
 	return definedUsers(dc.s.def, dc.auth, func() string { return dc.Info().Address }, dc.execIn)
 }

@@ -25,6 +25,7 @@ type defProcess struct {
 	s       *defStart
 	p       *definition.Process
 	auth    *Credentials
+	ru      *redisUsers // go: redis with an admin ACL user
 	path    string
 	port    int
 	dir     string
@@ -57,6 +58,7 @@ func (s *defStart) startProcess(ctx context.Context) (Instance, error) {
 	}
 	dp := &defProcess{s: s, p: p, auth: s.o.Auth, path: path, port: port, dir: dir, timeout: s.o.StartTimeout, logf: s.o.Logf,
 		info: Info{Kind: s.kind, Provider: Process, Address: loopback(port), Reason: s.reason, File: s.def.File}}
+	dp.ru = builtinUsers(s.def, func() string { return dp.Info().Address }, dp.auth)
 	vars := dp.vars()
 	// Placeholders were checked when the file was loaded.
 	argv, _ := definition.RenderAll(p.Command, vars)
@@ -287,6 +289,9 @@ func (dp *defProcess) up(ctx context.Context) error {
 	if err := dp.startLocked(ctx); err != nil {
 		return harnessErr("restart %s process: %w", dp.s.kind, err)
 	}
+	if err := dp.ru.replay(ctx, dp.info.Address); err != nil {
+		return &HarnessError{Err: err}
+	}
 	return nil
 }
 
@@ -349,6 +354,9 @@ func (dp *defProcess) Close(context.Context) error {
 }
 
 func (dp *defProcess) users() (Users, error) {
+	if dp.ru != nil {
+		return dp.ru, nil
+	}
 	run := func(ctx context.Context, cmd []string) (int, string, error) { return localRun(ctx, cmd) }
 	return definedUsers(dp.s.def, dp.auth, func() string { return dp.Info().Address }, run)
 }

@@ -51,6 +51,23 @@ func BuiltinDefinition(kind Kind) (*definition.Definition, error) {
 	return nil, fmt.Errorf("no built-in definition of backend %q", kind)
 }
 
+// fromFile reports whether a built-in instance of kind with o starts from
+// its backend.yaml: always without credentials, and for redis with an admin
+// ACL user (the file's auth args; its users are redisUsers, Go). NATS users
+// (a users file reloaded on SIGHUP) and redis's requirepass stay Go.
+func fromFile(kind Kind, o Options) bool {
+	return o.Auth == nil || (kind == Redis && o.Auth.redisACLUser())
+}
+
+// builtinUsers is the Go user manager of a built-in instance started from
+// its file (redis with an admin ACL user), or nil.
+func builtinUsers(def *definition.Definition, addr func() string, auth *Credentials) *redisUsers {
+	if def.Go != "redis" {
+		return nil
+	}
+	return newRedisUsers(addr, auth)
+}
+
 // startBuiltin starts a built-in backend's container or process from its
 // definition (o.Definition when it describes kind, else the embedded one).
 func startBuiltin(ctx context.Context, kind Kind, provider Provider, o Options, reason string) (Instance, error) {

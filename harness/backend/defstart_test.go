@@ -329,3 +329,30 @@ plugin: {config: {url: "nats://{addr}"}}
 		})
 	}
 }
+
+// TestBuiltinsStartFromTheirFile checks that redis and nats in a container
+// or a process come from their backend.yaml (redis also with an admin ACL
+// user), which the report then names.
+func TestBuiltinsStartFromTheirFile(t *testing.T) {
+	for _, tc := range []struct {
+		kind backend.Kind
+		auth *backend.Credentials
+	}{
+		{backend.Redis, nil},
+		{backend.Redis, &backend.Credentials{Username: "admin", Password: "pw"}},
+		{backend.NATS, nil},
+	} {
+		for _, provider := range []backend.Provider{backend.Process, backend.Container} {
+			t.Run(fmt.Sprintf("%s/%s/auth=%v", tc.kind, provider, tc.auth != nil), func(t *testing.T) {
+				requireProvider(t, tc.kind, provider)
+				t.Parallel()
+				o := options(t, provider)
+				o.Auth = tc.auth
+				inst := start(t, tc.kind, o)
+				if got, want := inst.Info().File, "backends/"+string(tc.kind)+"/backend.yaml"; got != want {
+					t.Errorf("Info.File: got %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
