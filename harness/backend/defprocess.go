@@ -307,7 +307,9 @@ func (dp *defProcess) signal(sig syscall.Signal) error {
 	if dp.cmd == nil {
 		return fmt.Errorf("signal %s server: server is down", dp.s.kind)
 	}
-	if err := dp.cmd.Process.Signal(sig); err != nil {
+	// The whole process group: a server with worker processes (postgres)
+	// freezes or resumes as a whole.
+	if err := syscall.Kill(-dp.cmd.Process.Pid, sig); err != nil {
 		return harnessErr("signal %s server: %w", dp.s.kind, err)
 	}
 	if sig == syscall.SIGSTOP {
