@@ -356,3 +356,35 @@ func TestBuiltinsStartFromTheirFile(t *testing.T) {
 		}
 	}
 }
+
+// TestDefinedAuto checks what auto picks for a definition, and that it says
+// why.
+func TestDefinedAuto(t *testing.T) {
+	t.Run("container when docker answers and the image is present", func(t *testing.T) {
+		requireProvider(t, backend.Redis, backend.Container)
+		t.Parallel()
+		o := options(t, backend.Auto)
+		o.Definition = defineKeystore(t, "keystore-auto", "")
+		inst := start(t, "keystore-auto", o)
+		if in := inst.Info(); in.Provider != backend.Container || !strings.Contains(in.Reason, "is present") {
+			t.Errorf("got %s (%s), want container because the image is present", in.Provider, in.Reason)
+		}
+	})
+	t.Run("process when the image is missing and pulling is off", func(t *testing.T) {
+		requireProvider(t, backend.Redis, backend.Process)
+		t.Parallel()
+		def := writeDef(t, `name: keystore-auto-process
+container: {image: prism-offline/no-such-image:0, port: 6379, wait: {port: 6379/tcp}}
+process:
+  command: [redis-server, --port, "{port}", --bind, "{host}", --dir, "{dir}", --save, ""]
+  wait: {port: "{port}"}
+plugin: {config: {address: "{addr}"}}
+`)
+		o := options(t, backend.Auto)
+		o.Definition = def
+		inst := start(t, "keystore-auto-process", o)
+		if in := inst.Info(); in.Provider != backend.Process || !strings.Contains(in.Reason, "not present") {
+			t.Errorf("got %s (%s), want process, saying the image is not present", in.Provider, in.Reason)
+		}
+	})
+}
