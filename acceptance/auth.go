@@ -205,8 +205,9 @@ func (r *Session) setupAuth() {
 		Auth: &fixture.Auth{
 			Issuer: a.iss, Proxy: a.px, Namespace: names[0], Other: names[1],
 			ClockSkew: ac.ClockSkew, MaxTokenBytes: ac.MaxTokenBytes, RefetchInterval: ac.JWKSRefetchInterval, MaxAge: ac.JWKSMaxAge,
-			Direct: target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
-			Users:  users, UsersErr: usersErr,
+			MaxTokenLifetime: ac.MaxTokenLifetime,
+			Direct:           target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
+			Users:            users, UsersErr: usersErr,
 		},
 	}
 }

@@ -1,13 +1,17 @@
 package acceptance
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/formatter"
@@ -52,6 +56,15 @@ Exit codes (one contract, report.Judge):
      capability whose selected specs were all skipped
   64 bad usage, or a label filter or focus that selects no spec this plugin
      can run
+  130 (SIGINT), 143 (SIGTERM): interrupted. The first signal stops the run:
+     the spec running is cut short, no other starts, the plugin, proxy and
+     backend are stopped, every container of this run is removed, and the
+     report (exit_reason "interrupted by SIGINT: ...") is written. A second
+     signal exits at once; containers it leaves are removed by the next run.
+
+At start, prism-accept removes the containers left by an earlier run on
+this host whose process is gone (killed with SIGKILL); a live run's
+containers are never touched.
 
 Flags:
 `
@@ -84,6 +97,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {
 		cfg.PluginArgs = append(cfg.PluginArgs, v)
 		return nil
+	})
+	fs.Func("bad-config", "a YAML file of invalid plugin configs the lifecycle specs send, each with the field the plugin must name when it refuses it (a list of {name, config, field}); without it only the reference plugins have examples", func(v string) error {
+		bad, err := LoadBadConfigs(v)
+		cfg.BadConfigs = bad
+		return err
 	})
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
 	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
@@ -187,11 +205,126 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
 			cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)
 	}
+	if cfg.Pattern != "" || (cfg.Backend != backend.Memstore && (cfg.Backends.Provider == backend.Auto || cfg.Backends.Provider == backend.Container)) {
+		sweepOrphans(cfg.Logf)
+	}
+	stopSignals := run.handleSignals(stderr)
+	defer stopSignals()
 	RunSpecs(&testingT{}, SuiteDescription, suiteCfg, repCfg)
+	if sig := run.Interrupted(); sig != nil {
+		// Teardown removed what setup recorded; a setup cut short may
+		// have created a container after that.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Stop*2)
+		if n, err := backend.SweepRun(ctx); err != nil || n > 0 {
+			cfg.Logf("backend: removed %d more containers of this run (%v)", n, err)
+		}
+		cancel()
+		if run.Report == nil {
+			return ExitInterrupted(sig)
+		}
+	}
 	if run.Report == nil {
 		return report.ExitError
 	}
 	return run.Report.ExitCode
+}
+
+// sweepOrphans removes the containers of earlier runs on this host whose
+// process is gone (backend.Sweep), within a few seconds.
+func sweepOrphans(logf func(string, ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	n, err := backend.Sweep(ctx)
+	if err != nil {
+		logf("backend: removing containers left by killed runs: %v", err)
+	}
+	if n > 0 {
+		logf("backend: removed %d containers left by earlier runs that were killed", n)
+	}
+}
+
+// ExitInterrupted is prism-accept's exit code after sig: 128 + its number,
+// as shells report a process killed by it (130 for SIGINT, 143 for SIGTERM).
+func ExitInterrupted(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 128 + int(syscall.SIGINT)
+}
+
+func sigName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// Interrupted returns the first SIGINT or SIGTERM the run got, or nil.
+func (r *Session) Interrupted() os.Signal {
+	r.intMu.Lock()
+	defer r.intMu.Unlock()
+	return r.signal
+}
+
+// interrupt records the first interrupt and cuts a setup in progress short.
+// Ginkgo, which gets the same signal, interrupts the spec running, skips the
+// others and runs teardown and the report.
+func (r *Session) interrupt(sig os.Signal) {
+	r.intMu.Lock()
+	first := r.signal == nil
+	if first {
+		r.signal = sig
+	}
+	r.intMu.Unlock()
+	if first {
+		r.cancelStop()
+		// Ginkgo stops waiting for the spec it interrupts, but its body
+		// goes on in its goroutine; were its calls to keep succeeding, it
+		// would reach a DeferCleanup while Ginkgo runs a report or cleanup
+		// node, which Ginkgo answers with os.Exit(1): no report, no
+		// teardown. So the plugin under test is killed at once (its calls
+		// fail and the body unwinds), and the harness's launchers park
+		// such a body for good (park).
+		select {
+		case <-r.setupDone:
+			if r.proc != nil {
+				r.proc.Kill()
+			}
+		default: // setup still runs: its context is cancelled
+		}
+	}
+}
+
+// park blocks the goroutine of a spec body that outlived an interrupt for
+// good, so that it never gets back to Ginkgo (see interrupt); the process
+// exits when the run is over.
+func (r *Session) park() { select {} }
+
+// handleSignals makes the first SIGINT or SIGTERM stop the run cleanly and
+// a second one exit at once. It returns a function that stops handling them.
+func (r *Session) handleSignals(stderr io.Writer) func() {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			fmt.Fprintf(stderr, "\nprism-accept: %s: stopping the run, removing its containers and processes, writing the report (again to exit at once)\n", sigName(sig))
+			r.interrupt(sig)
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-ch:
+			fmt.Fprintf(stderr, "prism-accept: second %s: exiting now; the next run removes the containers left (plugins exit with their parent)\n", sigName(sig))
+			os.Exit(ExitInterrupted(sig))
+		case <-done:
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
 }
 
 // useBackendFile loads a backend definition file into cfg; a file that

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/plugin"
@@ -57,11 +58,24 @@ func (r *Session) registryNamespaces() []hproxy.Namespace {
 	}
 	slots := map[string]hproxy.Slot{"registry": slot(r.cfg.RegistrySlot), "messaging": slot(r.cfg.MessagingSlot)}
 	main, schema, quota := registrysuite.NamespaceConfigs("prism-test/" + r.fx.RunID + "/")
-	ns := func(name string, cfg registry.Config) hproxy.Namespace {
-		return hproxy.Namespace{Name: name, Patterns: []string{PatternRegistry}, Slots: slots, Registry: &cfg}
+	ns := func(name, doc string) hproxy.Namespace {
+		return hproxy.Namespace{Name: name, Patterns: []string{PatternRegistry}, Slots: slots, Registry: registryConfig(doc)}
 	}
 	base := r.cfg.Namespace
 	return []hproxy.Namespace{ns(base, main), ns(base+"-schema", schema), ns(base+"-quota", quota)}
+}
+
+// registryConfig decodes a namespace's registry section as the proxy's
+// config file holds it (the suite states it in that format); the suite's own
+// text, so a field this proxy does not know is a bug in the suite.
+func registryConfig(doc string) *registry.Config {
+	var cfg registry.Config
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		panic(fmt.Sprintf("the registry suite's namespace config does not decode: %v\n%s", err, doc))
+	}
+	return &cfg
 }
 
 // launchRegistryProxy starts a proxy for the registry run and waits until

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -57,6 +58,16 @@ type Session struct {
 	proxyErr error            // the proxy did not start: every via-proxy spec reports error
 	auth     *authRun         // with --auth (auth.go)
 
+	// Interrupts (main.go): stop is cancelled by the first SIGINT or
+	// SIGTERM, which cuts a setup short; setupDone is closed when setup
+	// returns, so that teardown sees what it started.
+	stop       context.Context
+	cancelStop context.CancelFunc
+	setupDone  chan struct{}
+	setupOnce  sync.Once
+	intMu      sync.Mutex
+	signal     os.Signal // the first interrupt, nil when there was none
+
 	// Report is set by WriteReports.
 	Report *report.Report
 }
@@ -81,7 +92,8 @@ func Register(cfg Config) *Session {
 // so a plugin author can nest them in their own Describe. Call
 // [Session.WriteReports] from your own ReportAfterSuite to get report files.
 func Specs(cfg Config) *Session {
-	r := &Session{cfg: cfg.clone()}
+	r := &Session{cfg: cfg.clone(), setupDone: make(chan struct{})}
+	r.stop, r.cancelStop = context.WithCancel(context.Background())
 	if r.cfg.Pattern == PatternRegistry {
 		r.registrySpecs()
 		return r
@@ -126,6 +138,9 @@ func (r *Session) proxyFixture() *fixture.Fixture {
 // fixture is the provider the suites call in each spec.
 func (r *Session) fixture() *fixture.Fixture {
 	GinkgoHelper()
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	if r.infra != nil {
 		fixture.HarnessFail(r.infra)
 	}
@@ -136,12 +151,15 @@ func (r *Session) fixture() *fixture.Fixture {
 }
 
 func (r *Session) setup() {
+	defer r.setupOnce.Do(func() { close(r.setupDone) })
 	r.start = time.Now()
 	if err := r.cfg.Validate(); err != nil {
 		r.infra = err
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
+	// An interrupt cancels the setup: a container or plugin half started is
+	// then in r.inst or r.proc for teardown, or swept (Main).
+	ctx, cancel := context.WithTimeout(r.stop, r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
 	defer cancel()
 	log := r.cfg.Logf
 
@@ -187,14 +205,19 @@ func (r *Session) setup() {
 	log("plugin: %s %s declares %s", r.desc.GetName(), r.desc.GetVersion(), strings.Join(declared, ", "))
 
 	bad := r.cfg.BadConfigs
-	if len(bad) == 0 {
-		bad = inTreeBadConfigs[r.cfg.Backend]
-		if def := r.cfg.Backends.Definition; def != nil && len(def.Plugin.BadConfigs) > 0 {
-			bad = nil
-			for _, b := range def.Plugin.BadConfigs {
-				bad = append(bad, fixture.BadConfig{Name: b.Name, Config: b.Config, Field: b.Field})
-			}
+	reference := r.desc.GetName() == string(r.cfg.Backend)
+	if def := r.cfg.Backends.Definition; len(bad) == 0 && def != nil && len(def.Plugin.BadConfigs) > 0 && (def.Go == "" || reference) {
+		// A backend file's examples follow the config its plugin section
+		// passes (a built-in's file: its reference plugin's only).
+		for _, b := range def.Plugin.BadConfigs {
+			bad = append(bad, fixture.BadConfig{Name: b.Name, Config: b.Config, Field: b.Field})
 		}
+	}
+	if len(bad) == 0 && reference {
+		// The reference plugin of this backend (or a mutant of it): the
+		// examples follow its config schema, which another plugin of the
+		// same backend need not share (it gives --bad-config).
+		bad = inTreeBadConfigs[r.cfg.Backend]
 	}
 	r.fx = &fixture.Fixture{
 		Target:      target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
@@ -214,7 +237,12 @@ func (r *Session) setup() {
 		StartBackend: func(ctx context.Context) (backend.Instance, error) {
 			o := opts
 			o.Provider = info.Provider
-			return backend.Start(ctx, r.cfg.Backend, o)
+			inst, err := backend.Start(ctx, r.cfg.Backend, o)
+			if r.Interrupted() != nil && inst != nil {
+				_ = inst.Close(context.Background())
+				r.park()
+			}
+			return inst, err
 		},
 	}
 	if r.cfg.viaProxy() {
@@ -244,9 +272,6 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	}
 	iso := ns
 	iso.Name, iso.Instance = r.cfg.Namespace+"-isolated", "isolated"
-	if declared.Has(capability.KeyValueBasic) {
-		iso.Patterns = []string{"keyvalue"} // the wrong-pattern spec sends it a PubSub call
-	}
 	iso.Config = map[string]any{}
 	for k, v := range ns.Config {
 		iso.Config[k] = v
@@ -257,12 +282,27 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	case backend.NATS: // subjects, stream and bucket of its own on the shared server
 		iso.Config["subject_prefix"], iso.Config["stream"], iso.Config["payload_bucket"] = "prismisolated", "PRISM_ISOLATED", "PRISM_ISOLATED_PAYLOADS"
 	}
-	return []hproxy.Namespace{ns, iso}, nil
+	nss := []hproxy.Namespace{ns, iso}
+	if len(ns.Patterns) > 1 {
+		// The same plugin block as iso (one process), serving keyvalue
+		// alone: the wrong-pattern spec sends it a PubSub call.
+		single := iso
+		single.Name, single.Patterns = singleServiceNamespace(r.cfg.Namespace), []string{"keyvalue"}
+		nss = append(nss, single)
+	}
+	return nss, nil
 }
+
+// singleServiceNamespace names the namespace that serves one pattern of a
+// plugin declaring several.
+func singleServiceNamespace(ns string) string { return ns + "-keyvalue-only" }
 
 // launchProxy starts a proxy for the plugin under test and waits until its
 // namespace serves.
 func (r *Session) launchProxy(ctx context.Context) (*hproxy.Proxy, error) {
+	if r.Interrupted() != nil {
+		r.park()
+	}
 	nss, err := r.proxyNamespaces()
 	if err != nil {
 		return nil, err
@@ -296,6 +336,9 @@ func (r *Session) setupProxy() {
 		Target: r.px.Target(r.cfg.Namespace), Description: fx.Description, Lifecycle: fx.Lifecycle, Launch: fx.Launch,
 		BadConfigs: fx.BadConfigs, Backend: fx.Backend, StartBackend: fx.StartBackend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-proxy",
 		Proxy: r.px, IsolatedNamespace: r.cfg.Namespace + "-isolated", LaunchProxy: r.launchProxy,
+	}
+	if d := fx.Declared(); d.Has(capability.KeyValueBasic) && d.Has(capability.PubSubBasic) {
+		r.pfx.SingleServiceNamespace = singleServiceNamespace(r.cfg.Namespace)
 	}
 }
 
@@ -333,12 +376,25 @@ func (r *Session) launch(ctx context.Context) (*plugin.Process, *lifecyclev1.Ini
 		return nil, nil, err
 	}
 	p, err := plugin.Launch(ctx, r.cfg.Plugin, r.pluginOptions())
+	if r.Interrupted() != nil && p != nil {
+		p.Kill()
+		r.park()
+	}
 	return p, init, err
 }
 
 func (r *Session) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Stop*2)
 	defer cancel()
+	if r.Interrupted() != nil {
+		// Ginkgo stopped waiting for an interrupted setup, which returns
+		// soon (its context is cancelled): wait for it, so that what it
+		// started is closed below.
+		select {
+		case <-r.setupDone:
+		case <-ctx.Done():
+		}
+	}
 	r.teardownAuth(ctx)
 	if r.px != nil {
 		if err := r.px.Stop(ctx); err != nil {
@@ -522,6 +578,16 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	run := report.Run{Described: r.desc != nil, Declared: declared, Required: r.cfg.Require,
 		Selection: selectionOf(gr.SuiteConfig), Setup: r.setupFailure(), Specs: rep.Specs}
 	rep.Capabilities, rep.ExitCode, rep.ExitReason = report.Judge(run)
+	if sig := r.Interrupted(); sig != nil {
+		// Whatever the specs that ran say, the run is not a verdict.
+		rep.ExitCode = ExitInterrupted(sig)
+		rep.ExitReason = fmt.Sprintf("interrupted by %s: the run stopped early (the specs after the interrupt did not run); %d passed, %d failed or errored before it", sigName(sig), rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors)
+		for i, c := range rep.Capabilities {
+			if c.Verdict == report.NotTested && c.Passed+c.Failed+c.Skipped+c.Errors == 0 {
+				rep.Capabilities[i].Reason = "not reached: the run was interrupted by " + sigName(sig)
+			}
+		}
+	}
 	for i, c := range rep.Capabilities {
 		if c.Declared && c.Reason == "" && r.proxyDeclares(capability.Name(c.Name)) {
 			rep.Capabilities[i].Reason = "the reference proxy's (--auth)"

@@ -93,10 +93,10 @@ func build(t *testing.T, dir string) {
 
 // certifyLifecycle runs prism-accept --label-filter lifecycle on plugin and
 // returns its exit code and output.
-func certifyLifecycle(t *testing.T, plugin string) (int, string) {
+func certifyLifecycle(t *testing.T, dir, plugin string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(prismAccept(t), "--plugin", plugin, "--backend", "memstore", "--label-filter", "lifecycle",
-		"--report-dir", filepath.Join(t.TempDir(), "report"))
+		"--bad-config", filepath.Join(dir, "bad-config.yaml"), "--report-dir", filepath.Join(t.TempDir(), "report"))
 	cmd.Env = append(os.Environ(), "TESTCONTAINERS_RYUK_DISABLED=true")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -128,7 +128,7 @@ func TestScaffoldCertifiesLifecycle(t *testing.T) {
 			if lang == "go" {
 				build(t, dir)
 			}
-			code, out := certifyLifecycle(t, plugin)
+			code, out := certifyLifecycle(t, dir, plugin)
 			if code != 0 || !strings.Contains(out, "lifecycle                certified") {
 				t.Fatalf("prism-accept --label-filter lifecycle on the scaffolded %s plugin: exit %d, want 0 with lifecycle certified\n%s", lang, code, out)
 			}
@@ -145,7 +145,7 @@ func TestBrokenScaffoldFailsLifecycle(t *testing.T) {
 	}
 	t.Parallel()
 	needPython(t)
-	_, plugin := write(t, "python")
+	dir, plugin := write(t, "python")
 	b, err := os.ReadFile(plugin)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestBrokenScaffoldFailsLifecycle(t *testing.T) {
 	if err := os.WriteFile(plugin, bytes.Replace(b, []byte(refusal), []byte("continue"), 1), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	code, out := certifyLifecycle(t, plugin)
+	code, out := certifyLifecycle(t, dir, plugin)
 	if code != 1 || !strings.Contains(out, "rejects an invalid config in Initialize") {
 		t.Fatalf("a scaffold accepting every config: exit %d, want 1 failing the invalid-config spec\n%s", code, out)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/backends/sdk/sdktest"
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 )
 
 type clock struct {
@@ -167,4 +169,12 @@ func TestHugeTTLIsKept(t *testing.T) {
 			t.Errorf("TTL(%s) a day after a huge TTL = %v, %v, %v; want at least %v, true, nil", k, rem, has, err, sane)
 		}
 	}
+}
+
+// TestServedUnderContention serves the store with the SDK and puts it under
+// the suite's contention load; under -race (task test) a data race in the
+// store or the SDK fails it.
+func TestServedUnderContention(t *testing.T) {
+	conn := sdktest.Serve(t, memstore.New(), nil)
+	sdktest.ContendKeyValue(t, keyvaluev1.NewKeyValueClient(conn), "contention/", sdktest.Load{})
 }

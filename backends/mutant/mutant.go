@@ -31,8 +31,9 @@ type Mutant struct {
 	// Defect says what is broken, in a sentence.
 	Defect string
 	// Base is the reference plugin the mutant wraps: "memstore" (also when
-	// empty) or "nats" (for defects of capabilities memstore does not
-	// declare, such as pubsub.durable).
+	// empty), "nats" (for defects of capabilities memstore does not
+	// declare, such as pubsub.durable) or "redis" (defects of a Redis
+	// client, redis.go, and those that show only on a backend that can hang).
 	Base string
 	// unary and stream build fresh interceptors (mutants may keep state);
 	// either may be nil.
@@ -234,7 +235,7 @@ func All() []Mutant { return append([]Mutant(nil), all...) }
 
 // Lookup returns the mutant or variant called name.
 func Lookup(name string) (Mutant, error) {
-	for _, m := range append(All(), variants...) {
+	for _, m := range append(append(All(), variants...), credentialMutants...) {
 		if m.Name == name {
 			return m, nil
 		}

@@ -226,6 +226,12 @@ func (d *Driver) subscribeCore(ctx context.Context, topic, group string, sink sd
 		return nil, err
 	}
 	defer c.release()
+	if st := c.nc.Status(); st != gonats.CONNECTED {
+		// As Publish: a new subscription is refused while the connection is
+		// down (an existing one is restored on reconnect), not left to hang
+		// until the caller's deadline.
+		return nil, fmt.Errorf("%s: the nats connection is %s: %w", op, st, sdk.ErrUnavailable)
+	}
 	cb := func(msg *gonats.Msg) {
 		m, err := c.incoming(topic, msg.Header, msg.Data)
 		if err != nil {

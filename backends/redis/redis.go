@@ -233,13 +233,23 @@ func connect(ctx context.Context, o Options, cred Credentials) (*conn, error) {
 	return c, nil
 }
 
+// poolWait bounds the wait for a pooled connection of a call whose context
+// has no earlier deadline.
+const poolWait = 30 * time.Second
+
 // clientOptions are the go-redis options for o. Every new connection
 // authenticates with what cred returns then (rotation can change it).
 func clientOptions(o Options, cred func(context.Context) (string, string, error)) *goredis.Options {
 	opts := &goredis.Options{
-		Addr:         o.Address,
-		DB:           o.DB,
-		PoolSize:     o.PoolSize,
+		Addr:     o.Address,
+		DB:       o.DB,
+		PoolSize: o.PoolSize,
+		// Waiting for a pooled connection is bounded by the caller's
+		// deadline (poolWait for a call without one): more calls at once
+		// than pool_size queue, instead of failing with Unavailable after
+		// go-redis's default of read_timeout + 1 s while the caller would
+		// still wait.
+		PoolTimeout:  poolWait,
 		DialTimeout:  o.DialTimeout,
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,

@@ -3,7 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -52,25 +52,26 @@ type CredentialRotator interface {
 	RotateCredentials(ctx context.Context, credentials map[string]string) error
 }
 
-// AuthorizationSeenKey is the response trailer the SDK adds to a call that
-// arrived with "authorization" metadata, and [AuthorizationSeenDetail] the
-// HealthCheck detail counting such calls. A host must strip bearer tokens
-// before it forwards a call to a plugin: plugins never need them, and a
-// token that reaches one can be logged or replayed. Both are tripwires for
-// hosts (the auth suite checks that the reference proxy never trips them).
-const (
-	AuthorizationSeenKey    = "x-prism-plugin-saw-authorization"
-	AuthorizationSeenDetail = "sdk.saw_authorization"
-)
+// AuthorizationSeenKey is the response trailer the SDK adds to a data call
+// that arrived with "authorization" metadata; the standard HealthCheck detail
+// [detail.AuthorizationHeadersSeen] counts such calls. A host must strip
+// bearer tokens before it forwards a call to a plugin: plugins never need
+// them, and a token that reaches one can be logged or replayed. The detail is
+// the protocol's witness (the auth suite reads it); the trailer is an extra
+// of the Go SDK, for people and the proxy's own tests.
+const AuthorizationSeenKey = "x-prism-plugin-saw-authorization"
 
-// tripwire counts calls that carry authorization metadata, tells the caller
-// in a trailer and warns once in the log (without the value).
+// tripwire counts data calls that carry authorization metadata, tells the
+// caller in a trailer and warns once in the log (without the value).
 type tripwire struct {
 	seen atomic.Int64
 	once sync.Once
 }
 
 func (s *Server) sawAuthorization(ctx context.Context, method string) bool {
+	if !isDataMethod(method) {
+		return false
+	}
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok || len(md["authorization"]) == 0 {
 		return false
@@ -97,8 +98,11 @@ func (s *Server) tripStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	return h(srv, ss)
 }
 
-func (s *Server) tripDetails(details map[string]string) {
-	details[AuthorizationSeenDetail] = strconv.FormatInt(s.trip.seen.Load(), 10)
+// isDataMethod reports whether a full method name ("/pkg.Service/Method")
+// belongs to a data service: any prism.* service but Lifecycle.
+func isDataMethod(method string) bool {
+	return strings.HasPrefix(method, "/prism.") &&
+		!strings.HasPrefix(method, "/"+lifecyclev1.Lifecycle_ServiceDesc.ServiceName+"/")
 }
 
 func (l *lifecycleService) RotateCredentials(ctx context.Context, req *lifecyclev1.RotateCredentialsRequest) (*lifecyclev1.RotateCredentialsResponse, error) {

@@ -6,15 +6,12 @@ import (
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
 	"github.com/prism-suite/prism/proto/capability"
-	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 )
 
@@ -78,29 +75,5 @@ func TestRotateCredentials(t *testing.T) {
 	}
 	if len(d.got) != 1 || d.got[0]["password"] != "n3w" {
 		t.Errorf("the driver got %v", d.got)
-	}
-}
-
-func TestAuthorizationTripwire(t *testing.T) {
-	lc, kv := serve(t, memstore.New())
-	start(t, lc)
-	ctx := context.Background()
-	var trailer metadata.MD
-	if _, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}, grpc.Trailer(&trailer)); err != nil {
-		t.Fatal(err)
-	}
-	if len(trailer.Get(sdk.AuthorizationSeenKey)) != 0 {
-		t.Errorf("a call without authorization got the %s trailer", sdk.AuthorizationSeenKey)
-	}
-	tctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer leaked")
-	if _, err := kv.Get(tctx, &keyvaluev1.GetRequest{Key: "k"}, grpc.Trailer(&trailer)); err != nil {
-		t.Fatal(err)
-	}
-	if got := trailer.Get(sdk.AuthorizationSeenKey); len(got) != 1 {
-		t.Errorf("a call with authorization: trailer %s = %v, want it set", sdk.AuthorizationSeenKey, got)
-	}
-	h, err := lc.HealthCheck(ctx, &lifecyclev1.HealthCheckRequest{})
-	if err != nil || h.GetDetails()[sdk.AuthorizationSeenDetail] != "1" {
-		t.Errorf("HealthCheck details %v, %v; want %s = 1", h.GetDetails(), err, sdk.AuthorizationSeenDetail)
 	}
 }

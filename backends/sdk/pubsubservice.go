@@ -300,7 +300,7 @@ var (
 // the client unsubscribes or cancels, the subscription fails, or the plugin
 // drains.
 func (p *pubSubService) Subscribe(stream pubsubv1.PubSub_SubscribeServer) error {
-	leave, err := p.s.enter()
+	leave, err := p.s.enterStream()
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,9 @@ import (
 )
 
 // ShutdownGrace bounds how long a plugin process drains when its host goes
-// away or it receives SIGTERM.
-const ShutdownGrace = 5 * time.Second
+// away or it receives SIGTERM: PROTOCOL.md's 3 s, inside the host's stop
+// grace (5 s) so that releasing the backend and exiting still fit.
+const ShutdownGrace = 3 * time.Second
 
 // Serve runs d as a plugin process and returns the process exit code:
 // it listens (unix socket by default, TCP when PRISM_PLUGIN_NETWORK=tcp),

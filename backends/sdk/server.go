@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/prism-suite/prism/proto/detail"
 	"github.com/prism-suite/prism/proto/handshake"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
@@ -33,7 +34,8 @@ const Version = "0.1.0"
 const MaxMessageBytes = 64 << 20
 
 // GoroutinesDetail is the HealthCheck detail that holds the plugin process's
-// goroutine count (Go plugins only).
+// goroutine count: an extra of the Go SDK for people; hosts and suites read
+// the standard details of proto/detail instead.
 const GoroutinesDetail = "sdk.goroutines"
 
 // RequestIDKey is the metadata key of a request id the host propagates; the
@@ -67,7 +69,8 @@ type Server struct {
 	mu       sync.Mutex // serialises lifecycle transitions
 	state    atomic.Int32
 	inflight sync.WaitGroup
-	active   atomic.Int64
+	active   atomic.Int64  // data calls admitted and not ended: detail.InflightCalls
+	streams  atomic.Int64  // of which streams: detail.OpenStreams
 	draining chan struct{} // closed when Drain begins: long-lived streams end
 	trip     tripwire      // calls that arrived with authorization metadata
 }
@@ -168,7 +171,19 @@ func (s *Server) setDataHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	}
 }
 
-// enter admits a data call: only a started plugin serves data.
+// enterStream admits a streaming data call: as enter, and it counts as an
+// open stream until the returned func is called.
+func (s *Server) enterStream() (func(), error) {
+	leave, err := s.enter()
+	if err != nil {
+		return nil, err
+	}
+	s.streams.Add(1)
+	return func() { s.streams.Add(-1); leave() }, nil
+}
+
+// enter admits a data call: only a started plugin serves data. The call
+// counts as in flight until the returned func is called.
 func (s *Server) enter() (func(), error) {
 	switch st := state(s.state.Load()); st {
 	case stateStarted:
@@ -358,22 +373,25 @@ func (l *lifecycleService) Stop(ctx context.Context, _ *lifecyclev1.StopRequest)
 }
 
 func (l *lifecycleService) HealthCheck(ctx context.Context, _ *lifecyclev1.HealthCheckRequest) (*lifecyclev1.HealthCheckResponse, error) {
+	// The standard details are counted when the call arrives, before the
+	// backend probe, which may itself wait on a hung backend: hosts watch
+	// them to see that calls stuck on a hung backend do not pile up.
+	standard := l.s.standardDetails()
+	goroutines := strconv.Itoa(runtime.NumGoroutine())
 	st := state(l.s.state.Load())
 	if st == stateNew || st == stateStopped {
 		return &lifecyclev1.HealthCheckResponse{Status: lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY,
-			Message: "plugin is " + st.String()}, nil
+			Message: "plugin is " + st.String(), Details: standard}, nil
 	}
-	// Counted before the backend probe, which may itself wait on a hung
-	// backend: hosts watch it to see that calls stuck on a hung backend do
-	// not pile up.
-	goroutines := strconv.Itoa(runtime.NumGoroutine())
 	h := l.s.driver.Health(ctx)
 	details := maps.Clone(h.Details)
 	if details == nil {
 		details = map[string]string{}
 	}
 	details[GoroutinesDetail] = goroutines
-	l.s.tripDetails(details)
+	// The SDK owns the standard details: a driver's own "prism." keys are
+	// replaced.
+	maps.Copy(details, standard)
 	resp := &lifecyclev1.HealthCheckResponse{Message: h.Message, Details: details}
 	switch h.Status {
 	case Healthy:
@@ -388,4 +406,14 @@ func (l *lifecycleService) HealthCheck(ctx context.Context, _ *lifecyclev1.Healt
 		resp.Message = "draining"
 	}
 	return resp, nil
+}
+
+// standardDetails returns the standard health details (proto/detail) as
+// they are now.
+func (s *Server) standardDetails() map[string]string {
+	return map[string]string{
+		detail.InflightCalls:            strconv.FormatInt(s.active.Load(), 10),
+		detail.OpenStreams:              strconv.FormatInt(s.streams.Load(), 10),
+		detail.AuthorizationHeadersSeen: strconv.FormatInt(s.trip.seen.Load(), 10),
+	}
 }

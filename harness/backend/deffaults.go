@@ -172,6 +172,20 @@ func (d *defUsers) Revoke(ctx context.Context, c Credentials) error {
 	return d.do(ctx, "revoke", d.u.Revoke, c.Username, c.Password, "")
 }
 
+func (d *defUsers) Suspend(ctx context.Context, name string) error {
+	if len(d.u.Suspend) == 0 {
+		return errors.New("the backend file's users section has no suspend command")
+	}
+	return d.do(ctx, "suspend", d.u.Suspend, name, "", "")
+}
+
+func (d *defUsers) Restore(ctx context.Context, name string) error {
+	if len(d.u.Restore) == 0 {
+		return errors.New("the backend file's users section has no restore command")
+	}
+	return d.do(ctx, "restore", d.u.Restore, name, "", "")
+}
+
 func (d *defUsers) Authenticate(ctx context.Context, c Credentials) error {
 	return d.do(ctx, "authenticate", d.u.Authenticate, c.Username, c.Password, "")
 }

@@ -45,6 +45,8 @@ users:
   authenticate: [sh, -c, "redis-cli -p {port} --user '{name}' --pass '{secret}' --no-auth-warning PING | grep -qx PONG"]
   try_write: [sh, -c, "redis-cli -p {port} --user '{name}' --pass '{secret}' --no-auth-warning SET '{scope}:probe' x | grep -qx OK"]
   try_admin: [sh, -c, "redis-cli -p {port} --user '{name}' --pass '{secret}' --no-auth-warning FLUSHALL | grep -qx OK"]
+  suspend: [sh, -c, "redis-cli -p {port} --user '{user}' --pass '{password}' --no-auth-warning ACL SETUSER '{name}' off | grep -qx OK && redis-cli -p {port} --user '{user}' --pass '{password}' --no-auth-warning CLIENT KILL USER '{name}' >/dev/null"]
+  restore: [sh, -c, "redis-cli -p {port} --user '{user}' --pass '{password}' --no-auth-warning ACL SETUSER '{name}' on | grep -qx OK"]
   scope_config: {key_prefix: "{scope}:"}
 faults: {persistent: true%s}
 `
@@ -136,6 +138,18 @@ func TestDefinedUsers(t *testing.T) {
 	}
 	if u.Authenticate(ctx, alice) == nil || u.Authenticate(ctx, second) != nil {
 		t.Error("after Revoke(first): want the first password refused and the second accepted")
+	}
+	if err := u.Suspend(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if u.Authenticate(ctx, second) == nil {
+		t.Error("after Suspend: want alice refused")
+	}
+	if err := u.Restore(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Authenticate(ctx, second); err != nil {
+		t.Errorf("after Restore: %v", err)
 	}
 	if got := u.ScopeConfig("a"); got["key_prefix"] != "a:" {
 		t.Errorf("ScopeConfig: got %v", got)

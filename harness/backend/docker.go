@@ -20,8 +20,11 @@ const (
 	// LabelHarness marks a container of the harness; [Sweep] removes them.
 	LabelHarness = "prism.harness"
 	labelKind    = "prism.kind"
-	labelPID     = "prism.pid"
-	labelHost    = "prism.host"
+	// LabelPID is the pid of the process that created the container, and
+	// LabelHost the hostname it ran on: together they name the run that
+	// owns it ([SweepRun] removes exactly those of this process).
+	LabelPID  = "prism.pid"
+	LabelHost = "prism.host"
 )
 
 // Budgets of the auto decision.
@@ -151,19 +154,37 @@ func harnessLabels(kind Kind) map[string]string {
 	return map[string]string{
 		LabelHarness: "true",
 		labelKind:    string(kind),
-		labelPID:     strconv.Itoa(os.Getpid()),
-		labelHost:    host,
+		LabelPID:     strconv.Itoa(os.Getpid()),
+		LabelHost:    host,
 	}
 }
 
 // Sweep removes containers labelled prism.harness=true that this process
 // created, or that a process on this host created and that is no longer
-// running (left over by a run that was killed). Containers of other live
-// processes are left alone, so concurrent runs do not remove each other's.
-// The runner calls it at start and on interrupt. Without a Docker daemon
-// there is nothing to sweep and it returns 0, nil. It returns how many
-// containers it removed.
+// running (left over by a run that was killed, e.g. with SIGKILL, which
+// leaves no chance to clean up). Containers of other live processes are left
+// alone, so concurrent runs do not remove each other's; a container whose
+// owner cannot be told (another host's, as when two machines share a
+// daemon) is left alone too. prism-accept calls it at start. Without a
+// Docker daemon there is nothing to sweep and it returns 0, nil. It returns
+// how many containers it removed.
 func Sweep(ctx context.Context) (int, error) {
+	host, _ := os.Hostname()
+	return sweep(ctx, func(labels map[string]string) bool { return sweepable(labels, host) })
+}
+
+// SweepRun removes the containers this process created (labelled with its
+// pid and host), and nothing else: prism-accept calls it when a run is
+// interrupted, after its own cleanup, for a container a setup cut short
+// created after the cleanup had looked. It returns how many it removed.
+func SweepRun(ctx context.Context) (int, error) {
+	host, _ := os.Hostname()
+	pid := strconv.Itoa(os.Getpid())
+	return sweep(ctx, func(labels map[string]string) bool { return labels[LabelHost] == host && labels[LabelPID] == pid })
+}
+
+// sweep removes the harness's containers for which remove is true.
+func sweep(ctx context.Context, remove func(labels map[string]string) bool) (int, error) {
 	dctx, cancel := context.WithTimeout(ctx, autoDockerBudget)
 	p, err := dockerProvider(dctx)
 	cancel()
@@ -179,13 +200,12 @@ func Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, harnessErr("list containers: %w", err)
 	}
-	host, _ := os.Hostname()
 	var (
 		n    int
 		errs []error
 	)
 	for _, c := range list.Items {
-		if !sweepable(c.Labels, host) {
+		if !remove(c.Labels) {
 			continue
 		}
 		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
@@ -204,10 +224,10 @@ func Sweep(ctx context.Context) (int, error) {
 // sweepable reports whether a container with labels belongs to this process
 // or to a process of this host that is gone.
 func sweepable(labels map[string]string, host string) bool {
-	if labels[labelHost] != host {
+	if labels[LabelHost] != host {
 		return false
 	}
-	pid, err := strconv.Atoi(labels[labelPID])
+	pid, err := strconv.Atoi(labels[LabelPID])
 	if err != nil || pid <= 0 {
 		return true
 	}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	mrserver "github.com/alicebob/miniredis/v2/server"
 	"github.com/nats-io/nats-server/v2/server"
 
 	natsplugin "github.com/prism-suite/prism/backends/nats"
@@ -28,30 +30,86 @@ type miniredisInstance struct {
 
 	mu     sync.Mutex
 	m      *miniredis.Miniredis
+	clock  *ttlClock
 	info   Info
 	down   bool
 	closed bool
 	stop   chan struct{} // ends the clock goroutine
 }
 
-// ttlTick is how often the embedded Redis's TTLs advance with the wall clock.
+// ttlTick is how often the embedded Redis's TTLs advance with the wall clock
+// when no command comes.
 const ttlTick = 10 * time.Millisecond
 
-// advanceTTLs moves miniredis's TTLs with the wall clock every ttlTick until
-// stop closes. miniredis only expires keys on FastForward; its ClockTTL mode
-// does the same work (sorting every key) on every command, which makes a
-// 10 000-key spec take minutes, so the clock moves on a ticker instead.
-func advanceTTLs(m *miniredis.Miniredis, stop <-chan struct{}) {
+// ttlClock moves miniredis's TTLs with the wall clock. miniredis only
+// expires keys and counts TTLs down on FastForward (ClockTTL mode does it on
+// every command, which makes a 10 000-key spec take minutes: FastForward
+// sorts every key). So the clock moves on a ticker, and, through a server
+// pre-hook, right before every command that reads or sets a TTL: a TTL read
+// is then exact, as on a real server, and a TTL set counts from when it was
+// set (advancing only on the ticker, a TTL set between two ticks was also
+// charged the time before it was set, and one read between two ticks looked
+// longer than it was; both showed on a loaded machine). A key may still
+// expire up to a tick late, within the suites' expiry margin.
+type ttlClock struct {
+	m    *miniredis.Miniredis
+	mu   sync.Mutex
+	last time.Time
+}
+
+func newTTLClock(m *miniredis.Miniredis) *ttlClock { return &ttlClock{m: m, last: time.Now()} }
+
+// advance moves the TTLs by the time passed since the last advance.
+func (c *ttlClock) advance() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if d := now.Sub(c.last); d > 0 {
+		c.m.FastForward(d)
+		c.last = now
+	}
+}
+
+// hook advances the clock before every command that reads or sets a TTL
+// (set it again after a Restart, which makes a new server).
+func (c *ttlClock) hook() {
+	c.m.Server().SetPreHook(func(_ *mrserver.Peer, cmd string, args ...string) bool {
+		if touchesTTL(cmd, args) {
+			c.advance()
+		}
+		return false
+	})
+}
+
+// touchesTTL reports whether a command (cmd in upper case) reads or sets a
+// TTL. EXEC counts: a transaction may set TTLs, and its commands ran the
+// hook when they were queued, not when they run.
+func touchesTTL(cmd string, args []string) bool {
+	switch cmd {
+	case "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT",
+		"PERSIST", "SETEX", "PSETEX", "GETEX", "EXEC":
+		return true
+	case "SET":
+		for _, a := range args[min(len(args), 2):] {
+			switch strings.ToUpper(a) {
+			case "EX", "PX", "EXAT", "PXAT":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// run advances the clock every ttlTick until stop closes.
+func (c *ttlClock) run(stop <-chan struct{}) {
 	t := time.NewTicker(ttlTick)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			m.FastForward(now.Sub(last))
-			last = now
+		case <-t.C:
+			c.advance()
 		}
 	}
 }
@@ -72,8 +130,10 @@ func startMiniredis(o Options, reason string) (Instance, error) {
 	stop := make(chan struct{})
 	// TTLs follow the wall clock, as on a real server (by default miniredis
 	// only moves them with FastForward).
-	go advanceTTLs(m, stop)
-	return &miniredisInstance{auth: o.Auth, m: m, stop: stop, info: Info{
+	clock := newTTLClock(m)
+	clock.hook()
+	go clock.run(stop)
+	return &miniredisInstance{auth: o.Auth, m: m, clock: clock, stop: stop, info: Info{
 		Kind: Redis, Provider: Embedded, Address: m.Addr(), Reason: reason,
 		ServerVersion: moduleVersion("miniredis", "github.com/alicebob/miniredis/v2"),
 	}}, nil
@@ -118,6 +178,7 @@ func (r *miniredisInstance) Up(context.Context) error {
 	if err := r.m.Restart(); err != nil {
 		return harnessErr("restart miniredis: %w", err)
 	}
+	r.clock.hook()
 	r.down = false
 	return nil
 }

@@ -54,6 +54,16 @@ type Users interface {
 	TryOutside(ctx context.Context, c Credentials, other string) (write, admin error)
 	// PluginCredentials returns c as the credentials map a plugin takes.
 	PluginCredentials(c Credentials) map[string]string
+	// Suspend switches user name off and drops every connection
+	// authenticated as it (the credentials of AddCredentials included), and
+	// returns once the backend refuses the user: whoever was connected as
+	// it gets an error on their next command. Redis: ACL SETUSER name off,
+	// CLIENT KILL USER name; NATS: the user leaves the config, which a
+	// reload applies to connected clients too.
+	Suspend(ctx context.Context, name string) error
+	// Restore switches user name on again, with the credentials it had, and
+	// returns once the backend accepts it.
+	Restore(ctx context.Context, name string) error
 }
 
 // UsersOf returns the user manager of inst, or an error saying why it has
@@ -160,6 +170,25 @@ func (r *redisUsers) Revoke(ctx context.Context, c Credentials) error {
 	return r.acl(ctx, c.Username, "<"+c.Password)
 }
 
+// Suspend runs ACL SETUSER name off, then CLIENT KILL USER name (switching
+// a user off leaves its open connections authenticated).
+func (r *redisUsers) Suspend(ctx context.Context, name string) error {
+	if err := r.acl(ctx, name, "off"); err != nil {
+		return err
+	}
+	c := r.client(r.admin)
+	defer c.Close()
+	if err := c.Do(ctx, "CLIENT", "KILL", "USER", name).Err(); err != nil {
+		return fmt.Errorf("kill the redis connections of user %q: %w", name, err)
+	}
+	return nil
+}
+
+// Restore runs ACL SETUSER name on.
+func (r *redisUsers) Restore(ctx context.Context, name string) error {
+	return r.acl(ctx, name, "on")
+}
+
 func (r *redisUsers) Authenticate(ctx context.Context, c Credentials) error {
 	cl := r.client(c)
 	defer cl.Close()
@@ -188,16 +217,17 @@ type natsUsers struct {
 	admin Credentials
 	apply func(ctx context.Context, users []natsUser) error
 
-	mu    sync.Mutex
-	list  []natsUser
-	count map[string]int // credentials given per user name
+	mu        sync.Mutex
+	list      []natsUser
+	count     map[string]int        // credentials given per user name
+	suspended map[string][]natsUser // users Suspend took out of list, by name
 }
 
 func newNATSUsers(addr func() string, auth *Credentials, apply func(context.Context, []natsUser) error) (*natsUsers, error) {
 	if auth == nil || auth.Username == "" {
 		return nil, errors.New("the nats instance was started without an admin user (Options.Auth with a Username and Password), so it cannot manage users")
 	}
-	return &natsUsers{addr: addr, admin: *auth, apply: apply, count: map[string]int{}}, nil
+	return &natsUsers{addr: addr, admin: *auth, apply: apply, count: map[string]int{}, suspended: map[string][]natsUser{}}, nil
 }
 
 // all returns the admin and every user, for a server config.
@@ -287,6 +317,57 @@ func (n *natsUsers) Revoke(ctx context.Context, c Credentials) error {
 		return err
 	}
 	return n.await(ctx, c, false)
+}
+
+// owns reports whether u is user name or one of its AddCredentials users.
+func owns(name string, u natsUser) bool {
+	return u.name == name || strings.HasPrefix(u.name, name+"-") && strings.Trim(u.name[len(name)+1:], "0123456789") == ""
+}
+
+// Suspend takes user name (and its AddCredentials users) out of the
+// server's config; nats-server closes their connections on the reload.
+func (n *natsUsers) Suspend(ctx context.Context, name string) error {
+	var probe natsUser
+	err := n.change(ctx, func() {
+		out := n.list[:0]
+		for _, u := range n.list {
+			if owns(name, u) {
+				n.suspended[name] = append(n.suspended[name], u)
+				continue
+			}
+			out = append(out, u)
+		}
+		n.list = out
+	})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if us := n.suspended[name]; len(us) > 0 {
+		probe = us[0]
+	}
+	n.mu.Unlock()
+	if probe.name == "" {
+		return fmt.Errorf("suspend nats user: no user %q", name)
+	}
+	return n.await(ctx, Credentials{Username: probe.name, Password: probe.password}, false)
+}
+
+// Restore puts the users Suspend took out back into the config.
+func (n *natsUsers) Restore(ctx context.Context, name string) error {
+	var back []natsUser
+	err := n.change(ctx, func() {
+		back = n.suspended[name]
+		delete(n.suspended, name)
+		n.list = append(n.list, back...)
+	})
+	if err != nil {
+		return err
+	}
+	if len(back) == 0 {
+		return fmt.Errorf("restore nats user: user %q is not suspended", name)
+	}
+	return n.await(ctx, Credentials{Username: back[0].name, Password: back[0].password}, true)
 }
 
 // await polls until the server accepts c (or refuses it): a config reload

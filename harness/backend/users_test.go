@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -71,6 +72,24 @@ func TestUsers(t *testing.T) {
 			if cfg := users.ScopeConfig("scope-a"); len(cfg) == 0 {
 				t.Errorf("ScopeConfig is empty")
 			}
+			// Suspend refuses the user and its second credentials and drops
+			// a connection open as it; Restore brings both back.
+			open := connectAs(t, tc.kind, inst.Info().Address, a2)
+			if err := users.Suspend(ctx, "ns-a"); err != nil {
+				t.Fatal(err)
+			}
+			if err := users.Authenticate(ctx, a2); err == nil {
+				t.Errorf("a suspended user is accepted")
+			}
+			if err := open(); err == nil {
+				t.Errorf("a connection open as a suspended user still works")
+			}
+			if err := users.Restore(ctx, "ns-a"); err != nil {
+				t.Fatal(err)
+			}
+			if err := users.Authenticate(ctx, a2); err != nil {
+				t.Errorf("a restored user is refused: %v", err)
+			}
 			if out, ok := inst.(backend.Outager); ok {
 				if err := out.Down(ctx); err != nil {
 					t.Fatal(err)
@@ -94,6 +113,37 @@ func TestUsers(t *testing.T) {
 			t.Errorf("miniredis has no ACLs, yet UsersOf gave no error")
 		}
 	})
+}
+
+// connectAs opens a connection to the server at addr as c and returns a
+// function that uses it once (without reconnecting).
+func connectAs(t *testing.T, kind backend.Kind, addr string, c backend.Credentials) func() error {
+	t.Helper()
+	if kind == backend.Redis {
+		cl := redis.NewClient(&redis.Options{Addr: addr, Username: c.Username, Password: c.Password, MaxRetries: -1,
+			PoolSize: 1, DisableIdentity: true, Protocol: 2})
+		t.Cleanup(func() { cl.Close() })
+		if err := cl.Ping(t.Context()).Err(); err != nil {
+			t.Fatalf("connect as %s: %v", c.Username, err)
+		}
+		return func() error { return cl.Ping(t.Context()).Err() }
+	}
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo(c.Username, c.Password), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("connect as %s: %v", c.Username, err)
+	}
+	t.Cleanup(nc.Close)
+	return func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		for nc.IsConnected() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond) // the server closes it a moment after the reload; poll with a deadline
+		}
+		if nc.IsConnected() {
+			return nil
+		}
+		return nats.ErrConnectionClosed
+	}
 }
 
 func denied(err error) bool {

@@ -81,7 +81,8 @@ var all = []Info{
 		"Initialize with InvalidArgument naming the field, stops within its deadline and exits when stdin closes.", true},
 	{KeyValueBasic, "v1", "keyvalue", "Set, Get, Delete and Exists on binary-safe values and literal keys; Get of a missing key " +
 		"is NotFound; Delete reports whether the key existed; invalid keys and oversized values are InvalidArgument; " +
-		"safe under concurrent clients with no lost write.", false},
+		"safe under concurrent clients: no lost write or lost new key, a read returns a whole value some writer wrote to " +
+		"that key and never one a write answered before the read was sent had replaced, a Set after racing Deletes wins.", false},
 	{KeyValueTTL, "v1", "keyvalue", "Set with a TTL, Expire, GetTTL and Persist; a key whose TTL has ended is gone for " +
 		"every operation at once (Get, Exists, Delete, GetTTL, Expire, Persist, Scan, Count, BatchGet, BatchDelete), " +
 		"reclaimed or not, and never gone early; GetTTL tells 'no expiry' from 'no such key'; an overwrite without TTL " +

@@ -3,6 +3,8 @@ package auth
 import (
 	"fmt"
 	"strings"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 // Access is what a call does to a namespace's data: [Read] or [Write]. A
@@ -93,6 +95,23 @@ func MethodAccess(fullMethod string) (Access, bool) {
 	return 0, false
 }
 
+// openEnded are the methods whose calls last as long as the client wants
+// (subscriptions): the interceptor ends them when their token expires.
+var openEnded = map[string]bool{"/prism.pubsub.v1.PubSub/Subscribe": true}
+
+// OpenEnded reports whether a full gRPC method name is an open-ended
+// stream, which [Interceptor] ends when its token expires: PubSub Subscribe
+// and the registry's Receive (in any service of prism.registry.v1). Every
+// other call, unary ones forwarded as streams included, runs to its end
+// once authorised.
+func OpenEnded(fullMethod string) bool {
+	if openEnded[fullMethod] {
+		return true
+	}
+	s := strings.TrimPrefix(fullMethod, "/")
+	return strings.HasPrefix(s, registryPackage) && strings.HasSuffix(s, "/Receive")
+}
+
 // Grant is one namespace and the access a token has to it. Namespace "*"
 // stands for every namespace.
 type Grant struct {
@@ -104,6 +123,13 @@ type Grant struct {
 type grants map[string]Access
 
 func (g grants) allows(namespace string, a Access) bool {
+	if authmutant.Compiled && authmutant.Active() == authmutant.NamespacePrefix {
+		for ns, have := range g {
+			if strings.HasPrefix(namespace, ns) && have&a == a {
+				return true
+			}
+		}
+	}
 	return g[namespace]&a == a || g["*"]&a == a
 }
 

@@ -257,7 +257,8 @@ func (a *Authorizer) Verify(ctx context.Context, token string) (*Principal, erro
 	if a.cache != nil {
 		h = sha256.Sum256([]byte(token))
 		if e, ok := a.cache.Get(h); ok {
-			if now.Before(e.exp) && (e.thumb == "" || a.keyStillPublished(e)) {
+			fresh := now.Before(e.exp) || (authmutant.Compiled && authmutant.Active() == authmutant.CachePastExpiry)
+			if fresh && (e.thumb == "" || a.keyStillPublished(e)) {
 				a.hits.Add(1)
 				a.keys.maybeRefreshStale()
 				return e.p, nil
@@ -324,6 +325,9 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 			set = a.keys.current()
 			fit, known = set.lookup(hdr.kid, hdr.alg)
 		}
+		if !known && authmutant.Compiled && authmutant.Active() == authmutant.KidAnyKey {
+			fit, known = set.fitting(hdr.alg), true
+		}
 		if !known {
 			return nil, unauthenticated("unknown kid %s", quote(hdr.kid))
 		}
@@ -347,7 +351,8 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 		return nil, unauthenticated("signature: %v", err)
 	}
 
-	if err := a.checkClaims(payload); err != nil {
+	lenient := authmutant.Compiled && authmutant.Active() == authmutant.LenientClaims
+	if err := a.checkClaims(payload); err != nil && !lenient {
 		return nil, err
 	}
 	tok := jwt.New()
@@ -358,24 +363,27 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 	if !ok {
 		return nil, unauthenticated("no exp claim")
 	}
-	if iat, ok := tok.IssuedAt(); ok && iat.After(now.Add(a.c.skew)) {
+	iatSkew := a.c.skew
+	if authmutant.Compiled && authmutant.Active() == authmutant.SkewTwice {
+		iatSkew *= 2
+	}
+	if iat, ok := tok.IssuedAt(); ok && iat.After(now.Add(iatSkew)) {
 		return nil, unauthenticated("iat %v is in the future beyond clock_skew", iat.UTC())
 	}
-	vnow, aud := now, jwt.WithAudience(a.cfg.Audience)
-	if d := authmutant.Active(); authmutant.Compiled && d != "" { // test-only defects: never in the default build (see authmutant)
-		vnow, aud = mutantValidation(d, now, exp, aud, jwt.WithAcceptableSkew(a.c.skew))
-	}
-	err = jwt.Validate(tok,
-		jwt.WithClock(jwt.ClockFunc(func() time.Time { return vnow })),
+	opts := []jwt.ValidateOption{
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
 		jwt.WithAcceptableSkew(a.c.skew),
 		jwt.WithIssuer(a.cfg.Issuer),
-		aud,
-	)
-	if err != nil {
+		jwt.WithAudience(a.cfg.Audience),
+	}
+	if d := authmutant.Active(); authmutant.Compiled && d != "" { // test-only defects: never in the default build (see authmutant)
+		opts = a.mutantValidation(d, tok, now, exp)
+	}
+	if err = jwt.Validate(tok, opts...); err != nil {
 		return nil, unauthenticated("claims: %v", err)
 	}
 
-	if maxLife := a.cfg.MaxTokenLifetime; maxLife > 0 {
+	if maxLife := a.cfg.MaxTokenLifetime; maxLife > 0 && !lenient {
 		if iat, ok := tok.IssuedAt(); ok && exp.Sub(iat) > maxLife {
 			return nil, unauthenticated("lifetime exp - iat of %v is over max_token_lifetime %v", exp.Sub(iat), maxLife)
 		}
@@ -544,17 +552,43 @@ func PrincipalFromContext(ctx context.Context) (*Principal, bool) {
 	return p, ok
 }
 
-// mutantValidation applies a test-only defect to claim validation: it
-// replaces the audience check with noop, or moves the clock back before an
-// expired token's exp.
-func mutantValidation(d authmutant.Defect, now, exp time.Time, aud, noop jwt.ValidateOption) (time.Time, jwt.ValidateOption) {
+// mutantValidation returns the claim validation options with a test-only
+// defect applied: the audience or issuer check loosened or dropped, the
+// clock moved back before an expired token's exp, the leeway doubled, or
+// nbf removed from the token.
+func (a *Authorizer) mutantValidation(d authmutant.Defect, tok jwt.Token, now, exp time.Time) []jwt.ValidateOption {
+	skew, iss, aud := a.c.skew, a.cfg.Issuer, a.cfg.Audience
+	check := true
 	switch d {
 	case authmutant.SkipAudience:
-		aud = noop
+		check = false
 	case authmutant.IgnoreExpiry:
 		if !now.Before(exp) {
 			now = exp.Add(-time.Second)
 		}
+	case authmutant.SkewTwice:
+		skew *= 2
+	case authmutant.IgnoreNotBefore:
+		_ = tok.Remove("nbf")
+	case authmutant.IssPrefix:
+		if v, ok := tok.Issuer(); ok && strings.HasPrefix(strings.ToLower(v), strings.ToLower(iss)) {
+			iss = v
+		}
+	case authmutant.AudSubstring:
+		vs, _ := tok.Audience()
+		for _, v := range vs {
+			if strings.Contains(v, aud) {
+				aud = v
+			}
+		}
 	}
-	return now, aud
+	opts := []jwt.ValidateOption{
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
+		jwt.WithAcceptableSkew(skew),
+		jwt.WithIssuer(iss),
+	}
+	if check {
+		opts = append(opts, jwt.WithAudience(aud))
+	}
+	return opts
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 // Config configures an [Authorizer]. It is meant to sit in the proxy's YAML
@@ -417,7 +419,11 @@ type grantPattern struct {
 
 // match returns the namespace and access a claim value grants.
 func (g *grantPattern) match(v string) (string, Access, bool) {
-	m := g.re.FindStringSubmatch(v)
+	re := g.re
+	if authmutant.Compiled && authmutant.Active() == authmutant.ScopeUnanchored {
+		re = regexp.MustCompile(strings.TrimSuffix(strings.TrimPrefix(re.String(), "^"), "$"))
+	}
+	m := re.FindStringSubmatch(v)
 	if m == nil {
 		return "", 0, false
 	}

@@ -60,6 +60,14 @@
 // jwks_max_age (default 5m), so a key the issuer removes stops verifying
 // tokens within about that time, cached ones included.
 //
+// # Time
+//
+// A token is valid until exp + clock_skew, cached or not: the cache answers
+// a token only until its exp, then verifies it again. A call is checked when
+// it starts, and a unary call runs to its end; an open-ended stream
+// ([OpenEnded]: a subscription) is ended with Unauthenticated when its
+// token expires while it is open (see [Interceptor.Stream]).
+//
 // # Grants
 //
 // A valid token's grants come from one claim (grants.claim: scope, scp,

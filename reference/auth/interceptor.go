@@ -2,13 +2,17 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 // Metadata keys the interceptor reads.
@@ -46,7 +50,10 @@ var DefaultPublicServices = []string{
 //     namespace name (else InvalidArgument), the access from [MethodAccess] (a method it does not
 //     know needs [Write]), and answers PermissionDenied, naming namespace and
 //     access, when the token does not grant it;
-//   - puts the [Principal] in the handler's context ([PrincipalFromContext]).
+//   - puts the [Principal] in the handler's context ([PrincipalFromContext]);
+//   - ends an open-ended stream ([OpenEnded]: a subscription) with
+//     Unauthenticated when its token expires (exp + clock_skew) while it is
+//     open; other calls, once authorised, run to their end.
 //
 // The token is never logged. When auth is off (local development), the
 // proxy does not install the interceptor at all; it says so at start.
@@ -104,16 +111,43 @@ func (i *Interceptor) Unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Stream returns the stream server interceptor.
+// Stream returns the stream server interceptor. An open-ended stream
+// ([OpenEnded]: a subscription) authorised by a token ends when the token
+// does: its handler's context is cancelled when
+// exp + clock_skew passes (the instant a new call with the token would be
+// refused), and the stream ends with Unauthenticated and the generic
+// message, unless it ended otherwise first. A client reopens it with a
+// fresh token.
 func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := i.check(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		p, ok := PrincipalFromContext(ctx)
+		if !ok || !OpenEnded(info.FullMethod) || (authmutant.Compiled && authmutant.Active() == authmutant.StreamOutlivesToken) {
+			return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		}
+		left := p.ExpiresAt.Add(i.a.c.skew).Sub(i.a.now())
+		expiry := time.Now().Add(left)
+		ctx, cancel := context.WithTimeoutCause(ctx, left, errTokenExpired)
+		defer cancel()
+		err = handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		// A forwarded stream's upstream carries the expiry as its deadline,
+		// so its own DeadlineExceeded may arrive before this context's timer
+		// fires: any error once the expiry has passed, while the client is
+		// still there, is the token's.
+		if err != nil && ss.Context().Err() == nil &&
+			(errors.Is(context.Cause(ctx), errTokenExpired) || !time.Now().Before(expiry)) {
+			return i.reject(ctx, info.FullMethod, "", unauthenticated("the token expired while the stream was open"))
+		}
+		return err
 	}
 }
+
+// errTokenExpired is the cause of a stream's context ending at its
+// token's expiry.
+var errTokenExpired = errors.New("the token expired")
 
 // stream is a server stream with the interceptor's context.
 type stream struct {

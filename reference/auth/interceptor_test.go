@@ -1,6 +1,8 @@
 package auth_test
 
 import (
+	"time"
+
 	"context"
 	"net"
 	"strings"
@@ -257,4 +259,72 @@ func TestInterceptorStripsOnPublicServices(t *testing.T) {
 	// Health is no longer public once the list is replaced.
 	_, err = healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
 	wantCode(t, err, codes.Unauthenticated)
+}
+
+// TestStreamEndsWhenItsTokenExpires: a stream authorised by a token ends
+// with Unauthenticated (the generic message) once exp + clock_skew passes,
+// and a handler that returns first keeps its own status.
+func TestStreamEndsWhenItsTokenExpires(t *testing.T) {
+	e := setup(t, func(c *auth.Config) { c.ClockSkew = 500 * time.Millisecond })
+	srv := grpc.NewServer(auth.NewInterceptor(e.a).ServerOptions()...)
+	srv.RegisterService(&grpc.ServiceDesc{ServiceName: "prism.pubsub.v1.PubSub", HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{StreamName: "Subscribe", ServerStreams: true, ClientStreams: true,
+			Handler: func(_ any, ss grpc.ServerStream) error {
+				if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
+					return err
+				}
+				if err := ss.SendMsg(&emptypb.Empty{}); err != nil {
+					return err
+				}
+				<-ss.Context().Done()
+				return status.FromContextError(ss.Context().Err()).Err()
+			}}}}, struct{}{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+
+	tok := e.iss.MustMint(e.iss.Claims("alice", "prism:orders:read").With("exp", at(e, time.Second)))
+	start := time.Now()
+	cs, err := conn.NewStream(callCtx(t, "authorization", "Bearer "+tok, "x-prism-namespace", "orders"),
+		&grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/prism.pubsub.v1.PubSub/Subscribe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(&emptypb.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.RecvMsg(&emptypb.Empty{}); err != nil {
+		t.Fatalf("the stream's first message, with the token valid: %v", err)
+	}
+	err = cs.RecvMsg(&emptypb.Empty{})
+	wantCode(t, err, codes.Unauthenticated)
+	if msg := status.Convert(err).Message(); msg != "invalid or missing credentials" {
+		t.Errorf("message %q, want the generic one", msg)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Errorf("the stream ended after %v, before exp + clock_skew (1.5s)", d)
+	}
+}
+
+func TestOpenEnded(t *testing.T) {
+	for m, want := range map[string]bool{
+		"/prism.pubsub.v1.PubSub/Subscribe":     true,
+		"/prism.registry.v1.Registry/Receive":   true,
+		"/prism.pubsub.v1.PubSub/Publish":       false,
+		"/prism.keyvalue.v1.KeyValue/Get":       false,
+		"/prism.keyvalue.v1.KeyValue/Subscribe": false,
+		"/prism.registry.v1.Registry/Enumerate": false,
+	} {
+		if got := auth.OpenEnded(m); got != want {
+			t.Errorf("OpenEnded(%s) = %t, want %t", m, got, want)
+		}
+	}
 }

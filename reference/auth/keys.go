@@ -68,6 +68,17 @@ func (s *keySet) lookup(kid, alg string) (fit []*pubKey, known bool) {
 	return fit, len(keys) > 0
 }
 
+// fitting returns every key that can verify alg, whatever its kid (for
+// the test-only defect kid-any-key).
+func (s *keySet) fitting(alg string) []*pubKey {
+	var out []*pubKey
+	for kid := range s.byKID {
+		fit, _ := s.lookup(kid, alg)
+		out = append(out, fit...)
+	}
+	return out
+}
+
 // has reports whether the key kid with thumbprint thumb is still published.
 func (s *keySet) has(kid, thumb string) bool {
 	for _, k := range s.byKID[kid] {

@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/prism-suite/prism/harness/plugin"
+	plugin "github.com/prism-suite/prism/proto/launch"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/reference/proxy"

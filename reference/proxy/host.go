@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/prism-suite/prism/harness/plugin"
 	"github.com/prism-suite/prism/proto/capability"
 	"github.com/prism-suite/prism/proto/handshake"
+	plugin "github.com/prism-suite/prism/proto/launch"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 )
 

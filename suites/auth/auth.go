@@ -65,6 +65,8 @@ func Register(p fixture.Provider) bool {
 		get := func() *session { return s }
 		describeTokens(get)
 		describeKeys(get)
+		describeNearMisses(get)
+		describeExpiry(get)
 		describeNamespaces(get)
 		describeCredentials(get)
 		describeRotation(get)

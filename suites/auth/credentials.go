@@ -162,9 +162,49 @@ func describeCredentials(s func() *session) {
 			expectInitRefused(err, []string{c.Password, c.Token}, codes.Unauthenticated, codes.InvalidArgument, codes.FailedPrecondition)
 		})
 
-		It("fails Initialize for expired credentials", func() {
-			s().users()
-			Skip(fmt.Sprintf("the %s backend's users (a password or a token) never expire, so there are no expired credentials to present", s().fx.Backend.Info().Kind))
+		It("refuses data calls (Unauthenticated, PermissionDenied or Unavailable, never stale data) and reports unhealthy once its backend user is revoked mid-run, and recovers when it is restored", func() {
+			u := s().users()
+			scope := s().scope("-revoked")
+			c := s().newUser("prism-"+scope, scope)
+			l, t := s().mustServe(scope, u.PluginCredentials(c))
+			Expect(s().callVia(t, Write).err).NotTo(HaveOccurred(), "a write before the revocation")
+			Expect(s().callVia(t, Read).err).NotTo(HaveOccurred(), "a read before the revocation")
+			health := func() lifecyclev1.HealthCheckResponse_Status {
+				ctx, cancel := context.WithTimeout(context.Background(), s().fx.Timeouts.Call)
+				defer cancel()
+				resp, err := l.proc.Lifecycle.HealthCheck(ctx, &lifecyclev1.HealthCheckRequest{})
+				if err != nil {
+					return lifecyclev1.HealthCheckResponse_STATUS_UNSPECIFIED
+				}
+				return resp.GetStatus()
+			}
+			refused := []codes.Code{codes.Unauthenticated, codes.PermissionDenied, codes.Unavailable}
+
+			By("revoking the plugin's backend user and dropping its connections")
+			fixture.Harness(u.Suspend(s().fx.Ctx(), c.Username), "switch backend user %q off", c.Username)
+			DeferCleanup(func() { _ = u.Restore(context.Background(), c.Username) })
+			// The backend refuses the user from now on: every call must be
+			// refused at once, a read included (its key holds data written
+			// before, which the plugin must not serve from anywhere).
+			for i := range 3 {
+				for _, a := range []Access{Read, Write} {
+					err := s().callVia(t, a).err
+					Expect(err).To(HaveOccurred(), "%s %d after the revocation succeeded", a, i+1)
+					Expect(refused).To(ContainElement(status.Code(err)), "%s %d after the revocation: got %s (%q), want one of %v",
+						a, i+1, status.Code(err), status.Convert(err).Message(), refused)
+				}
+			}
+			Eventually(health).WithTimeout(s().fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).Should(
+				BeElementOf(lifecyclev1.HealthCheckResponse_STATUS_DEGRADED, lifecyclev1.HealthCheckResponse_STATUS_UNHEALTHY),
+				"HealthCheck while the backend refuses the plugin's user")
+
+			By("restoring the user: the plugin recovers by itself")
+			fixture.Harness(u.Restore(s().fx.Ctx(), c.Username), "switch backend user %q on", c.Username)
+			Eventually(func() error { return s().callVia(t, Write).err }).WithTimeout(s().fx.Timeouts.Eventually).
+				WithPolling(50*time.Millisecond).Should(Succeed(), "a write after the user is restored")
+			Expect(s().callVia(t, Read).err).NotTo(HaveOccurred(), "a read after the user is restored")
+			Eventually(health).WithTimeout(s().fx.Timeouts.Eventually).WithPolling(50*time.Millisecond).Should(
+				Equal(lifecyclev1.HealthCheckResponse_STATUS_HEALTHY), "HealthCheck after the user is restored")
 		})
 
 		It("confines a namespace's backend user to its namespace: no writes to another's data, no administrative commands", func() {

@@ -78,7 +78,7 @@ func Register(p fixture.Provider) bool {
 
 		It("rejects an invalid config in Initialize with InvalidArgument naming the field", func() {
 			if len(fx.BadConfigs) == 0 {
-				Skip("no invalid config example was given for this plugin")
+				Skip("no invalid config example was given for this plugin (prism-accept --bad-config FILE; the built-in examples are for the reference plugins only)")
 			}
 			proc, init := launch()
 			for _, bad := range fx.BadConfigs {
@@ -113,6 +113,11 @@ func Register(p fixture.Provider) bool {
 			Expect(resp.GetInFlight()).To(BeZero(), "an open subscription kept Drain waiting until its deadline")
 			_, err = stream.Recv()
 			Expect(err).To(fixture.HaveCode(codes.Unavailable), "the subscription must end with Unavailable when the plugin drains")
+		})
+
+		describeDetails(func() (*fixture.Fixture, *plugin.Process, *lifecyclev1.InitializeRequest) {
+			proc, init := launch()
+			return fx, proc, init
 		})
 
 		It("exits when its stdin closes", func() {

@@ -94,10 +94,11 @@ func registerShape(get func() *fixture.Fixture, sh shape) {
 	})
 
 	It("answers Unimplemented for a service the namespace's pattern does not serve", func() {
-		// The namespace under test serves every pattern the plugin declares
-		// the basics of; the isolated one serves keyvalue alone when the
-		// plugin declares it, so one of them lacks a data service.
-		for _, ns := range []string{fx.Target.Namespace, fx.IsolatedNamespace} {
+		// The namespaces under test and isolated serve every pattern the
+		// plugin declares the basics of; the single-service one serves one
+		// of them when it declares several, so one namespace lacks a data
+		// service.
+		for _, ns := range []string{fx.Target.Namespace, fx.IsolatedNamespace, fx.SingleServiceNamespace} {
 			if ns == "" {
 				continue
 			}

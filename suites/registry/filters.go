@@ -12,8 +12,8 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/codes"
 
+	filter "github.com/prism-suite/prism/proto/filtertext"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
-	"github.com/prism-suite/prism/reference/registry/filter"
 	"github.com/prism-suite/prism/suites/fixture"
 )
 

@@ -39,7 +39,6 @@ import (
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
-	"github.com/prism-suite/prism/reference/registry"
 	"github.com/prism-suite/prism/suites/fixture"
 )
 
@@ -68,23 +67,29 @@ const AckWait = 500 * time.Millisecond
 // NamespaceConfigs returns the registry settings of the three namespaces
 // the suite needs: main (no schema, no quota), schema (the suite's schema)
 // and quota (Quota identities). keyPrefix makes their keys and topics unique
-// to the run (e.g. "prism-test/<run id>/").
-func NamespaceConfigs(keyPrefix string) (main, schema, quota registry.Config) {
-	base := registry.Config{ExpiryGrace: ExpiryGrace, AckWait: AckWait, PresenceTTL: 5 * time.Second}
-	main, schema, quota = base, base, base
-	main.KeyPrefix, main.TopicPrefix = keyPrefix+"main/", keyPrefix+"main/"
-	schema.KeyPrefix, schema.TopicPrefix = keyPrefix+"schema/", keyPrefix+"schema/"
-	quota.KeyPrefix, quota.TopicPrefix = keyPrefix+"quota/", keyPrefix+"quota/"
-	schema.Schema = &registry.Schema{Closed: true, Fields: map[string]registry.Field{
-		TagField: {Type: registry.TypeString},
-		"type":   {Type: registry.TypeString, Required: true, Enum: []string{"sensor", "actuator", "gateway"}},
-		"floor":  {Type: registry.TypeInt},
-		"ratio":  {Type: registry.TypeNumber},
-		"name":   {Type: registry.TypeString, MaxLength: 16},
-		"tags":   {Type: registry.TypeList, MaxLength: 3},
-		"active": {Type: registry.TypeBool},
-	}}
-	quota.MaxIdentities = Quota
+// to the run (e.g. "prism-test/<run id>/"). Each is the YAML of a namespace's
+// `registry:` section in the reference proxy's config (documented on
+// reference/registry.Config): the suite states them in the proxy's config
+// format, not in its Go types, as it observes the proxy only through its
+// interfaces.
+func NamespaceConfigs(keyPrefix string) (main, schema, quota string) {
+	base := func(name string) string {
+		return fmt.Sprintf("key_prefix: %q\ntopic_prefix: %q\nexpiry_grace: %s\nack_wait: %s\npresence_ttl: 5s\n",
+			keyPrefix+name+"/", keyPrefix+name+"/", ExpiryGrace, AckWait)
+	}
+	main = base("main")
+	schema = base("schema") + fmt.Sprintf(`schema:
+  closed: true
+  fields:
+    %q: {type: string}
+    type: {type: string, required: true, enum: [sensor, actuator, gateway]}
+    floor: {type: int}
+    ratio: {type: number}
+    name: {type: string, max_length: 16}
+    tags: {type: list, max_length: 3}
+    active: {type: bool}
+`, TagField)
+	quota = base("quota") + fmt.Sprintf("max_identities: %d\n", Quota)
 	return main, schema, quota
 }
 

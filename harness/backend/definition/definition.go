@@ -336,6 +336,17 @@ type Users struct {
 	// it must succeed only if the backend let it. Required.
 	TryAdmin []string `yaml:"try_admin"`
 
+	// Suspend switches user {name} off and drops every connection
+	// authenticated as it (with any of its passwords); it must succeed only
+	// once the backend refuses the user (optional; added after the format's
+	// first version: the spec of credentials revoked mid-run fails with a
+	// harness error without it).
+	Suspend []string `yaml:"suspend"`
+
+	// Restore switches user {name} on again, with the passwords it had
+	// (optional, goes with Suspend).
+	Restore []string `yaml:"restore"`
+
 	// ScopeConfig are the plugin config fields that keep a plugin inside
 	// {scope} (e.g. {schema: "{scope}"}). Templated.
 	ScopeConfig map[string]string `yaml:"scope_config"`

@@ -112,6 +112,8 @@ func TestBuildVariant(t *testing.T) {
 		{"container.wait.http", *d.Container.Wait.HTTP, definition.HTTPWait{Port: "8080/tcp", Path: "/healthz", Status: 204}},
 		{"process.wait.http.port", d.Process.Wait.HTTP.Port, "{port}"},
 		{"external.token_env", d.External.TokenEnv, "BUILT_TOKEN"},
+		{"users.suspend", d.Users.Suspend, []string{"ctl", "off", "{name}"}},
+		{"users.restore", d.Users.Restore, []string{"ctl", "on", "{name}"}},
 		{"external.version.exec", d.External.Version.Exec, []string{"built-cli", "version", "{addr}"}},
 		{"Path", d.Path(b.Context), "testdata/image"},
 		{"Dir", d.Dir(), "testdata"},

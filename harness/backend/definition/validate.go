@@ -253,6 +253,7 @@ func (d *Definition) validate(root *yaml.Node) error {
 		}{
 			{"add", u.Add, true}, {"add_credentials", u.AddCredentials, false}, {"revoke", u.Revoke, true},
 			{"authenticate", u.Authenticate, true}, {"try_write", u.TryWrite, true}, {"try_admin", u.TryAdmin, true},
+			{"suspend", u.Suspend, false}, {"restore", u.Restore, false},
 		} {
 			if c.required && len(c.cmd) == 0 {
 				v.fail("users."+c.name, "is required: a command (exit 0 means it succeeded)")

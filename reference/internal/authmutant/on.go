@@ -16,7 +16,9 @@ const Env = "PRISM_AUTH_MUTANT"
 
 // All returns every defect in a stable order.
 func All() []Defect {
-	return []Defect{AlgNone, SkipAudience, IgnoreExpiry, LeakToken, ReadGrantsWrite}
+	return []Defect{AlgNone, SkipAudience, IgnoreExpiry, LeakToken, ReadGrantsWrite, AudSubstring, IssPrefix,
+		SkewTwice, IgnoreNotBefore, CachePastExpiry, StreamOutlivesToken, NamespacePrefix, ScopeUnanchored, KidAnyKey,
+		LenientClaims}
 }
 
 // Compiled reports whether this binary holds the defects: it does (it was

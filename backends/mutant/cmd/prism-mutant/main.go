@@ -6,7 +6,8 @@
 //
 // The mutant is named by --mutant or PRISM_MUTANT; --list prints them all.
 // --base picks the reference plugin it wraps (default: the mutant's own base,
-// memstore unless the defect needs another); nats needs --backend nats.
+// memstore unless the defect needs another); nats needs --backend nats,
+// redis --backend redis.
 package main
 
 import (
@@ -17,12 +18,13 @@ import (
 	"github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/mutant"
 	"github.com/prism-suite/prism/backends/nats"
+	"github.com/prism-suite/prism/backends/redis"
 	"github.com/prism-suite/prism/backends/sdk"
 )
 
 func main() {
 	name := flag.String("mutant", os.Getenv("PRISM_MUTANT"), "the mutant to serve")
-	base := flag.String("base", "", "the plugin the mutant wraps: memstore or nats (default: the mutant's base)")
+	base := flag.String("base", "", "the plugin the mutant wraps: memstore, nats or redis (default: the mutant's base)")
 	list := flag.Bool("list", false, "list the mutants and exit")
 	flag.Parse()
 	if *list {
@@ -45,8 +47,10 @@ func main() {
 		d = memstore.New()
 	case "nats":
 		d = nats.New()
+	case "redis":
+		d = redis.New()
 	default:
-		fmt.Fprintf(os.Stderr, "prism-mutant: --base %q is not memstore or nats\n", *base)
+		fmt.Fprintf(os.Stderr, "prism-mutant: --base %q is not memstore, nats or redis\n", *base)
 		os.Exit(2)
 	}
 	var opts []sdk.ServerOption

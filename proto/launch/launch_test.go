@@ -1,4 +1,4 @@
-package plugin_test
+package launch_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
-	"github.com/prism-suite/prism/harness/plugin"
+	plugin "github.com/prism-suite/prism/proto/launch"
 )
 
 // badPlugins are plugin shapes that never become a plugin. Each leaves a
