@@ -205,7 +205,15 @@ func (r *Session) setup() {
 	log("plugin: %s %s declares %s", r.desc.GetName(), r.desc.GetVersion(), strings.Join(declared, ", "))
 
 	bad := r.cfg.BadConfigs
-	if len(bad) == 0 && r.desc.GetName() == string(r.cfg.Backend) {
+	reference := r.desc.GetName() == string(r.cfg.Backend)
+	if def := r.cfg.Backends.Definition; len(bad) == 0 && def != nil && len(def.Plugin.BadConfigs) > 0 && (def.Go == "" || reference) {
+		// A backend file's examples follow the config its plugin section
+		// passes (a built-in's file: its reference plugin's only).
+		for _, b := range def.Plugin.BadConfigs {
+			bad = append(bad, fixture.BadConfig{Name: b.Name, Config: b.Config, Field: b.Field})
+		}
+	}
+	if len(bad) == 0 && reference {
 		// The reference plugin of this backend (or a mutant of it): the
 		// examples follow its config schema, which another plugin of the
 		// same backend need not share (it gives --bad-config).
@@ -504,6 +512,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
 		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
 		CommandLeftOut: r.cfg.CommandLeftOut,
+	}
+	if def := r.cfg.Backends.Definition; def != nil {
+		rep.Backend.File = def.File
 	}
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()

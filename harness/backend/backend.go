@@ -8,6 +8,12 @@
 //   - embedded:  in-process (miniredis; nats-server with JetStream);
 //   - external:  an address (and credentials) the user gives.
 //
+// Container, process and external instances are described by a backend
+// definition file (package definition, docs/backend-file.md): any backend
+// through [Options.Definition], and redis and nats through their embedded
+// backends/<name>/backend.yaml ([BuiltinDefinition]; NATS with users and
+// Redis with requirepass keep Go providers).
+//
 // Provider "auto" picks container when a Docker daemon answers and the image is
 // present or pullable, else embedded (but process for a Redis with an admin
 // ACL user in Options.Auth when redis-server is on PATH: miniredis cannot
@@ -70,6 +76,10 @@ type Info struct {
 	Address string `json:"address,omitempty"`
 	// Reason says why auto chose this provider, or what a fallback replaced.
 	Reason string `json:"reason,omitempty"`
+	// File is the backend definition file the instance was described by
+	// (backends/redis/backend.yaml for the built-ins' container and process
+	// providers).
+	File string `json:"file,omitempty"`
 }
 
 // Instance is a running backend.

@@ -50,6 +50,11 @@ var (
 )
 
 func startContainer(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
+	if fromFile(kind, o) {
+		// The built-ins start from their backend.yaml (nats with users to
+		// manage, and redis with requirepass, stay Go).
+		return startBuiltin(ctx, kind, Container, o, reason)
+	}
 	image := o.image(kind)
 	o.Logf("backend: starting %s container %s ...", kind, image)
 	p, err := dockerProvider(ctx)

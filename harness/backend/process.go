@@ -40,6 +40,11 @@ var (
 )
 
 func startProcess(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
+	if fromFile(kind, o) {
+		// The built-ins start from their backend.yaml (nats with users to
+		// manage, and redis with requirepass, stay Go).
+		return startBuiltin(ctx, kind, Process, o, reason)
+	}
 	bin := o.RedisServerPath
 	if kind == NATS {
 		bin = o.NATSServerPath
