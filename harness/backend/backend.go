@@ -70,6 +70,10 @@ type Info struct {
 	Address string `json:"address,omitempty"`
 	// Reason says why auto chose this provider, or what a fallback replaced.
 	Reason string `json:"reason,omitempty"`
+	// File is the backend definition file the instance was described by
+	// (backends/redis/backend.yaml for the built-ins' container and process
+	// providers).
+	File string `json:"file,omitempty"`
 }
 
 // Instance is a running backend.

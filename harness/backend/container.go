@@ -50,6 +50,10 @@ var (
 )
 
 func startContainer(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
+	if o.Auth == nil {
+		// Without users to manage, the built-ins start from their backend.yaml.
+		return startBuiltin(ctx, kind, Container, o, reason)
+	}
 	image := o.image(kind)
 	o.Logf("backend: starting %s container %s ...", kind, image)
 	p, err := dockerProvider(ctx)

@@ -5,6 +5,8 @@ import (
 	"log"
 	"os"
 	"time"
+
+	"github.com/prism-suite/prism/harness/backend/definition"
 )
 
 // Environment variables read by [DefaultOptions].
@@ -85,6 +87,11 @@ type Options struct {
 	// StartTimeout bounds starting an instance, including an image pull, and
 	// bringing it back after an outage (default 60s).
 	StartTimeout time.Duration
+	// Definition, when not nil, describes the backend (a backend.yaml, see
+	// harness/backend/definition): Start starts an instance of it with its
+	// container, process or external provider, and the kind passed to Start
+	// must be its name.
+	Definition *definition.Definition
 	// Logf receives progress lines ("backend: starting redis container ...").
 	// DefaultOptions logs to stderr; nil discards them.
 	Logf func(format string, args ...any)

@@ -40,6 +40,10 @@ var (
 )
 
 func startProcess(ctx context.Context, kind Kind, o Options, reason string) (Instance, error) {
+	if o.Auth == nil {
+		// Without users to manage, the built-ins start from their backend.yaml.
+		return startBuiltin(ctx, kind, Process, o, reason)
+	}
 	bin := o.RedisServerPath
 	if kind == NATS {
 		bin = o.NATSServerPath

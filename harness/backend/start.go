@@ -25,6 +25,14 @@ import (
 // does not become ready in time) are wrapped in a *[HarnessError].
 func Start(ctx context.Context, kind Kind, opts Options) (Instance, error) {
 	o := opts.withDefaults()
+	if o.Definition != nil && kind != Memstore {
+		if Kind(o.Definition.Name) != kind {
+			return nil, fmt.Errorf("start backend: kind %q is not the definition's name %q", kind, o.Definition.Name)
+		}
+		if o.Definition.Go == "" {
+			return startDefinition(ctx, o.Definition, o)
+		}
+	}
 	switch kind {
 	case Memstore:
 		return noInstance{}, nil
