@@ -243,7 +243,7 @@ func (dp *defProcess) killLocked() {
 	if dp.cmd == nil {
 		return
 	}
-	kids := descendants(dp.cmd.Process.Pid) // before the server dies and they are reparented
+	kids := descendants(dp.cmd.Process.Pid)                // before the server dies and they are reparented
 	_ = syscall.Kill(-dp.cmd.Process.Pid, syscall.SIGKILL) // its group: children too; also ends a stopped server
 	for _, pid := range kids {
 		_ = syscall.Kill(pid, syscall.SIGKILL) // children in sessions of their own (postgres backends)
