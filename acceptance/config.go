@@ -40,7 +40,8 @@ type Config struct {
 	// PluginEnv is added to the plugin's environment.
 	PluginEnv []string
 	// Backend is the backend the plugin talks to: memstore (none), redis,
-	// nats; the harness starts an instance of it.
+	// nats, or the name of Backends.Definition (a backend.yaml); the
+	// harness starts an instance of it.
 	Backend backend.Kind
 	// Backends configures how the instance is provided (auto, container, ...).
 	Backends backend.Options
@@ -140,8 +141,13 @@ func (c Config) Validate() error {
 	if c.Plugin == "" {
 		return fmt.Errorf("config: Plugin (--plugin) is required: the path to a plugin binary")
 	}
-	switch c.Backend {
-	case backend.Memstore, backend.Redis, backend.NATS:
+	switch {
+	case c.Backends.Definition != nil:
+		if c.Backend != backend.Kind(c.Backends.Definition.Name) {
+			return fmt.Errorf("config: Backend (--backend) %q is not the name %q of Backends.Definition (--backend-file %s)",
+				c.Backend, c.Backends.Definition.Name, c.Backends.Definition.File)
+		}
+	case c.Backend == backend.Memstore, c.Backend == backend.Redis, c.Backend == backend.NATS:
 	default:
 		return fmt.Errorf("config: Backend (--backend) %q is not one of memstore, redis, nats", c.Backend)
 	}

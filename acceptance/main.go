@@ -18,6 +18,7 @@ import (
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/acceptance/scaffold"
 	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/backend/definition"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 )
@@ -39,6 +40,7 @@ Examples:
   prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
   prism-accept --plugin ./bin/prism-redis --backend redis --auth --label-filter auth   # auth.*: proxy with auth on, ACL users
   prism-accept --pattern registry --registry-slot redis --messaging-slot nats   # the proxy's multicast registry
+  prism-accept --plugin ./bin/my-plugin --backend-file backends/postgres/backend.yaml --instance container   # any backend (docs/backend-file.md)
 
 Exit codes (one contract, report.Judge):
   0  something ran, nothing failed or errored, every required capability and
@@ -76,6 +78,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		registrySlot = fs.String("registry-slot", "memstore", "with --pattern registry: the registry slot's backend, memstore or redis")
 		messaging    = fs.String("messaging-slot", "memstore", "with --pattern registry: the messaging slot's backend, memstore, nats or redis")
 	)
+	backendFile := fs.String("backend-file", "", "a backend definition file (backend.yaml, docs/backend-file.md) describing the backend: its name is the backend")
 	fs.StringVar(&cfg.Pattern, "pattern", "", "certify a pattern of prism-proxy instead of a plugin: registry (the slots' plugins are bin/prism-<backend> next to --proxy)")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
 	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {
@@ -100,6 +103,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return report.ExitUsage
 	}
 	cfg.Backend = backend.Kind(*backendName)
+	if *backendFile != "" {
+		if code := useBackendFile(&cfg, fs, *backendFile, stderr); code != 0 {
+			return code
+		}
+		*backendName = string(cfg.Backend)
+	}
 	cfg.Backends.Provider = backend.Provider(*instance)
 	cfg.Via = target.Via(*via)
 	cfg.Namespace = *namespace
@@ -183,6 +192,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return report.ExitError
 	}
 	return run.Report.ExitCode
+}
+
+// useBackendFile loads a backend definition file into cfg; a file that
+// cannot be read or is not valid is bad usage (64).
+func useBackendFile(cfg *Config, fs *flag.FlagSet, path string, stderr io.Writer) int {
+	def, err := definition.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-accept: --backend-file: %v\n", err)
+		return report.ExitUsage
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "backend" })
+	if explicit && string(cfg.Backend) != def.Name {
+		fmt.Fprintf(stderr, "prism-accept: --backend %s and --backend-file %s (backend %s) disagree; give one\n", cfg.Backend, path, def.Name)
+		return report.ExitUsage
+	}
+	cfg.Backend, cfg.Backends.Definition = backend.Kind(def.Name), def
+	return 0
 }
 
 func printFlags(fs *flag.FlagSet, w io.Writer) {

@@ -189,6 +189,12 @@ func (r *Session) setup() {
 	bad := r.cfg.BadConfigs
 	if len(bad) == 0 {
 		bad = inTreeBadConfigs[r.cfg.Backend]
+		if def := r.cfg.Backends.Definition; def != nil && len(def.Plugin.BadConfigs) > 0 {
+			bad = nil
+			for _, b := range def.Plugin.BadConfigs {
+				bad = append(bad, fixture.BadConfig{Name: b.Name, Config: b.Config, Field: b.Field})
+			}
+		}
 	}
 	r.fx = &fixture.Fixture{
 		Target:      target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
@@ -450,6 +456,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
 		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
 		CommandLeftOut: r.cfg.CommandLeftOut,
+	}
+	if def := r.cfg.Backends.Definition; def != nil {
+		rep.Backend.File = def.File
 	}
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()
