@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,7 +32,8 @@ type Options struct {
 	// Database is the database to connect to.
 	Database string
 	// Schema and Table name the table the keys live in; the driver creates
-	// the table if it is missing (the schema must exist).
+	// the table if it is missing (the schema must exist). Init's default
+	// table is [TableFor] the namespace; DefaultOptions' is "prism_kv".
 	Schema string
 	Table  string
 	// PoolSize is the most connections the pool keeps; Health reports
@@ -127,6 +130,9 @@ func parseConfig(cfg sdk.Config) (Options, Credentials, error) {
 		if err := o.set(field, cfg.Values[field]); err != nil {
 			return Options{}, Credentials{}, err
 		}
+	}
+	if _, ok := cfg.Values["table"]; !ok {
+		o.Table = TableFor(cfg.Namespace)
 	}
 	if _, ok := cfg.Values["address"]; !ok {
 		return Options{}, Credentials{}, sdk.InvalidConfig("address", "is required: the PostgreSQL server as host:port, e.g. \"127.0.0.1:5432\"")
@@ -312,4 +318,22 @@ func describe(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// TableFor is the table a plugin of namespace ns uses when the config names
+// none: "prism_kv_<ns>" ("prism_kv" without a namespace), so namespaces
+// sharing a database and schema keep their keys apart by default. A name
+// longer than PostgreSQL's 63 bytes keeps its first 45 bytes and adds 8
+// bytes of the namespace's SHA-256 in hex.
+func TableFor(ns string) string {
+	if ns == "" {
+		return "prism_kv"
+	}
+	t := "prism_kv_" + ns
+	if len(t) <= 63 && !strings.ContainsRune(t, 0) {
+		return t
+	}
+	sum := sha256.Sum256([]byte(ns))
+	head := strings.ToValidUTF8(strings.ReplaceAll(t[:45], "\x00", ""), "")
+	return head + "_" + hex.EncodeToString(sum[:4])
 }

@@ -15,7 +15,8 @@
 //	address          string, required   the server as host:port
 //	database         string             database to connect to (default "postgres")
 //	schema           string             schema of the table; must exist (default "public")
-//	table            string             table of the keys, created if missing (default "prism_kv")
+//	table            string             table of the keys, created if missing (default
+//	                                    "prism_kv_<namespace>", see [TableFor])
 //	pool_size        integer 1..10000   most connections kept (default 10)
 //	connect_timeout  duration string    one connection attempt (default "2s")
 //	sslmode          string             disable (default), prefer, require, verify-ca, verify-full

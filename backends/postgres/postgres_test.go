@@ -257,6 +257,27 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("namespaces apart by default", func(t *testing.T) {
+		ctx := testCtx(t, 10*time.Second)
+		var ds []*postgres.Driver
+		for _, ns := range []string{"ns-a", "ns-b"} {
+			d := postgres.New()
+			cfg := config(s.addr, nil, s.admin())
+			cfg.Namespace = ns
+			if err := d.Init(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close(context.Background()) })
+			ds = append(ds, d)
+		}
+		if err := ds[0].Set(ctx, "shared", []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ds[1].Get(ctx, "shared"); code(err) != codes.NotFound {
+			t.Errorf("Get in ns-b of a key set in ns-a = %v, want NotFound", err)
+		}
+	})
+
 	t.Run("deadline and unavailable", func(t *testing.T) {
 		d := newDriver(t, s, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
@@ -274,4 +295,17 @@ func TestPostgres(t *testing.T) {
 			t.Errorf("Health = %+v, want Healthy with pool stats and server_version", h)
 		}
 	})
+}
+
+func TestTableFor(t *testing.T) {
+	long := strings.Repeat("n", 100)
+	for ns, want := range map[string]string{"": "prism_kv", "default": "prism_kv_default", "a-b": "prism_kv_a-b"} {
+		if got := postgres.TableFor(ns); got != want {
+			t.Errorf("TableFor(%q) = %q, want %q", ns, got, want)
+		}
+	}
+	a, b := postgres.TableFor(long), postgres.TableFor(long+"x")
+	if len(a) > 63 || len(b) > 63 || a == b {
+		t.Errorf("TableFor of long names = %q, %q: want distinct names of at most 63 bytes", a, b)
+	}
 }
