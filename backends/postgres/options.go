@@ -20,6 +20,10 @@ import (
 // message, so it stays well below).
 const MaxValueBytesCeiling = 256 << 20
 
+// MaxKeyBytesCeiling is the largest max_key_bytes accepted: the key is the
+// primary key, and a btree index entry holds at most 2704 bytes.
+const MaxKeyBytesCeiling = 2048
+
 // DefaultUsername is the role used when the credentials name none.
 const DefaultUsername = "postgres"
 
@@ -168,7 +172,7 @@ func (o *Options) set(field string, v any) error {
 		}
 		o.SSLMode = s
 	case "max_key_bytes":
-		n, e := intField(field, v, 1, 1<<20, "a positive integer of at most 1048576")
+		n, e := intField(field, v, 1, MaxKeyBytesCeiling, "a positive integer of at most 2048 (a btree index entry holds at most 2704 bytes)")
 		o.MaxKeyBytes, err = int64(n), e
 	case "max_value_bytes":
 		n, e := intField(field, v, 1, MaxValueBytesCeiling, "a positive integer of at most 268435456 (256 MiB)")
@@ -198,8 +202,8 @@ func (o Options) validate() error {
 		return sdk.InvalidConfig("sweep_interval", "must be 0 (off) or positive, got %v", o.SweepInterval)
 	case !contains(sslModes, o.SSLMode):
 		return sdk.InvalidConfig("sslmode", "must be one of %s, got %q", strings.Join(sslModes, ", "), o.SSLMode)
-	case o.MaxKeyBytes <= 0:
-		return sdk.InvalidConfig("max_key_bytes", "must be a positive integer, got %d", o.MaxKeyBytes)
+	case o.MaxKeyBytes <= 0 || o.MaxKeyBytes > MaxKeyBytesCeiling:
+		return sdk.InvalidConfig("max_key_bytes", "must be from 1 to %d (a btree index entry holds at most 2704 bytes), got %d", MaxKeyBytesCeiling, o.MaxKeyBytes)
 	case o.MaxValueBytes <= 0 || o.MaxValueBytes > MaxValueBytesCeiling:
 		return sdk.InvalidConfig("max_value_bytes", "must be from 1 to %d, got %d", MaxValueBytesCeiling, o.MaxValueBytes)
 	}

@@ -22,7 +22,8 @@
 //	sslmode          string             disable (default), prefer, require, verify-ca, verify-full
 //	sweep_interval   duration string    how often expired rows are deleted; "0s" turns
 //	                                    the sweeper off (default "1m")
-//	max_key_bytes    integer > 0        longest key accepted (default 1024)
+//	max_key_bytes    integer 1..2048    longest key accepted (default 1024; the key is
+//	                                    the primary key, and an index entry holds 2704 bytes)
 //	max_value_bytes  integer 1..256 MiB largest value accepted (default 1 MiB)
 //
 // Host, port, database, sslmode, user and password come from the config and

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -246,7 +247,16 @@ func TestPostgres(t *testing.T) {
 	})
 
 	t.Run("config", func(t *testing.T) {
-		for field, v := range map[string]any{"schema": "no-such-schema", "database": "no_such_db", "pool_size": 0.0, "bogus": true, "sslmode": "sometimes"} {
+		// The longest key accepted must fit the primary key's index.
+		d := newDriver(t, s, map[string]any{"max_key_bytes": float64(postgres.MaxKeyBytesCeiling)})
+		var long strings.Builder // incompressible, so the index cannot shrink it
+		for i := 0; long.Len() < postgres.MaxKeyBytesCeiling; i++ {
+			fmt.Fprintf(&long, "%x", sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+		}
+		if err := d.Set(testCtx(t, 5*time.Second), long.String()[:postgres.MaxKeyBytesCeiling], []byte("v")); err != nil {
+			t.Errorf("Set of a key of max_key_bytes = %v", err)
+		}
+		for field, v := range map[string]any{"max_key_bytes": 4096.0, "schema": "no-such-schema", "database": "no_such_db", "pool_size": 0.0, "bogus": true, "sslmode": "sometimes"} {
 			d := postgres.New()
 			err := d.Init(testCtx(t, 5*time.Second), config(s.addr, map[string]any{field: v}, s.admin()))
 			_ = d.Close(context.Background())
