@@ -48,7 +48,7 @@ func asServerUser(argv ...string) *exec.Cmd {
 // "admin-pw" over TCP (trust over the socket).
 func startServer(t *testing.T) *server {
 	t.Helper()
-	initdb, pgserver := pgBin(t, "initdb"), pgBin(t, "postgres")
+	initdb := pgBin(t, "initdb")
 	dir, err := os.MkdirTemp("", "prism-pg-")
 	if err != nil {
 		t.Fatal(err)
@@ -75,35 +75,49 @@ func startServer(t *testing.T) *server {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.cmd = asServerUser(pgserver, "-D", dir+"/data", "-p", strconv.Itoa(port), "-k", dir,
+	s.start(t)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// start runs postgres on s.addr and waits until it accepts the admin.
+func (s *server) start(t *testing.T) {
+	t.Helper()
+	s.cmd = asServerUser(pgBin(t, "postgres"), "-D", s.dir+"/data", "-p", portOf(s.addr), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
-	logf, err := os.Create(filepath.Join(dir, "log"))
+	logf, err := os.OpenFile(filepath.Join(s.dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer logf.Close() // the server has its own descriptor
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		_ = logf.Close()
-	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d := postgres.New()
 		err := d.Init(testCtx(t, 2*time.Second), config(s.addr, nil, s.admin()))
 		_ = d.Close(context.Background())
 		if err == nil {
-			return s
+			return
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
 			t.Fatalf("postgres did not accept connections within 30s: %v; log: %s", err, log)
 		}
 		time.Sleep(50 * time.Millisecond) // polling, with the deadline above
 	}
+}
+
+// stop shuts the server down (fast shutdown: SIGINT) and waits for it.
+func (s *server) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Wait()
+	s.cmd = nil
 }
 
 func (s *server) admin() map[string]string {
