@@ -245,7 +245,11 @@ func (dp *defProcess) killLocked() {
 	if dp.cmd == nil {
 		return
 	}
+	kids := descendants(dp.cmd.Process.Pid)                // before the server dies and they are reparented
 	_ = syscall.Kill(-dp.cmd.Process.Pid, syscall.SIGKILL) // its group: children too; also ends a stopped server
+	for _, pid := range kids {
+		_ = syscall.Kill(pid, syscall.SIGKILL) // children in sessions of their own (postgres backends)
+	}
 	_ = dp.cmd.Process.Kill()
 	<-dp.exited
 	dp.cmd = nil
@@ -312,7 +316,19 @@ func (dp *defProcess) signal(sig syscall.Signal) error {
 	if err := syscall.Kill(-dp.cmd.Process.Pid, sig); err != nil {
 		return harnessErr("signal %s server: %w", dp.s.kind, err)
 	}
+	// And its descendants: postgres forks a process per connection, in a
+	// session of its own (setsid), so neither the server nor its process
+	// group reaches them, and a paused postmaster alone still answers.
+	kids := descendants(dp.cmd.Process.Pid)
+	for _, pid := range kids {
+		_ = syscall.Kill(pid, sig)
+	}
 	if sig == syscall.SIGSTOP {
+		for _, pid := range kids {
+			if err := waitStopped(pid, dp.timeout); err != nil {
+				return err
+			}
+		}
 		// The signal is delivered asynchronously: a server thread may
 		// still answer a request sent right after kill(2) returns. Wait
 		// until the kernel shows the process stopped.
@@ -322,6 +338,41 @@ func (dp *defProcess) signal(sig syscall.Signal) error {
 }
 
 // waitStopped polls /proc until process pid is in state T (stopped).
+// descendants lists the processes below pid, read from /proc (none
+// without /proc).
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) STATE PPID ...; comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out
+}
+
 func waitStopped(pid int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {

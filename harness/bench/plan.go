@@ -32,6 +32,12 @@ type Options struct {
 	// NATSProvider provides its server (default embedded).
 	NATS         string
 	NATSProvider backend.Provider
+	// Postgres is the postgres plugin binary ("" or missing: no postgres
+	// series); PostgresFile its backend file and PostgresProvider the
+	// provider (default process) of its server.
+	Postgres         string
+	PostgresFile     string
+	PostgresProvider backend.Provider
 	// PubSub runs the PubSub series (publish, batched publish, publish →
 	// delivery latency) for every plugin, next to the backends' own clients.
 	PubSub bool
@@ -58,7 +64,8 @@ type Options struct {
 // DefaultOptions returns a run that fits in well under a minute here.
 func DefaultOptions() Options {
 	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy",
-		NATS: "bin/prism-nats", NATSProvider: backend.Embedded, PubSub: true, Registry: true, Auth: true,
+		NATS: "bin/prism-nats", NATSProvider: backend.Embedded,
+		Postgres: "bin/prism-postgres", PostgresFile: "backends/postgres/backend.yaml", PostgresProvider: backend.Process, PubSub: true, Registry: true, Auth: true,
 		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
@@ -77,7 +84,9 @@ type Report struct {
 // directly against the plugin (ratios against the echo) and through
 // prism-proxy (ratios against memstore direct); Redis GET/SET with go-redis
 // straight to the server, through the redis plugin and through the proxy
-// (ratios against go-redis); each at every concurrency.
+// (ratios against go-redis); PostgreSQL with pgx straight to the server and
+// through the postgres plugin (ratios against pgx; the server started from
+// backends/postgres/backend.yaml); each at every concurrency.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{StartTime: time.Now()}
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
@@ -135,6 +144,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rs != nil {
 		defer rs.close(ctx)
 	}
+	pgs, err := startPostgres(ctx, o, logf)
+	if err != nil {
+		logf("postgres series skipped: %v", err)
+	}
+	if pgs != nil {
+		defer pgs.close(ctx)
+	}
 	px, err := startProxy(ctx, o, rs)
 	if err != nil {
 		return nil, err
@@ -179,6 +195,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: redis via proxy Get %.0f ops/s = %.0f%% of go-redis %.0f ops/s (goal ≥ 50%% at 64); added p50 vs plugin direct %s (goal ≤ 150µs)",
 					c, xg.OpsPerSec, 100*xg.OpsPerSec/max(rg.OpsPerSec, 1), rg.OpsPerSec, us(xg.P50-dg.P50)))
 			}
+		}
+	}
+	for _, c := range o.Concurrency {
+		if pgs != nil {
+			logf("concurrency %d: postgres", c)
+			rep.Results = append(rep.Results, postgresSeries(ctx, pgs, c, o)...)
 		}
 	}
 	if o.PubSub {

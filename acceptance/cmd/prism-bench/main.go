@@ -27,6 +27,12 @@ func main() {
 		o.NATSProvider = backend.Provider(v)
 		return nil
 	})
+	flag.StringVar(&o.Postgres, "postgres", o.Postgres, "postgres plugin binary (\"\": no postgres series)")
+	flag.StringVar(&o.PostgresFile, "postgres-file", o.PostgresFile, "the postgres backend file")
+	flag.Func("postgres-instance", "how PostgreSQL is provided: process (initdb + postgres, default), container", func(v string) error {
+		o.PostgresProvider = backend.Provider(v)
+		return nil
+	})
 	flag.BoolVar(&o.PubSub, "pubsub", o.PubSub, "run the PubSub series")
 	flag.BoolVar(&o.Auth, "auth", o.Auth, "run the auth series: memstore Get through --proxy with auth off and on, and token verification on a cache miss")
 	flag.BoolVar(&o.Registry, "registry", o.Registry, "run the multicast registry series (through --proxy, memstore slots)")
