@@ -128,6 +128,11 @@ type psHub struct {
 	ps       *goredis.PubSub
 	channels map[string]*psChannel
 	closed   bool
+	// barriers are the subscriptions waiting to go live, by the name of
+	// the throwaway channel whose SUBSCRIBE confirmation makes them live
+	// (see Subscribe); barrierSeq names them.
+	barriers   map[string]*redisSub
+	barrierSeq uint64
 }
 
 // psChannel is one subscribed channel and its local subscriptions.
@@ -144,6 +149,11 @@ type redisSub struct {
 	topic   string
 	sink    sdk.Sink
 	once    sync.Once
+	// live is closed, and active set (under psHub.mu), when messages
+	// begin to reach the subscription: only those Redis sent after it was
+	// asked for.
+	live   chan struct{}
+	active bool
 }
 
 // start opens the shared connection and its reader; callers hold h.mu.
@@ -152,6 +162,7 @@ func (h *psHub) startLocked(c *conn) {
 		return
 	}
 	h.channels = map[string]*psChannel{}
+	h.barriers = map[string]*redisSub{}
 	h.ps = c.client.Subscribe(context.Background())
 	ch := h.ps.ChannelWithSubscriptions(goredis.WithChannelSize(1024), goredis.WithChannelSendTimeout(time.Second))
 	go h.read(ch)
@@ -169,6 +180,11 @@ func (h *psHub) read(ch <-chan any) {
 			if pc := h.channels[m.Channel]; pc != nil {
 				pc.once.Do(func() { close(pc.confirmed) })
 			}
+			if s := h.barriers[m.Channel]; s != nil {
+				delete(h.barriers, m.Channel)
+				s.active = true
+				close(s.live)
+			}
 			h.mu.Unlock()
 		case *goredis.Message:
 			h.mu.Lock()
@@ -177,7 +193,9 @@ func (h *psHub) read(ch <-chan any) {
 			if pc != nil {
 				subs = make([]*redisSub, 0, len(pc.subs))
 				for s := range pc.subs {
-					subs = append(subs, s)
+					if s.active {
+						subs = append(subs, s)
+					}
 				}
 			}
 			h.mu.Unlock()
@@ -235,7 +253,7 @@ func (d *Driver) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sd
 	}
 	defer c.release()
 	h := &c.ps
-	s := &redisSub{c: c, channel: c.channel(topic), topic: topic, sink: sink}
+	s := &redisSub{c: c, channel: c.channel(topic), topic: topic, sink: sink, live: make(chan struct{})}
 
 	h.cmd.Lock()
 	defer h.cmd.Unlock()
@@ -279,11 +297,40 @@ func (d *Driver) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sd
 	}
 	select {
 	case <-pc.confirmed:
-		c.subOpened() // keeps a retired client open until the subscription ends
-		return s, nil
 	case <-ctx.Done():
 		return fail(fmt.Errorf("%s: waiting for redis to confirm: %w", op, ctx.Err()))
 	}
+	// The channel may have been subscribed for others before, so the
+	// shared connection may hold messages published before this
+	// subscription was asked for, not yet dispatched. A barrier: SUBSCRIBE
+	// to a throwaway channel (a name no topic maps to: topics have no NUL)
+	// and go live when Redis confirms it. Redis answers in order, so every
+	// message it sent before is behind us, and every one published after
+	// this call began comes after.
+	h.mu.Lock()
+	h.barrierSeq++
+	barrier := c.channel(fmt.Sprintf("\x00barrier\x00%d", h.barrierSeq))
+	h.barriers[barrier] = s
+	h.mu.Unlock()
+	err = ps.Subscribe(ctx, barrier)
+	if err == nil {
+		select {
+		case <-s.live:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	uctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
+	_ = ps.Unsubscribe(uctx, barrier)
+	cancel()
+	if err != nil {
+		h.mu.Lock()
+		delete(h.barriers, barrier)
+		h.mu.Unlock()
+		return fail(wrap(ctx, op, err))
+	}
+	c.subOpened() // keeps a retired client open until the subscription ends
+	return s, nil
 }
 
 // Unsubscribe implements sdk.Subscription; the last subscription of a
