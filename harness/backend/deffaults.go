@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -109,6 +110,9 @@ type defUsers struct {
 	u    *definition.Users
 	vars func() map[string]string
 	run  runner
+
+	mu    sync.Mutex
+	added map[string][]string // usernames AddCredentials made for a user, when not the user itself
 }
 
 // definedUsers returns the users of def, or why there are none.
@@ -131,8 +135,15 @@ func definedUsers(def *definition.Definition, auth *Credentials, addr func() str
 
 // do runs one users command with name, secret and scope.
 func (d *defUsers) do(ctx context.Context, what string, cmd []string, name, secret, scope string) error {
+	return d.doVars(ctx, what, cmd, map[string]string{"name": name, "secret": secret, "scope": scope})
+}
+
+// doVars runs one users command with the user's placeholders in uv.
+func (d *defUsers) doVars(ctx context.Context, what string, cmd []string, uv map[string]string) error {
 	v := d.vars()
-	v["name"], v["secret"], v["scope"] = name, secret, scope
+	for k, x := range uv {
+		v[k] = x
+	}
 	argv, err := definition.RenderAll(cmd, v)
 	if err != nil {
 		return err
@@ -160,12 +171,41 @@ func (d *defUsers) AddUser(ctx context.Context, name, scope string) (Credentials
 	return c, d.do(ctx, "add", d.u.Add, name, c.Password, scope)
 }
 
+// AddCredentials makes credentials for the username add_credentials_user
+// renders ({name}, the same user, by default), with a new password.
 func (d *defUsers) AddCredentials(ctx context.Context, name string) (Credentials, error) {
 	c := Credentials{Username: name, Password: secret()}
 	if len(d.u.AddCredentials) == 0 {
 		return c, errors.New("the backend file's users section has no add_credentials command")
 	}
-	return c, d.do(ctx, "add_credentials", d.u.AddCredentials, name, c.Password, "")
+	if d.u.AddCredentialsUser != "" {
+		u, err := definition.Render(d.u.AddCredentialsUser, map[string]string{"name": name})
+		if err != nil {
+			return c, fmt.Errorf("users add_credentials_user: %w", err)
+		}
+		if u == "" {
+			return c, fmt.Errorf("users add_credentials_user: %q renders to an empty username for user %q", d.u.AddCredentialsUser, name)
+		}
+		c.Username = u
+	}
+	err := d.doVars(ctx, "add_credentials", d.u.AddCredentials,
+		map[string]string{"name": name, "new_name": c.Username, "secret": c.Password, "scope": ""})
+	if err == nil && c.Username != name {
+		d.mu.Lock()
+		if d.added == nil {
+			d.added = map[string][]string{}
+		}
+		d.added[name] = append(d.added[name], c.Username)
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+// owned returns user name and the users AddCredentials made for it.
+func (d *defUsers) owned(name string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string{name}, d.added[name]...)
 }
 
 func (d *defUsers) Revoke(ctx context.Context, c Credentials) error {
@@ -176,14 +216,24 @@ func (d *defUsers) Suspend(ctx context.Context, name string) error {
 	if len(d.u.Suspend) == 0 {
 		return errors.New("the backend file's users section has no suspend command")
 	}
-	return d.do(ctx, "suspend", d.u.Suspend, name, "", "")
+	for _, n := range d.owned(name) {
+		if err := d.do(ctx, "suspend", d.u.Suspend, n, "", ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *defUsers) Restore(ctx context.Context, name string) error {
 	if len(d.u.Restore) == 0 {
 		return errors.New("the backend file's users section has no restore command")
 	}
-	return d.do(ctx, "restore", d.u.Restore, name, "", "")
+	for _, n := range d.owned(name) {
+		if err := d.do(ctx, "restore", d.u.Restore, n, "", ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *defUsers) Authenticate(ctx context.Context, c Credentials) error {

@@ -31,6 +31,7 @@
 //	{token}     external: a token read from the env (see External.Env); "" when none
 //	{name}      users commands: the user being made, changed or revoked
 //	{secret}    users commands: that user's (new) password
+//	{new_name}  users.add_credentials only: the username of the new credentials (Users.AddCredentialsUser; {name} by default)
 //	{scope}     users commands and Users.ScopeConfig: the scope (namespace) a user or plugin is confined to
 //
 // Where a placeholder makes no sense (e.g. {dir} for a container), it is an
@@ -315,10 +316,21 @@ type Users struct {
 	// Required.
 	Add []string `yaml:"add"`
 
-	// AddCredentials gives user {name} a second password {secret}, valid
-	// together with the first, for a rotation (optional; rotation specs are
-	// skipped without it).
+	// AddCredentials makes new credentials for user {name}, valid together
+	// with its current ones, for a rotation: user {new_name} with password
+	// {secret}, with the same rights as {name} (optional; rotation specs are
+	// skipped without it). With the default AddCredentialsUser, {new_name}
+	// is {name}: a second password of the same user. Revoking {name}'s
+	// credentials afterwards must leave the new ones working.
 	AddCredentials []string `yaml:"add_credentials"`
+
+	// AddCredentialsUser is the username of the credentials AddCredentials
+	// makes, templated with {name} only (optional, added after the format's
+	// first version; default "{name}", the same user). A backend whose users
+	// have one password each makes a new user, e.g. "{name}-next" (each
+	// user is rotated at most once by the specs). Suspend and Restore of
+	// {name} then run for that user as well.
+	AddCredentialsUser string `yaml:"add_credentials_user"`
 
 	// Revoke makes password {secret} of user {name} invalid. Required.
 	Revoke []string `yaml:"revoke"`

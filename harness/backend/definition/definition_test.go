@@ -112,6 +112,8 @@ func TestBuildVariant(t *testing.T) {
 		{"container.wait.http", *d.Container.Wait.HTTP, definition.HTTPWait{Port: "8080/tcp", Path: "/healthz", Status: 204}},
 		{"process.wait.http.port", d.Process.Wait.HTTP.Port, "{port}"},
 		{"external.token_env", d.External.TokenEnv, "BUILT_TOKEN"},
+		{"users.add_credentials", d.Users.AddCredentials, []string{"ctl", "add-credentials", "{name}", "{new_name}", "{secret}"}},
+		{"users.add_credentials_user", d.Users.AddCredentialsUser, "{name}-next"},
 		{"users.suspend", d.Users.Suspend, []string{"ctl", "off", "{name}"}},
 		{"users.restore", d.Users.Restore, []string{"ctl", "on", "{name}"}},
 		{"external.version.exec", d.External.Version.Exec, []string{"built-cli", "version", "{addr}"}},
@@ -244,6 +246,9 @@ func TestErrors(t *testing.T) {
 		{"auth placeholder", minimal + "auth: {args: ['{scope}']}\n", 7, "auth.args.0", "unknown placeholder {scope}"},
 		{"users without add", minimal + "users: {revoke: [r], authenticate: [a], try_write: [w], try_admin: [x]}\n", 7, "users.add", "is required"},
 		{"users placeholder", minimal + "users: {add: ['{nam}'], revoke: [r], authenticate: [a], try_write: [w], try_admin: [x]}\n", 7, "users.add.0", "unknown placeholder {nam}"},
+		{"new_name outside add_credentials", minimal + "users: {add: [a], revoke: ['{new_name}'], authenticate: [a], try_write: [w], try_admin: [x]}\n", 7, "users.revoke.0", "unknown placeholder {new_name}"},
+		{"add_credentials_user placeholder", minimal + "users: {add: [a], add_credentials: ['{new_name}'], add_credentials_user: '{scope}-next', revoke: [r], authenticate: [a], try_write: [w], try_admin: [x]}\n", 7, "users.add_credentials_user", "unknown placeholder {scope}"},
+		{"add_credentials_user without add_credentials", minimal + "users: {add: [a], add_credentials_user: '{name}-next', revoke: [r], authenticate: [a], try_write: [w], try_admin: [x]}\n", 7, "users.add_credentials_user", "goes with users.add_credentials"},
 		{"scope config placeholder", minimal + "users: {add: [a], revoke: [r], authenticate: [a], try_write: [w], try_admin: [x], scope_config: {s: '{name}'}}\n", 7, "users.scope_config.s", "unknown placeholder {name}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

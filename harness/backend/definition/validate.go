@@ -25,6 +25,11 @@ var (
 	ExternalVars = []string{"host", "port", "addr", "user", "password", "token"}
 	// UserVars may appear in Users commands.
 	UserVars = []string{"host", "port", "addr", "user", "password", "name", "secret", "scope"}
+	// AddCredentialsVars may appear in Users.AddCredentials: UserVars and
+	// the new credentials' username.
+	AddCredentialsVars = append(slices.Clone(UserVars), "new_name")
+	// NameVars may appear in Users.AddCredentialsUser.
+	NameVars = []string{"name"}
 	// ScopeVars may appear in Users.ScopeConfig.
 	ScopeVars = []string{"scope"}
 )
@@ -250,15 +255,25 @@ func (d *Definition) validate(root *yaml.Node) error {
 			name     string
 			cmd      []string
 			required bool
+			vars     []string
 		}{
-			{"add", u.Add, true}, {"add_credentials", u.AddCredentials, false}, {"revoke", u.Revoke, true},
-			{"authenticate", u.Authenticate, true}, {"try_write", u.TryWrite, true}, {"try_admin", u.TryAdmin, true},
-			{"suspend", u.Suspend, false}, {"restore", u.Restore, false},
+			{"add", u.Add, true, UserVars}, {"add_credentials", u.AddCredentials, false, AddCredentialsVars},
+			{"revoke", u.Revoke, true, UserVars}, {"authenticate", u.Authenticate, true, UserVars},
+			{"try_write", u.TryWrite, true, UserVars}, {"try_admin", u.TryAdmin, true, UserVars},
+			{"suspend", u.Suspend, false, UserVars}, {"restore", u.Restore, false, UserVars},
 		} {
 			if c.required && len(c.cmd) == 0 {
 				v.fail("users."+c.name, "is required: a command (exit 0 means it succeeded)")
 			}
-			v.strings("users."+c.name, c.cmd, UserVars)
+			v.strings("users."+c.name, c.cmd, c.vars)
+		}
+		if u.AddCredentialsUser != "" {
+			if len(u.AddCredentials) == 0 {
+				v.fail("users.add_credentials_user", "goes with users.add_credentials, which is missing")
+			}
+			if _, err := Render(u.AddCredentialsUser, varsOf(NameVars)); err != nil {
+				v.fail("users.add_credentials_user", "%v (allowed here: %s)", err, braces(NameVars))
+			}
 		}
 		v.stringMap("users.scope_config", u.ScopeConfig, ScopeVars)
 	}
