@@ -1,0 +1,37 @@
+package keyvalue
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	"github.com/prism-suite/prism/suites/fixture"
+)
+
+// describeMutationGaps holds specs the mutation run (task mutation,
+// docs/mutation-survivors.md) found missing: each kills a mutant of a
+// reference plugin or the SDK that passed every other spec.
+func describeMutationGaps(sess func() *session) {
+	Context("ttl", basic, ttl, func() {
+		var s *session
+		BeforeEach(func() { s = sess() })
+
+		// The SDK's minimum TTL at its edge: "ttl < time.Millisecond" mutated
+		// to "<=" refused 1 ms and passed the rest of the suite.
+		It("accepts a TTL of exactly one millisecond, the shortest there is, and expires the key after it", func() {
+			k := s.key("one-millisecond")
+			s.track(k)
+			_, err := s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: k, Value: []byte("v"), Ttl: durationpb.New(time.Millisecond)})
+			Expect(err).NotTo(HaveOccurred(), "Set with a TTL of 1ms")
+			done := time.Now()
+			_, err = s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: k, Value: []byte("v"), Ttl: durationpb.New(time.Millisecond - time.Microsecond)})
+			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "ttl"), "Set with a TTL of 999µs")
+			waitPast(done.Add(time.Millisecond + expiryMargin))
+			s.ExpectMissing(k)
+		})
+	})
+}
