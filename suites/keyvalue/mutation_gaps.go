@@ -1,6 +1,7 @@
 package keyvalue
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -32,6 +33,28 @@ func describeMutationGaps(sess func() *session) {
 			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "ttl"), "Set with a TTL of 999µs")
 			waitPast(done.Add(time.Millisecond + expiryMargin))
 			s.ExpectMissing(k)
+		})
+	})
+
+	Context("scan", basic, scan, func() {
+		var s *session
+		BeforeEach(func() { s = sess() })
+
+		// The SDK's prefix limit at its edge: "len(prefix) > MaxKeyBytes"
+		// mutated to ">=" refused a prefix as long as the longest key and
+		// passed the rest of the suite.
+		It("scans with a prefix of exactly max_key_bytes, finding the key that long, and rejects a longer prefix naming the prefix", func() {
+			limit := int(s.fx.Description.GetLimits().GetMaxKeyBytes())
+			Expect(limit).To(BeNumerically(">", len(s.prefix)), "Describe must declare limits.max_key_bytes")
+			atLimit := s.prefix + strings.Repeat("p", limit-len(s.prefix))
+			s.MustSet(atLimit, []byte("longest"))
+			resp, err := s.kv.Scan(s.ctx(), &keyvaluev1.ScanRequest{Prefix: atLimit, PageSize: 10, IncludeValues: true})
+			Expect(err).NotTo(HaveOccurred(), "Scan with a prefix of %d bytes, the declared max_key_bytes", limit)
+			Expect(resp.GetEntries()).To(HaveLen(1), "entries for a prefix that is a whole key")
+			Expect(resp.GetEntries()[0].GetKey()).To(Equal(atLimit))
+			Expect(resp.GetEntries()[0].GetValue()).To(Equal([]byte("longest")))
+			_, err = s.kv.Scan(s.ctx(), &keyvaluev1.ScanRequest{Prefix: atLimit + "p", PageSize: 10})
+			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "prefix"), "Scan with a prefix of %d bytes", limit+1)
 		})
 	})
 }
