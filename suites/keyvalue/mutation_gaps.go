@@ -57,4 +57,27 @@ func describeMutationGaps(sess func() *session) {
 			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "prefix"), "Scan with a prefix of %d bytes", limit+1)
 		})
 	})
+
+	Context("batch", basic, batch, func() {
+		var s *session
+		BeforeEach(func() { s = sess() })
+
+		// The SDK's key check of BatchGet and BatchDelete: "err != nil"
+		// mutated to "== nil" in validateKeys let every key after a valid
+		// first one through unchecked and passed the rest of the suite.
+		It("rejects an empty or over-long key after a valid one in BatchGet and BatchDelete with InvalidArgument naming it", func() {
+			limit := int(s.fx.Description.GetLimits().GetMaxKeyBytes())
+			Expect(limit).To(BeNumerically(">", 0), "Describe must declare limits.max_key_bytes")
+			good := s.key("good")
+			s.MustSet(good, []byte("kept"))
+			for _, bad := range []string{"", s.prefix + strings.Repeat("k", limit+1-len(s.prefix))} {
+				keys := []string{good, bad}
+				_, err := s.kv.BatchGet(s.ctx(), &keyvaluev1.BatchGetRequest{Keys: keys})
+				Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "keys[1]"), "BatchGet with a key of %d bytes second", len(bad))
+				_, err = s.kv.BatchDelete(s.ctx(), &keyvaluev1.BatchDeleteRequest{Keys: keys})
+				Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "keys[1]"), "BatchDelete with a key of %d bytes second", len(bad))
+			}
+			Expect(s.MustGet(good)).To(Equal([]byte("kept")), "a refused BatchDelete must delete nothing")
+		})
+	})
 }
