@@ -31,8 +31,12 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,8 +50,9 @@ import (
 const OracleTest = "TestMutationOracle"
 
 // coverDir is where the plugin processes write their coverage counters
-// (GOCOVERDIR), set by Main when the test binary runs under -cover.
-var coverDir string
+// (GOCOVERDIR), set by Main when the test binary runs under -cover; coverPkg
+// is the package the oracle covers, set by Oracle.
+var coverDir, coverPkg string
 
 // Main is a TestMain for a package's oracle. It runs only [OracleTest] (unless
 // -run says otherwise), stops the suite at its first failed spec
@@ -118,6 +123,7 @@ func Oracle(t *testing.T, tg Target) {
 	args := []string{"build", "-o", plugin}
 	var env []string
 	if coverDir != "" {
+		coverPkg = tg.CoverPkg
 		args = append(args, "-cover", "-covermode="+testing.CoverMode(), "-coverpkg="+tg.CoverPkg+","+tg.Main)
 		env = append(env, "GOCOVERDIR="+coverDir)
 	}
@@ -174,10 +180,21 @@ func mergeCoverage(dir string) error {
 		return fmt.Errorf("read plugin coverage: %w", err)
 	}
 	var lines bytes.Buffer
+	covered := map[string][]block{} // file name in the package dir -> blocks run
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "mode:") {
-			lines.WriteString(line + "\n")
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "mode:") {
+			continue
+		}
+		lines.WriteString(line + "\n")
+		if b, file, ok := parseBlock(line); ok && b.count > 0 && coverPkg != "" && path.Dir(file) == coverPkg {
+			covered[path.Base(file)] = append(covered[path.Base(file)], b)
+		}
+	}
+	for file, blocks := range covered {
+		for _, b := range caseBlocks(file, blocks) {
+			fmt.Fprintf(&lines, "%s/%s:%d.%d,%d.%d 0 1\n", coverPkg, file, b.startLine, b.startCol, b.endLine, b.endCol)
 		}
 	}
 	out, err := os.OpenFile(profile, os.O_APPEND|os.O_WRONLY, 0)
@@ -189,4 +206,69 @@ func mergeCoverage(dir string) error {
 		return fmt.Errorf("append plugin coverage: %w", err)
 	}
 	return out.Close()
+}
+
+// block is a covered block of a cover profile.
+type block struct{ startLine, startCol, endLine, endCol, count int }
+
+func (b block) contains(line, col int) bool {
+	return (line > b.startLine || line == b.startLine && col >= b.startCol) &&
+		(line < b.endLine || line == b.endLine && col <= b.endCol)
+}
+
+// parseBlock parses a profile line "file:l.c,l.c stmts count".
+func parseBlock(line string) (block, string, bool) {
+	var b block
+	var stmts int
+	i := strings.LastIndex(line, ":")
+	if i < 0 {
+		return b, "", false
+	}
+	if _, err := fmt.Sscanf(line[i+1:], "%d.%d,%d.%d %d %d", &b.startLine, &b.startCol, &b.endLine, &b.endCol, &stmts, &b.count); err != nil {
+		return b, "", false
+	}
+	return b, line[:i], true
+}
+
+// caseBlocks returns blocks for the case expressions of the switches in file
+// (in the current dir) that ran. Go's cover profile has no block for a case
+// expression ("case n > max:"), only for the clause's body, so gremlins
+// reports every mutant of one NOT COVERED and never runs it. A switch's
+// cases are evaluated in order until one matches, so the expression of
+// clause i ran when the body of clause i or of any later clause ran.
+func caseBlocks(file string, covered []block) []block {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, file, nil, 0)
+	if err != nil {
+		return nil
+	}
+	ran := func(from, to token.Pos) bool { // a covered block starts within [from, to]
+		a, z := fset.Position(from), fset.Position(to)
+		for _, b := range covered {
+			after := b.startLine > a.Line || b.startLine == a.Line && b.startCol >= a.Column
+			before := b.startLine < z.Line || b.startLine == z.Line && b.startCol <= z.Column
+			if after && before {
+				return true
+			}
+		}
+		return false
+	}
+	var out []block
+	ast.Inspect(f, func(n ast.Node) bool {
+		sw, ok := n.(*ast.SwitchStmt)
+		if !ok {
+			return true
+		}
+		later := false
+		for i := len(sw.Body.List) - 1; i >= 0; i-- {
+			cc := sw.Body.List[i].(*ast.CaseClause)
+			later = later || ran(cc.Colon, cc.End())
+			if later && len(cc.List) > 0 {
+				a, z := fset.Position(cc.Case), fset.Position(cc.Colon)
+				out = append(out, block{startLine: a.Line, startCol: a.Column, endLine: z.Line, endCol: z.Column, count: 1})
+			}
+		}
+		return true
+	})
+	return out
 }
