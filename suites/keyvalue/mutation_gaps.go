@@ -56,6 +56,25 @@ func describeMutationGaps(sess func() *session) {
 			_, err = s.kv.Scan(s.ctx(), &keyvaluev1.ScanRequest{Prefix: atLimit + "p", PageSize: 10})
 			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "prefix"), "Scan with a prefix of %d bytes", limit+1)
 		})
+
+		// The SDK's page size check at its edges: "size < 0" mutated to
+		// "<= 0" refused the default page size (0, unset), "size > max"
+		// mutated to ">=" refused a page of exactly max_page_size; both
+		// passed the rest of the suite.
+		It("takes an unset page_size (a default page) and one of exactly max_page_size, and rejects a larger one naming page_size", func() {
+			limit := s.fx.Description.GetLimits().GetMaxPageSize()
+			Expect(limit).To(BeNumerically(">", 0), "Describe must declare limits.max_page_size")
+			k := s.key("paged/one")
+			s.MustSet(k, []byte("v"))
+			for _, size := range []int32{0, int32(limit)} {
+				resp, err := s.kv.Scan(s.ctx(), &keyvaluev1.ScanRequest{Prefix: s.key("paged/"), PageSize: size})
+				Expect(err).NotTo(HaveOccurred(), "Scan with page_size %d (max_page_size %d)", size, limit)
+				Expect(resp.GetEntries()).To(HaveLen(1), "Scan with page_size %d", size)
+				Expect(resp.GetEntries()[0].GetKey()).To(Equal(k))
+			}
+			_, err := s.kv.Scan(s.ctx(), &keyvaluev1.ScanRequest{Prefix: s.key("paged/"), PageSize: int32(limit) + 1})
+			Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "page_size"), "Scan with page_size %d", limit+1)
+		})
 	})
 
 	Context("batch", basic, batch, func() {
