@@ -21,11 +21,14 @@ func describeMutationGaps(sess func() *session) {
 
 		// The SDK's name check at its edges: "len(name) > MaxNameBytes"
 		// mutated to ">=" refused a 128-byte name, and "i >= 0" mutated to
-		// "i > 0" let an invalid first byte through; both passed the rest of
-		// the suite.
-		It("accepts a queue group name of exactly 128 bytes and rejects one whose first byte is invalid, naming the queue group", func() {
-			_, err := s.subscribe(&pubsubv1.Subscription{Topic: s.topic("q"), QueueGroup: strings.Repeat("g", 128)})
-			Expect(err).NotTo(HaveOccurred(), "a queue group name of 128 bytes")
+		// "i > 0" let an invalid first byte through, and each "c >= 'a'"-like
+		// bound mutated to ">" refused a letter or digit at the edge of its
+		// range ('a', 'z', 'A', 'Z', '0', '9'); all passed the rest of the suite.
+		It("accepts a queue group name of exactly 128 bytes and one of every edge character, and rejects one whose first byte is invalid, naming the queue group", func() {
+			for _, good := range []string{strings.Repeat("g", 128), "azAZ09-_."} {
+				_, err := s.subscribe(&pubsubv1.Subscription{Topic: s.topic("q"), QueueGroup: good})
+				Expect(err).NotTo(HaveOccurred(), "queue group name %q (%d bytes)", good, len(good))
+			}
 			for _, bad := range []string{"*star", " space", ">gt"} {
 				_, err := s.subscribe(&pubsubv1.Subscription{Topic: s.topic("q"), QueueGroup: bad})
 				Expect(err).To(fixture.HaveCodeNaming(codes.InvalidArgument, "queue_group"), "queue group %q", bad)
