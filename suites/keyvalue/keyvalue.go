@@ -52,6 +52,7 @@ func Register(p fixture.Provider) bool {
 		describeBatch(func() *session { return s })
 		describeFaults(func() *session { return s })
 		describeContention(func() *session { return s })
+		describeMutationGaps(func() *session { return s })
 	})
 }
 
