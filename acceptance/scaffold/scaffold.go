@@ -25,6 +25,8 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+
+	pythonmemstore "github.com/prism-suite/prism/backends/python-memstore"
 )
 
 //go:embed all:templates
@@ -127,6 +129,33 @@ func Write(o Options) ([]string, error) {
 		written = append(written, rel)
 		return nil
 	})
+	if err == nil && o.Lang == "python" {
+		// The protocol layer and generated code of backends/python-memstore,
+		// as they are there.
+		err = fs.WalkDir(pythonmemstore.Kit, ".", func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+				return err
+			case d.IsDir() && d.Name() == "__pycache__":
+				return fs.SkipDir
+			case d.IsDir():
+				return nil
+			}
+			b, err := pythonmemstore.Kit.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			dst := filepath.Join(o.Dir, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				return err
+			}
+			written = append(written, p)
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("new-plugin: write %s: %w", o.Dir, err)
 	}
