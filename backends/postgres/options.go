@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -252,76 +250,19 @@ func name(field string, v any) (string, error) {
 	return s, nil
 }
 
+// The config field readers are the SDK's.
+
 func address(field string, v any) (string, error) {
-	s, ok := v.(string)
-	if !ok {
-		return "", sdk.InvalidConfig(field, "must be a string host:port, got %s", describe(v))
-	}
-	if s == "" {
-		return "", sdk.InvalidConfig(field, "is required: the PostgreSQL server as host:port, e.g. \"127.0.0.1:5432\"")
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", sdk.InvalidConfig(field, "must be host:port, got %q", s)
-	}
-	if host == "" {
-		return "", sdk.InvalidConfig(field, "has no host in %q; write e.g. \"127.0.0.1%s\"", s, s)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", sdk.InvalidConfig(field, "has port %q; want a number from 1 to 65535", port)
-	}
-	return s, nil
+	return sdk.ConfigAddress(field, v, "the PostgreSQL server", "127.0.0.1:5432")
 }
 
-func intField(field string, v any, lo, hi int, want string) (int, error) {
-	var n int64
-	switch x := v.(type) {
-	case float64:
-		if x != float64(int64(x)) {
-			return 0, sdk.InvalidConfig(field, "must be %s, got %v", want, x)
-		}
-		n = int64(x)
-	case int:
-		n = int64(x)
-	case int64:
-		n = x
-	default:
-		return 0, sdk.InvalidConfig(field, "must be %s, got %s", want, describe(v))
-	}
-	if n < int64(lo) || n > int64(hi) {
-		return 0, sdk.InvalidConfig(field, "must be %s, got %d", want, n)
-	}
-	return int(n), nil
-}
+var (
+	intField = sdk.ConfigInt
+	describe = sdk.DescribeConfigValue
+)
 
 func duration(field string, v any, zeroOK bool) (time.Duration, error) {
-	s, ok := v.(string)
-	if !ok {
-		return 0, sdk.InvalidConfig(field, "must be a duration string such as \"1s\" or \"500ms\", got %s", describe(v))
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 || (d == 0 && !zeroOK) {
-		return 0, sdk.InvalidConfig(field, "must be a positive duration such as \"1s\" or \"500ms\", got %q", s)
-	}
-	return d, nil
-}
-
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return fmt.Sprintf("boolean %v", x)
-	case float64, int, int64:
-		return fmt.Sprintf("number %v", x)
-	case string:
-		return fmt.Sprintf("string %q", x)
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
+	return sdk.ConfigDuration(field, v, zeroOK)
 }
 
 // TableFor is the table a plugin of namespace ns uses when the config names
