@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# ci/certify.sh: every certification run of `task certify`, JOBS at a time.
+#
+# Each run is one `task accept ...` (so what a run does is said in one place,
+# the Taskfile's accept task); runs start longest first, each writes its output
+# to out/accept/logs/<n>.log, and the whole log of a run is printed in one piece
+# when it ends (never two runs' lines interleaved), after a line saying its exit
+# code and time. Every run runs, whatever the others do. The exit code is the
+# worst of the runs' and of the merged matrix's (1 > 2 > 64 > 0; a run killed by a
+# signal counts as 2).
+#
+# Environment: TASK_EXE (the task binary; the Taskfile passes its own),
+# CERTIFY_JOBS (runs at once, default 3: a run waits on its plugin, TTLs and
+# deliveries much of its time, so on two cores three at once keep both busy).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+task=${TASK_EXE:-go tool task}
+jobs=${CERTIFY_JOBS:-3}
+case "$jobs" in '' | *[!0-9]* | 0) echo "ci/certify.sh: CERTIFY_JOBS=$jobs is not a positive number" >&2; exit 64 ;; esac
+
+# The runs, longest first (measured on a 2-core machine), as `task accept` arguments.
+runs=(
+	'BACKEND=redis VIA=both'
+	'BACKEND=nats VIA=both'
+	'PATTERN=registry SLOTS="memstore+memstore redis+nats"'
+	'BACKEND=postgres VIA=both'
+	# The Python plugin (backends/python-memstore: Debian's python3-grpcio and python3-protobuf)
+	'BACKEND=memstore PLUGIN=backends/python-memstore/plugin.py VIA=both REPORT_DIR=out/accept/python-memstore -- --bad-config backends/python-memstore/bad-config.yaml'
+	'BACKEND=memstore VIA=both'
+	'BACKEND=redis SUITE=auth'
+	'BACKEND=nats SUITE=auth'
+	# PostgreSQL is certified only through backends/postgres/backend.yaml (container when Docker answers, else process).
+	'BACKEND=postgres SUITE=auth'
+)
+
+rm -rf out/accept
+logs=out/accept/logs
+mkdir -p "$logs"
+lock="$logs/.print"
+: >"$lock"
+begin=$(date +%s)
+
+# one N ARGS runs task accept ARGS into logs/N.log, records its exit code in
+# logs/N.code and prints the log whole under a lock.
+one() {
+	local n=$1 args=$2 t0 code=0
+	t0=$(date +%s)
+	eval "set -- $args"
+	"$task" accept "$@" >"$logs/$n.log" 2>&1 || code=$?
+	echo "$code" >"$logs/$n.code"
+	{
+		flock 9
+		echo "==> [$(($(date +%s) - begin))s] task accept $args: exit $code after $(($(date +%s) - t0))s"
+		sed 's/^/    /' "$logs/$n.log"
+	} 9>>"$lock"
+}
+
+running=0
+n=0
+for args in "${runs[@]}"; do
+	n=$((n + 1))
+	if ((running >= jobs)); then
+		wait -n
+		running=$((running - 1))
+	fi
+	echo "==> [$(($(date +%s) - begin))s] started: task accept $args"
+	one "$n" "$args" &
+	running=$((running + 1))
+done
+wait
+
+rc=0
+# worst keeps the worst code in rc: 1 (a failure) > 2 (a harness error) > 64 (a selection error) > 0; any other
+# code (a run killed by a signal, an interrupted one) counts as a harness error.
+worst() {
+	for c in "$@"; do
+		case "$c" in 0 | 1 | 2 | 64) ;; *) c=2 ;; esac
+		case "$c:$rc" in 0:* | *:1) ;; 1:*) rc=1 ;; 2:*) rc=2 ;; *:2) ;; 64:*) rc=64 ;; esac
+	done
+}
+for i in $(seq 1 "$n"); do
+	code=$(cat "$logs/$i.code" 2>/dev/null || echo 2) # a run that left no code did not finish: a harness error
+	worst "$code"
+	[ "$code" = 0 ] || echo "==> task accept ${runs[$((i - 1))]} exited $code"
+done
+echo "==> every run of task certify ($(($(date +%s) - begin))s, $jobs at a time):"
+code=0
+bin/prism-report -o out/accept out/accept/*/report.json || code=$?
+worst "$code"
+echo "task certify: exit $rc"
+exit $rc

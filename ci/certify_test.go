@@ -1,0 +1,144 @@
+// Package ci holds no Go code: this test checks ci/certify.sh, the script
+// `task certify` (and so `task test` and CI) runs, with a stand-in task binary
+// whose runs end as the test says, and a stand-in prism-report.
+package ci_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// fakeTask stands in for `task accept ARGS`: it prints three lines naming its
+// arguments (with pauses, so runs overlap), then exits with the code the
+// environment gives for those arguments (FAKE_<n>=code, n being the run's
+// position in certify.sh's list), or is killed before it writes its code.
+const fakeTask = `#!/usr/bin/env bash
+shift # "accept"
+args="$*"
+for i in 1 2 3; do echo "line $i of [$args]"; sleep 0.05; done
+echo "$args" >>"$FAKE_DIR/ran"
+code=0
+while IFS='|' read -r k v; do [ "$args" = "$k" ] && code=$v; done <"$FAKE_DIR/codes"
+[ "$code" = killed ] && kill -9 $$
+exit "$code"
+`
+
+const fakeReport = `#!/usr/bin/env bash
+echo "matrix of $# reports"
+exit "${FAKE_REPORT_CODE:-0}"
+`
+
+// certify runs a copy of ci/certify.sh with the stand-ins; codes maps a run's
+// task arguments (as the script passes them, after word splitting) to its exit
+// code or "killed".
+func certify(t *testing.T, jobs string, codes map[string]string, reportCode string) (string, int) {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"ci", "bin", "fake"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script, err := os.ReadFile("certify.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, text string) {
+		if err := os.WriteFile(filepath.Join(root, path), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ci/certify.sh", string(script))
+	write("fake/task", fakeTask)
+	write("bin/prism-report", fakeReport)
+	var lines []string
+	for k, v := range codes {
+		lines = append(lines, k+"|"+v)
+	}
+	write("fake/codes", strings.Join(lines, "\n")+"\n")
+	cmd := exec.Command("bash", filepath.Join(root, "ci/certify.sh"))
+	cmd.Env = append(os.Environ(), "TASK_EXE="+filepath.Join(root, "fake/task"), "FAKE_DIR="+filepath.Join(root, "fake"),
+		"CERTIFY_JOBS="+jobs, "FAKE_REPORT_CODE="+reportCode)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	ran, _ := os.ReadFile(filepath.Join(root, "fake/ran"))
+	t.Logf("ran:\n%s", ran)
+	return string(out), code
+}
+
+const (
+	nats     = "BACKEND=nats VIA=both"
+	registry = "PATTERN=registry SLOTS=memstore+memstore redis+nats"
+	memstore = "BACKEND=memstore VIA=both"
+	pgAuth   = "BACKEND=postgres SUITE=auth"
+)
+
+func TestCertifyExitsWithTheWorstCode(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		codes      map[string]string
+		reportCode string
+		want       int
+	}{
+		{"every run certified", nil, "0", 0},
+		{"one run failed", map[string]string{nats: "1"}, "0", 1},
+		{"a failure outranks a harness error and a selection error", map[string]string{memstore: "2", registry: "64", pgAuth: "1"}, "0", 1},
+		{"a harness error outranks a selection error", map[string]string{memstore: "64", nats: "2"}, "0", 2},
+		{"a selection error alone", map[string]string{registry: "64"}, "0", 64},
+		{"a run killed before it ended is a harness error", map[string]string{nats: "killed"}, "0", 2},
+		{"the merged matrix's failure counts", nil, "1", 1},
+		{"the last run's failure counts", map[string]string{pgAuth: "1"}, "0", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := certify(t, "3", tc.codes, tc.reportCode)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d\n%s", code, tc.want, out)
+			}
+			if !strings.Contains(out, "task certify: exit ") {
+				t.Fatalf("no final line:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestCertifyRunsEveryRunAndPrintsEachLogWhole(t *testing.T) {
+	out, code := certify(t, "3", map[string]string{memstore: "1"}, "0")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	// Every run of the list ran, each printed its three lines together,
+	// under the line with its exit code.
+	started := regexp.MustCompile(`(?m)^==> \[\d+s\] started: task accept (.*)$`).FindAllStringSubmatch(out, -1)
+	if len(started) != 9 {
+		t.Fatalf("%d runs started, want 9:\n%s", len(started), out)
+	}
+	for _, s := range started {
+		args := s[1]
+		seen := regexp.QuoteMeta(strings.ReplaceAll(args, `"`, "")) // as the run sees them, after word splitting
+		want := regexp.QuoteMeta("task accept "+args+": exit ") + `\d+ after \d+s\n` +
+			`    line 1 of \[` + seen + `\]\n    line 2 of \[` + seen + `\]\n    line 3 of \[` + seen + `\]\n`
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("the log of %q is not printed whole under its exit line:\n%s", args, out)
+		}
+	}
+	if !strings.Contains(out, "==> task accept BACKEND=memstore VIA=both exited 1") {
+		t.Errorf("the failed run is not named at the end:\n%s", out)
+	}
+}
+
+func TestCertifyRefusesABadJobCount(t *testing.T) {
+	for _, jobs := range []string{"0", "x", "-1"} {
+		if out, code := certify(t, jobs, nil, "0"); code != 64 || !strings.Contains(out, "CERTIFY_JOBS") {
+			t.Errorf("CERTIFY_JOBS=%s: exit %d, want 64 naming CERTIFY_JOBS:\n%s", jobs, code, out)
+		}
+	}
+}
