@@ -325,19 +325,18 @@ func (dp *defProcess) signal(sig syscall.Signal) error {
 	}
 	if sig == syscall.SIGSTOP {
 		for _, pid := range kids {
-			if err := waitStopped(pid, dp.timeout); err != nil {
+			if err := WaitStopped(pid, dp.timeout); err != nil {
 				return err
 			}
 		}
 		// The signal is delivered asynchronously: a server thread may
 		// still answer a request sent right after kill(2) returns. Wait
 		// until the kernel shows the process stopped.
-		return waitStopped(dp.cmd.Process.Pid, dp.timeout)
+		return WaitStopped(dp.cmd.Process.Pid, dp.timeout)
 	}
 	return nil
 }
 
-// waitStopped polls /proc until process pid is in state T (stopped).
 // descendants lists the processes below pid, read from /proc (none
 // without /proc).
 func descendants(pid int) []int {
@@ -371,24 +370,6 @@ func descendants(pid int) []int {
 		queue = append(queue, children[queue[0]]...)
 	}
 	return out
-}
-
-func waitStopped(pid int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return nil // no /proc: nothing to wait on
-		}
-		// pid (comm) STATE ...; comm may hold spaces and parentheses.
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return harnessErr("pause server: process %d not stopped after %s", pid, timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // Close kills the server and removes its dir.

@@ -211,6 +211,11 @@ func (p *processInstance) signal(sig syscall.Signal, paused bool) error {
 		return harnessErr("signal %s server: %w", p.kind, err)
 	}
 	p.paused = paused
+	if sig == syscall.SIGSTOP {
+		// SIGSTOP takes effect asynchronously: a server thread may still
+		// answer a command sent right after kill(2) returns.
+		return WaitStopped(p.cmd.Process.Pid, 5*time.Second)
+	}
 	return nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/reference/auth"
 	refproxy "github.com/prism-suite/prism/reference/proxy"
@@ -470,7 +471,8 @@ func (p *Proxy) PluginHealth(ctx context.Context, ns string) (string, error) {
 	return "", fmt.Errorf("read plugin health of %q: no such namespace", ns)
 }
 
-// SignalPlugin sends sig to the plugin process serving ns and returns its pid.
+// SignalPlugin sends sig to the plugin process serving ns and returns its pid;
+// for SIGSTOP it returns once every thread of the plugin has stopped.
 func (p *Proxy) SignalPlugin(ctx context.Context, ns string, sig syscall.Signal) (int, error) {
 	pid, err := p.PluginPID(ctx, ns)
 	if err != nil {
@@ -478,6 +480,10 @@ func (p *Proxy) SignalPlugin(ctx context.Context, ns string, sig syscall.Signal)
 	}
 	if err := syscall.Kill(pid, sig); err != nil {
 		return pid, fmt.Errorf("signal plugin %d: %w", pid, err)
+	}
+	if sig == syscall.SIGSTOP {
+		// Until every thread has stopped, a call sent now may still be answered.
+		return pid, backend.WaitStopped(pid, 5*time.Second)
 	}
 	return pid, nil
 }

@@ -2,6 +2,7 @@ package keyvalue
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -163,6 +164,18 @@ func describeBasic(sess func() *session) {
 				keys[i] = s.key(fmt.Sprintf("client-%04d", i))
 			}
 			s.track(keys...)
+			// Each call may wait behind the other clients' calls: a correct
+			// plugin that serves one call at a time, at the latency measured
+			// now, answers the last of them after clients × that latency. So
+			// the deadline is twice that when it exceeds the call timeout (a
+			// slow plugin on a loaded machine is not a wrong one), at most
+			// four call timeouts (a plugin that hangs still fails).
+			deadline := max(s.fx.Timeouts.Call, min(2*clients*s.setLatency(keys[0]), 4*s.fx.Timeouts.Call))
+			ctx := func() context.Context {
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				_ = cancel // released at the deadline
+				return ctx
+			}
 			var wg sync.WaitGroup
 			errs := make(chan error, clients)
 			for i := range clients {
@@ -171,13 +184,13 @@ func describeBasic(sess func() *session) {
 					defer wg.Done()
 					for r := range rounds {
 						want := []byte(fmt.Sprintf("%d/%d", i, r))
-						if _, err := s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: keys[i], Value: want}); err != nil {
-							errs <- fmt.Errorf("client %d round %d: Set: %w", i, r, err)
+						if _, err := s.kv.Set(ctx(), &keyvaluev1.SetRequest{Key: keys[i], Value: want}); err != nil {
+							errs <- fmt.Errorf("client %d round %d: Set (deadline %s): %w", i, r, deadline, err)
 							return
 						}
-						got, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: keys[i]})
+						got, err := s.kv.Get(ctx(), &keyvaluev1.GetRequest{Key: keys[i]})
 						if err != nil {
-							errs <- fmt.Errorf("client %d round %d: Get: %w", i, r, err)
+							errs <- fmt.Errorf("client %d round %d: Get (deadline %s): %w", i, r, deadline, err)
 							return
 						}
 						if !bytes.Equal(got.GetValue(), want) {

@@ -222,6 +222,20 @@ func (s *session) unaidedLatency() time.Duration {
 	return slowest
 }
 
+// setLatency returns the slowest of five Sets of key, one at a time: how
+// long one write through the plugin and its backend takes on this machine now.
+func (s *session) setLatency(key string) time.Duration {
+	GinkgoHelper()
+	var slowest time.Duration
+	for range 5 {
+		t := time.Now()
+		_, err := s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: key, Value: []byte("latency")})
+		Expect(err).NotTo(HaveOccurred(), "Set, to measure call latency")
+		slowest = max(slowest, time.Since(t))
+	}
+	return slowest
+}
+
 // inflight reads the plugin's calls in flight from health details (-1: not
 // reported); a reported value that is not a count fails the spec.
 func inflight(h *lifecyclev1.HealthCheckResponse) int64 {
