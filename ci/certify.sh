@@ -47,7 +47,8 @@ one() {
 	local n=$1 args=$2 t0 code=0
 	t0=$(date +%s)
 	eval "set -- $args"
-	"$task" accept "$@" >"$logs/$n.log" 2>&1 || code=$?
+	# -x: task's own exit code for a failed command is 201; the run's code is what counts.
+	"$task" -x accept "$@" >"$logs/$n.log" 2>&1 || code=$?
 	echo "$code" >"$logs/$n.code"
 	{
 		flock 9
@@ -64,7 +65,10 @@ for args in "${runs[@]}"; do
 		wait -n
 		running=$((running - 1))
 	fi
-	echo "==> [$(($(date +%s) - begin))s] started: task accept $args"
+	{
+		flock 9
+		echo "==> [$(($(date +%s) - begin))s] started: task accept $args"
+	} 9>>"$lock"
 	one "$n" "$args" &
 	running=$((running + 1))
 done

@@ -12,11 +12,13 @@ import (
 	"testing"
 )
 
-// fakeTask stands in for `task accept ARGS`: it prints three lines naming its
+// fakeTask stands in for `task [-x] accept ARGS`: it prints three lines naming its
 // arguments (with pauses, so runs overlap), then exits with the code the
 // environment gives for those arguments (FAKE_<n>=code, n being the run's
 // position in certify.sh's list), or is killed before it writes its code.
 const fakeTask = `#!/usr/bin/env bash
+passthrough=0
+[ "$1" = -x ] && { passthrough=1; shift; }
 shift # "accept"
 args="$*"
 for i in 1 2 3; do echo "line $i of [$args]"; sleep 0.05; done
@@ -24,6 +26,8 @@ echo "$args" >>"$FAKE_DIR/ran"
 code=0
 while IFS='|' read -r k v; do [ "$args" = "$k" ] && code=$v; done <"$FAKE_DIR/codes"
 [ "$code" = killed ] && kill -9 $$
+# Like task: a failed command makes it exit 201 unless -x passes its code through.
+[ "$code" != 0 ] && [ "$passthrough" = 0 ] && exit 201
 exit "$code"
 `
 
