@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# ci/certify.sh: every certification run of `task certify`, JOBS at a time.
+# ci/certify.sh [RUN ...]: `task accept` runs, JOBS at a time, one matrix of all.
 #
-# Each run is one `task accept ...` (so what a run does is said in one place,
-# the Taskfile's accept task); runs start longest first, each writes its output
-# to out/accept/logs/<n>.log, and the whole log of a run is printed in one piece
-# when it ends (never two runs' lines interleaved), after a line saying its exit
-# code and time. Every run runs, whatever the others do. The exit code is the
-# worst of the runs' and of the merged matrix's (1 > 2 > 64 > 0; a run killed by a
-# signal counts as 2).
+# Each RUN is the arguments of one `task accept` (e.g. 'BACKEND=redis VIA=both';
+# quotes inside are honoured), so what a run does is said in one place, the
+# Taskfile's accept task. Without RUNs: every certification of `task certify`,
+# longest first. `task accept BACKEND=all` passes one RUN per backend.
+#
+# Each run writes its output to out/accept/logs/<n>.log, and the whole log of a
+# run is printed in one piece when it ends (never two runs' lines interleaved),
+# after a line saying its exit code and time. Every run runs, whatever the
+# others do. The reports the runs wrote are merged by prism-report into one
+# matrix (out/accept/report.html). The exit code is the worst of the runs' and
+# of the merge's (1 > 2 > 64 > 0; a run killed by a signal counts as 2).
 #
 # Environment: TASK_EXE (the task binary; the Taskfile passes its own),
 # CERTIFY_JOBS (runs at once, default 3: a run waits on its plugin, TTLs and
@@ -19,8 +23,8 @@ task=${TASK_EXE:-go tool task}
 jobs=${CERTIFY_JOBS:-3}
 case "$jobs" in '' | *[!0-9]* | 0) echo "ci/certify.sh: CERTIFY_JOBS=$jobs is not a positive number" >&2; exit 64 ;; esac
 
-# The runs, longest first (measured on a 2-core machine), as `task accept` arguments.
-runs=(
+# task certify's runs, longest first (measured on a 2-core machine).
+certify=(
 	'BACKEND=redis VIA=both'
 	'BACKEND=nats VIA=both'
 	'PATTERN=registry SLOTS="memstore+memstore redis+nats"'
@@ -33,9 +37,10 @@ runs=(
 	# PostgreSQL is certified only through backends/postgres/backend.yaml (container when Docker answers, else process).
 	'BACKEND=postgres SUITE=auth'
 )
+if (($#)); then runs=("$@"); else runs=("${certify[@]}"); fi
 
-rm -rf out/accept
 logs=out/accept/logs
+rm -rf "$logs"
 mkdir -p "$logs"
 lock="$logs/.print"
 : >"$lock"
@@ -88,9 +93,17 @@ for i in $(seq 1 "$n"); do
 	worst "$code"
 	[ "$code" = 0 ] || echo "==> task accept ${runs[$((i - 1))]} exited $code"
 done
-echo "==> every run of task certify ($(($(date +%s) - begin))s, $jobs at a time):"
+echo "==> every run ($n in $(($(date +%s) - begin))s, $jobs at a time):"
+# The reports written by these runs (a run that failed before writing one is
+# counted by its exit code above).
+mapfile -t reports < <(find out/accept -mindepth 2 -maxdepth 2 -name report.json -newer "$lock" | sort)
 code=0
-bin/prism-report -o out/accept out/accept/*/report.json || code=$?
+if ((${#reports[@]})); then
+	bin/prism-report -o out/accept "${reports[@]}" || code=$?
+else
+	echo "no run wrote a report"
+	code=2
+fi
 worst "$code"
 echo "task certify: exit $rc"
 exit $rc

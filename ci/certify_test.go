@@ -4,12 +4,14 @@
 package ci_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeTask stands in for `task [-x] accept ARGS`: it prints three lines naming its
@@ -26,20 +28,26 @@ echo "$args" >>"$FAKE_DIR/ran"
 code=0
 while IFS='|' read -r k v; do [ "$args" = "$k" ] && code=$v; done <"$FAKE_DIR/codes"
 [ "$code" = killed ] && kill -9 $$
+if [ "$code" = noreport ]; then code=2; else
+	dir="out/accept/$(echo "$args" | md5sum | cut -c1-8)"
+	mkdir -p "$dir" && echo '{}' >"$dir/report.json"
+fi
 # Like task: a failed command makes it exit 201 unless -x passes its code through.
 [ "$code" != 0 ] && [ "$passthrough" = 0 ] && exit 201
 exit "$code"
 `
 
 const fakeReport = `#!/usr/bin/env bash
-echo "matrix of $# reports"
+n=0
+for a; do case "$a" in *report.json) n=$((n + 1)) ;; esac; done
+echo "matrix of $n reports"
 exit "${FAKE_REPORT_CODE:-0}"
 `
 
 // certify runs a copy of ci/certify.sh with the stand-ins; codes maps a run's
 // task arguments (as the script passes them, after word splitting) to its exit
 // code or "killed".
-func certify(t *testing.T, jobs string, codes map[string]string, reportCode string) (string, int) {
+func certify(t *testing.T, jobs string, codes map[string]string, reportCode string, runs ...string) (string, int) {
 	t.Helper()
 	root := t.TempDir()
 	for _, d := range []string{"ci", "bin", "fake"} {
@@ -64,7 +72,16 @@ func certify(t *testing.T, jobs string, codes map[string]string, reportCode stri
 		lines = append(lines, k+"|"+v)
 	}
 	write("fake/codes", strings.Join(lines, "\n")+"\n")
-	cmd := exec.Command("bash", filepath.Join(root, "ci/certify.sh"))
+	// A report of an earlier run, older than this one: never merged.
+	if err := os.MkdirAll(filepath.Join(root, "out/accept/earlier"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("out/accept/earlier/report.json", "{}")
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(root, "out/accept/earlier/report.json"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", append([]string{filepath.Join(root, "ci/certify.sh")}, runs...)...)
 	cmd.Env = append(os.Environ(), "TASK_EXE="+filepath.Join(root, "fake/task"), "FAKE_DIR="+filepath.Join(root, "fake"),
 		"CERTIFY_JOBS="+jobs, "FAKE_REPORT_CODE="+reportCode)
 	out, err := cmd.CombinedOutput()
@@ -101,14 +118,26 @@ func TestCertifyExitsWithTheWorstCode(t *testing.T) {
 		{"a run killed before it ended is a harness error", map[string]string{nats: "killed"}, "0", 2},
 		{"the merged matrix's failure counts", nil, "1", 1},
 		{"the last run's failure counts", map[string]string{pgAuth: "1"}, "0", 1},
+		{"a run that wrote no report counts by its code", map[string]string{nats: "noreport"}, "0", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			out, code := certify(t, "3", tc.codes, tc.reportCode)
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d\n%s", code, tc.want, out)
 			}
 			if !strings.Contains(out, "task certify: exit ") {
 				t.Fatalf("no final line:\n%s", out)
+			}
+			// The merge gets the report of every run that wrote one, and no older report.
+			want := 9
+			for _, c := range tc.codes {
+				if c == "noreport" || c == "killed" {
+					want--
+				}
+			}
+			if m := fmt.Sprintf("matrix of %d reports", want); !strings.Contains(out, m) {
+				t.Errorf("want %q:\n%s", m, out)
 			}
 		})
 	}
@@ -144,5 +173,23 @@ func TestCertifyRefusesABadJobCount(t *testing.T) {
 		if out, code := certify(t, jobs, nil, "0"); code != 64 || !strings.Contains(out, "CERTIFY_JOBS") {
 			t.Errorf("CERTIFY_JOBS=%s: exit %d, want 64 naming CERTIFY_JOBS:\n%s", jobs, code, out)
 		}
+	}
+}
+
+func TestCertifyRunsTheRunsItIsGiven(t *testing.T) {
+	out, code := certify(t, "3", map[string]string{"BACKEND=redis INSTANCE=embedded VIA=direct": "1"}, "0",
+		"BACKEND=memstore INSTANCE=embedded VIA=direct", "BACKEND=redis INSTANCE=embedded VIA=direct")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	if n := strings.Count(out, "started: task accept"); n != 2 || !strings.Contains(out, "matrix of 2 reports") {
+		t.Fatalf("%d runs started, want the 2 given, merged:\n%s", n, out)
+	}
+}
+
+func TestCertifyWithNoReportIsAHarnessError(t *testing.T) {
+	out, code := certify(t, "1", map[string]string{"BACKEND=memstore VIA=direct": "noreport"}, "0", "BACKEND=memstore VIA=direct")
+	if code != 2 || !strings.Contains(out, "no run wrote a report") {
+		t.Fatalf("exit %d, want 2 saying no run wrote a report:\n%s", code, out)
 	}
 }
