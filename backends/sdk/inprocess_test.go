@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +85,9 @@ func TestInProcessEncodedFrames(t *testing.T) {
 	err = conn.Invoke(ctx, "/prism.keyvalue.v1.KeyValue/Get", &frame{data: mem.BufferSlice{mem.SliceBuffer([]byte{0x0a, 0x01, 0xff})}}, &frame{})
 	if got := status.Code(err); got != codes.InvalidArgument {
 		t.Fatalf("Get with a key that is not UTF-8: got %v (%v), want InvalidArgument", got, err)
+	}
+	if !strings.Contains(status.Convert(err).Message(), "field key") {
+		t.Fatalf("Get with a key that is not UTF-8: %q does not name the field key", status.Convert(err).Message())
 	}
 
 	// authorization metadata is counted, as over a socket.

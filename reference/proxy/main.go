@@ -41,8 +41,9 @@ type Addrs struct {
 }
 
 // Main is prism-proxy: it loads the config, starts the plugins, serves until
-// SIGTERM or SIGINT, then drains and returns the exit code.
-func Main(args []string, stderr io.Writer) int {
+// SIGTERM or SIGINT, then drains and returns the exit code. opts are passed
+// to [New] (the main links its builtin drivers with [WithBuiltin]).
+func Main(args []string, stderr io.Writer, opts ...Option) int {
 	fs := flag.NewFlagSet("prism-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
@@ -76,7 +77,7 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		return 2
 	}
-	p, err := New(cfg, WithPluginStderr(stderr))
+	p, err := New(cfg, append([]Option{WithPluginStderr(stderr)}, opts...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		return 2

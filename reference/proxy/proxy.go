@@ -146,6 +146,7 @@ type Proxy struct {
 	rnd    func() float64
 
 	hosts      []*host
+	builtins   map[string]*builtin // WithBuiltin
 	namespaces map[string]*namespace
 	unary      map[string]bool // full method → unary, for the forwarded services' known methods
 	codec      rawCodec
@@ -201,6 +202,9 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	for _, o := range opts {
 		o(p)
 	}
+	if err := cfg.checkBuiltins(p.builtins); err != nil {
+		return nil, err
+	}
 	if p.stderr == nil {
 		p.stderr = os.Stderr
 	}
@@ -238,11 +242,12 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 			h := byIdentity[id]
 			if h == nil {
 				h = &host{id: id, spec: spec, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
-					stderr: &lineWriter{out: sw}}
+					stderr: &lineWriter{out: sw}, builtin: p.builtins[spec.Builtin]}
 				byIdentity[id] = h
 				p.hosts = append(p.hosts, h)
 			}
 			u := &slotUse{ns: ns, slot: s, host: h}
+			p.m.mode.WithLabelValues(ns.Name, s.Name, modeOf(h.builtin != nil)).Set(1)
 			h.uses = append(h.uses, u)
 			ns.uses = append(ns.uses, u)
 			for _, svc := range s.Services {
@@ -522,7 +527,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		return status.Error(codes.InvalidArgument, "the call has no request message")
 	}
 	if p.unary[full] {
-		err = p.forwardUnary(octx, ss, lv.conn, full, id, first)
+		err = p.forwardUnary(octx, ss, lv, full, id, first)
 	} else {
 		err = p.forwardStream(octx, ss, lv.conn, full, id, first, service)
 	}
@@ -594,11 +599,16 @@ func shortStatus(err error) error {
 }
 
 // forwardUnary forwards one request and one response.
-func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, req *frame) error {
+func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, lv *live, full, id string, req *frame) error {
 	resp := &frame{}
 	var hdr, trl metadata.MD
-	err := conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
-	req.free()
+	err := lv.conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
+	if !lv.builtin {
+		// A builtin's channel owns the request once Invoke is called: it
+		// decodes and frees it on the driver's goroutine, which may
+		// outlive a cancelled Invoke.
+		req.free()
+	}
 	if hdr == nil {
 		hdr = metadata.MD{}
 	}
@@ -623,7 +633,7 @@ var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // A stream is open-ended (a subscription), so draining does not wait for
 // it: when the proxy starts draining it cancels the upstream call and ends
 // the stream with Unavailable, as a plugin that drains does.
-func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
+func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn grpc.ClientConnInterface, full, id string, first *frame, service string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ended, forget := p.streams.add(cancel)
@@ -682,7 +692,7 @@ func (s *streamSet) endAll() int {
 }
 
 // copyStream does forwardStream's copying; cancel ends the upstream call.
-func (p *Proxy) copyStream(ctx context.Context, cancel context.CancelFunc, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
+func (p *Proxy) copyStream(ctx context.Context, cancel context.CancelFunc, ss grpc.ServerStream, conn grpc.ClientConnInterface, full, id string, first *frame, service string) error {
 	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
 	if err != nil {
 		if first != nil {
@@ -859,8 +869,12 @@ type NamespaceStatus struct {
 type SlotStatus struct {
 	Slot string `json:"slot"`
 	// Process identifies the plugin process; slots sharing it show the same.
-	Process  string `json:"process"`
-	Binary   string `json:"binary"`
+	Process string `json:"process"`
+	// Mode is "process" (a plugin binary) or "builtin" (a driver linked
+	// into the proxy, whose PID is the proxy's own).
+	Mode     string `json:"mode"`
+	Binary   string `json:"binary,omitempty"`
+	Builtin  string `json:"builtin,omitempty"`
 	Plugin   string `json:"plugin,omitempty"`
 	PID      int    `json:"pid,omitempty"`
 	State    string `json:"state"`
@@ -878,7 +892,8 @@ func (p *Proxy) Status() Status {
 		n := NamespaceStatus{Name: ns.Name, Patterns: ns.PatternList(), Serving: true}
 		for _, u := range ns.uses {
 			st, pid, restarts, lastErr, health := u.host.snapshot()
-			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
+			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Mode: modeOf(u.host.builtin != nil),
+				Binary: p.cfg.resolve(u.host.spec.Binary), Builtin: u.host.spec.Builtin, PID: pid,
 				State: string(st), Health: health, Restarts: restarts, Refused: u.refusal(), Error: lastErr}
 			if lv := u.host.cur.Load(); lv != nil {
 				ss.Plugin = lv.pluginName() + " " + lv.pluginVersion()

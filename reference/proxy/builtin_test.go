@@ -1,0 +1,247 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+
+	memstorepkg "github.com/prism-suite/prism/backends/memstore"
+	"github.com/prism-suite/prism/backends/sdk"
+	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	"github.com/prism-suite/prism/reference/proxy"
+)
+
+// watched is memstore that counts its Close calls and whose health the
+// test sets.
+type watched struct {
+	*memstorepkg.Store
+	closed  *atomic.Int32
+	sick    *atomic.Bool
+	hang    *atomic.Bool
+	authSaw *atomic.Int32
+}
+
+func (w watched) Health(ctx context.Context) sdk.Health {
+	if w.hang.Load() {
+		<-ctx.Done() // the health check times out
+		return sdk.Health{Status: sdk.Unhealthy, Message: "hung"}
+	}
+	if w.sick.Load() {
+		return sdk.Health{Status: sdk.Unhealthy, Message: "the test says so"}
+	}
+	return w.Store.Health(ctx)
+}
+
+func (w watched) Close(ctx context.Context) error {
+	w.closed.Add(1)
+	return w.Store.Close(ctx)
+}
+
+func (w watched) Get(ctx context.Context, key string) ([]byte, error) {
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("authorization")) > 0 {
+		w.authSaw.Add(1)
+	}
+	return w.Store.Get(ctx, key)
+}
+
+type builtinProbe struct {
+	closed, authSaw, started atomic.Int32
+	sick, hang               atomic.Bool
+}
+
+func (b *builtinProbe) option() proxy.Option {
+	return proxy.WithBuiltin("watched", func() sdk.Driver {
+		b.started.Add(1)
+		return watched{Store: memstorepkg.New(), closed: &b.closed, sick: &b.sick, hang: &b.hang, authSaw: &b.authSaw}
+	})
+}
+
+func startWith(t *testing.T, cfg proxy.Config, opts ...proxy.Option) (*proxy.Proxy, *grpc.ClientConn) {
+	t.Helper()
+	p, err := proxy.New(cfg, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+	})
+	conn := dial(t, p.Addr())
+	t.Cleanup(func() { conn.Close() })
+	return p, conn
+}
+
+func builtinNamespace(name, builtin string) proxy.Namespace {
+	return proxy.Namespace{Name: name, Pattern: proxy.KeyValue, Plugin: &proxy.PluginSpec{Builtin: builtin}}
+}
+
+// TestUnknownBuiltinListsKnownOnes: a builtin name that is not linked is a
+// config error naming the field and the linked drivers.
+func TestUnknownBuiltinListsKnownOnes(t *testing.T) {
+	var b builtinProbe
+	_, err := proxy.New(testConfig(builtinNamespace("orders", "redys")), b.option())
+	if err == nil {
+		t.Fatal("New with an unknown builtin: got no error")
+	}
+	want := `namespaces[0] (orders).plugin.builtin: "redys" is not a driver linked into this proxy; known: watched`
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %q, want it to contain %q", err, want)
+	}
+}
+
+// TestBuiltinServesKeyValue: a builtin namespace serves KeyValue end to end
+// through the proxy, with the SDK's decode rule, request id and metadata
+// filtering; /status says mode builtin with the proxy's pid; Shutdown stops
+// the driver.
+func TestBuiltinServesKeyValue(t *testing.T) {
+	var b builtinProbe
+	p, conn := startWith(t, testConfig(builtinNamespace("orders", "watched")), b.option(), proxy.WithPluginStderr(os.Stderr))
+	kv := keyvaluev1.NewKeyValueClient(conn)
+	ctx, cancel := nsCtx("orders")
+	defer cancel()
+	if _, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	var hdr, trl metadata.MD
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer secret", proxy.RequestIDKey, "rid-b")
+	got, err := kv.Get(actx, &keyvaluev1.GetRequest{Key: "k"}, grpc.Header(&hdr), grpc.Trailer(&trl))
+	if err != nil || string(got.GetValue()) != "v" {
+		t.Fatalf("Get: got %q, %v; want v", got.GetValue(), err)
+	}
+	if id := hdr.Get(proxy.RequestIDKey); len(id) != 1 || id[0] != "rid-b" {
+		t.Errorf("header x-request-id: got %q, want [rid-b]", id)
+	}
+	if id := trl.Get(proxy.RequestIDKey); len(id) != 1 || id[0] != "rid-b" {
+		t.Errorf("trailer x-request-id (the driver's echo): got %q, want [rid-b]", id)
+	}
+	if n := b.authSaw.Load(); n != 0 {
+		t.Errorf("the builtin saw authorization metadata %d times; want never", n)
+	}
+	_, err = kv.Get(ctx, &keyvaluev1.GetRequest{Key: "missing"})
+	wantCode(t, "Get of a missing key", err, codes.NotFound)
+
+	// A key that is not UTF-8, sent as raw bytes: InvalidArgument naming
+	// the field, as a plugin process answers.
+	err = conn.Invoke(ctx, "/prism.keyvalue.v1.KeyValue/Get", &rawMsg{[]byte{0x0a, 0x01, 0xff}}, &rawMsg{}, grpc.ForceCodecV2(rawMsgCodec{}))
+	wantCode(t, "Get with a key that is not UTF-8", err, codes.InvalidArgument)
+	if err != nil && !strings.Contains(err.Error(), "key") {
+		t.Errorf("the InvalidArgument should name the field key: %v", err)
+	}
+
+	st := p.Status()
+	slot := st.Namespaces[0].Slots[0]
+	if slot.Mode != "builtin" || slot.Builtin != "watched" || slot.PID != os.Getpid() || slot.State != "up" {
+		b, _ := json.Marshal(slot)
+		t.Errorf("/status slot: got %s; want mode builtin, builtin watched, pid %d (the proxy's), state up", b, os.Getpid())
+	}
+	metrics := httpGet(t, "http://"+p.MetricsAddr()+"/metrics")
+	if !strings.Contains(metrics, `prism_proxy_plugin_mode{mode="builtin",namespace="orders",slot="keyvalue"} 1`) {
+		t.Errorf("metrics: no prism_proxy_plugin_mode with mode builtin for orders")
+	}
+
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := p.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := b.closed.Load(); n != 1 {
+		t.Errorf("driver Close calls after Shutdown: got %d, want 1", n)
+	}
+}
+
+// TestBuiltinHealth: a builtin answering UNHEALTHY makes its namespace
+// NOT_SERVING; one that keeps failing its health checks is not the case
+// here (HealthCheck answers), so it is not restarted.
+func TestBuiltinHealth(t *testing.T) {
+	var b builtinProbe
+	_, conn := startWith(t, testConfig(builtinNamespace("orders", "watched")), b.option())
+	hc := healthpb.NewHealthClient(conn)
+	wait := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "orders"})
+			cancel()
+			if err == nil && r.GetStatus() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health of orders: got %v (%v), want %v", r.GetStatus(), err, want)
+			}
+			time.Sleep(20 * time.Millisecond) // polling interval
+		}
+	}
+	wait(healthpb.HealthCheckResponse_SERVING)
+	b.sick.Store(true)
+	wait(healthpb.HealthCheckResponse_NOT_SERVING)
+	b.sick.Store(false)
+	wait(healthpb.HealthCheckResponse_SERVING)
+	if n := b.started.Load(); n != 1 {
+		t.Errorf("drivers started: got %d, want 1 (UNHEALTHY is an answer, not a failed check)", n)
+	}
+}
+
+// rawMsg is a request as bytes.
+type rawMsg struct{ b []byte }
+
+type rawMsgCodec struct{}
+
+func (rawMsgCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMsg).b)}, nil
+}
+func (rawMsgCodec) Unmarshal(d mem.BufferSlice, v any) error { v.(*rawMsg).b = d.Materialize(); return nil }
+func (rawMsgCodec) Name() string                             { return "proto" }
+
+// TestBuiltinRestartedAfterThreeFailedHealthChecks: a builtin whose
+// HealthCheck stops answering is stopped (its driver closed, no process to
+// kill) and a fresh driver takes its place after the backoff.
+func TestBuiltinRestartedAfterThreeFailedHealthChecks(t *testing.T) {
+	var b builtinProbe
+	p, conn := startWith(t, testConfig(builtinNamespace("orders", "watched")), b.option())
+	kv := keyvaluev1.NewKeyValueClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, proxy.NamespaceKey, "orders")
+	b.hang.Store(true)
+	for b.started.Load() < 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("drivers started: %d, want a second one after three failed health checks", b.started.Load())
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	b.hang.Store(false)
+	if n := b.closed.Load(); n < 1 {
+		t.Errorf("the hung driver was not closed (Close calls %d)", n)
+	}
+	for {
+		_, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Set after the restart: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	slot := p.Status().Namespaces[0].Slots[0]
+	if slot.Restarts != 1 || slot.Mode != "builtin" || slot.PID != os.Getpid() {
+		t.Errorf("/status after the restart: restarts %d, mode %s, pid %d; want 1, builtin, %d", slot.Restarts, slot.Mode, slot.PID, os.Getpid())
+	}
+}
