@@ -36,6 +36,14 @@ func WithBuiltin(name string, newDriver func() sdk.Driver, opts ...sdk.ServerOpt
 	}
 }
 
+// apply applies opts to p and returns the builtins they link.
+func (p *Proxy) apply(opts []Option) map[string]*builtin {
+	for _, o := range opts {
+		o(p)
+	}
+	return p.builtins
+}
+
 // checkBuiltins returns an error naming every plugin block whose builtin is
 // not linked into this proxy, with the names that are.
 func (c Config) checkBuiltins(known map[string]*builtin) error {

@@ -206,8 +206,11 @@ type rawMsgCodec struct{}
 func (rawMsgCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMsg).b)}, nil
 }
-func (rawMsgCodec) Unmarshal(d mem.BufferSlice, v any) error { v.(*rawMsg).b = d.Materialize(); return nil }
-func (rawMsgCodec) Name() string                             { return "proto" }
+func (rawMsgCodec) Unmarshal(d mem.BufferSlice, v any) error {
+	v.(*rawMsg).b = d.Materialize()
+	return nil
+}
+func (rawMsgCodec) Name() string { return "proto" }
 
 // TestBuiltinRestartedAfterThreeFailedHealthChecks: a builtin whose
 // HealthCheck stops answering is stopped (its driver closed, no process to
