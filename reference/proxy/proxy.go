@@ -1,7 +1,7 @@
 // Package proxy is Prism's reference proxy: it serves the same data services
 // as a plugin (KeyValue, PubSub) and routes each call by its namespace, read
 // from the request metadata x-prism-namespace, to the plugin process that
-// serves that namespace.
+// serves that namespace, or to a builtin driver linked into the proxy.
 //
 // # Plugins
 //
@@ -15,6 +15,25 @@
 // health_interval; a plugin that exits, or misses three health checks in a row
 // (it is then killed), is restarted with exponential backoff and jitter. While
 // a plugin is down, its namespaces' calls fail at once with Unavailable.
+//
+// # Builtin drivers
+//
+// A plugin block may instead say "builtin: <name>": a Go driver linked into
+// the proxy with [WithBuiltin] (prism-proxy links memstore, redis and nats;
+// prism-proxy --list-builtins lists them). The proxy serves a fresh driver
+// through the SDK's own machinery (backends/sdk Server: lifecycle states,
+// validation, limits, error codes, decode rules, interceptors, health) on an
+// in-process channel (sdk.Server.InProcess) instead of a socket, and hosts it
+// like a process: Describe, the capability check, Initialize with the same
+// config and credentials, Start, HealthCheck every health_interval. There is
+// no process, handshake or HTTP/2 hop: a forwarded frame is decoded once into
+// the driver's request and its response encoded once into the frame the
+// proxy sends. A builtin that misses three health checks in a row is stopped
+// (Stop, its driver closed) and a fresh driver starts with the same backoff;
+// Shutdown drains and stops it like a process. Routing, auth, limits,
+// request ids and metadata filtering are the same: the forwarded metadata is
+// the driver's incoming metadata, never authorization. /status and the
+// prism_proxy_plugin_mode metric say mode builtin, with the proxy's own pid.
 //
 // The registry pattern is the exception: the proxy serves
 // prism.registry.v1.Registry itself for registry namespaces, with a
