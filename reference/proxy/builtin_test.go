@@ -248,3 +248,73 @@ func TestBuiltinRestartedAfterThreeFailedHealthChecks(t *testing.T) {
 		t.Errorf("/status after the restart: restarts %d, mode %s, pid %d; want 1, builtin, %d", slot.Restarts, slot.Mode, slot.PID, os.Getpid())
 	}
 }
+
+// slowGet is memstore whose Get waits for release (after telling entered).
+type slowGet struct {
+	*memstorepkg.Store
+	entered chan struct{}
+	release chan struct{}
+	closed  *atomic.Int32
+}
+
+func (s slowGet) Get(ctx context.Context, key string) ([]byte, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.Get(ctx, key)
+}
+
+func (s slowGet) Close(ctx context.Context) error {
+	s.closed.Add(1)
+	return s.Store.Close(ctx)
+}
+
+// TestShutdownDrainsABuiltin: Shutdown lets a unary call in flight on a
+// builtin finish, refuses new ones, and then stops the driver.
+func TestShutdownDrainsABuiltin(t *testing.T) {
+	var closed atomic.Int32
+	d := slowGet{Store: memstorepkg.New(), entered: make(chan struct{}, 1), release: make(chan struct{}), closed: &closed}
+	p, conn := startWith(t, testConfig(builtinNamespace("orders", "slow")),
+		proxy.WithBuiltin("slow", func() sdk.Driver { return d }))
+	kv := keyvaluev1.NewKeyValueClient(conn)
+	ctx, cancel := nsCtx("orders")
+	defer cancel()
+	if _, err := kv.Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := kv.Get(ctx, &keyvaluev1.GetRequest{Key: "k"})
+		got <- err
+	}()
+	<-d.entered
+	shut := make(chan error, 1)
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		shut <- p.Shutdown(sctx)
+	}()
+	// Poll until the proxy refuses new calls: it is draining.
+	for {
+		_, err := kv.Exists(ctx, &keyvaluev1.ExistsRequest{Key: "k"})
+		if err != nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the proxy still accepts calls after Shutdown began")
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	if n := closed.Load(); n != 0 {
+		t.Fatalf("the driver was closed (%d) with a call in flight", n)
+	}
+	close(d.release)
+	if err := <-got; err != nil {
+		t.Errorf("the call in flight during Shutdown: %v, want it to complete", err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if n := closed.Load(); n != 1 {
+		t.Errorf("driver Close calls after Shutdown: got %d, want 1", n)
+	}
+}
