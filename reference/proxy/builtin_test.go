@@ -14,11 +14,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	memstorepkg "github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/proxy"
+	"github.com/prism-suite/prism/reference/registry"
 )
 
 // watched is memstore that counts its Close calls and whose health the
@@ -316,5 +319,28 @@ func TestShutdownDrainsABuiltin(t *testing.T) {
 	}
 	if n := closed.Load(); n != 1 {
 		t.Errorf("driver Close calls after Shutdown: got %d, want 1", n)
+	}
+}
+
+// TestRegistryOnBuiltinSlots: the registry pattern's slots may name
+// builtins too; the coordinator reaches them over the in-process channel.
+func TestRegistryOnBuiltinSlots(t *testing.T) {
+	var b builtinProbe
+	ns := proxy.Namespace{Name: "devices", Pattern: proxy.Registry, Plugin: &proxy.PluginSpec{Builtin: "watched"}, Registry: &registry.Config{MaxIdentities: 1}}
+	_, conn := startWith(t, testConfig(ns), b.option())
+	rc := registryv1.NewRegistryClient(conn)
+	ctx, cancel := nsCtx("devices")
+	defer cancel()
+	if _, err := rc.Register(ctx, &registryv1.RegisterRequest{Identity: "sensor-1", Ttl: durationpb.New(time.Minute)}); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	_, err := rc.Register(ctx, &registryv1.RegisterRequest{Identity: "sensor-2", Ttl: durationpb.New(time.Minute)})
+	wantCode(t, "Register beyond the quota", err, codes.ResourceExhausted)
+	resp, err := rc.Enumerate(ctx, &registryv1.EnumerateRequest{})
+	if err != nil || len(resp.GetIdentities()) != 1 || resp.GetIdentities()[0].GetIdentity() != "sensor-1" {
+		t.Fatalf("Enumerate: %v, %v", resp, err)
+	}
+	if _, err := rc.Multicast(ctx, &registryv1.MulticastRequest{}); err != nil {
+		t.Fatalf("Multicast: %v", err)
 	}
 }
