@@ -344,3 +344,18 @@ func TestRegistryOnBuiltinSlots(t *testing.T) {
 		t.Fatalf("Multicast: %v", err)
 	}
 }
+
+// TestServeBuiltinNamesTheKnownOnes: prism-proxy --serve-builtin with a
+// name that is not linked exits 2 naming the linked drivers; run by hand
+// (no host's magic value) it says how to run it and exits 1.
+func TestServeBuiltinNamesTheKnownOnes(t *testing.T) {
+	var b builtinProbe
+	var out strings.Builder
+	if code := proxy.Main([]string{"--serve-builtin", "nope"}, &out, b.option()); code != 2 || !strings.Contains(out.String(), "known: watched") {
+		t.Errorf("--serve-builtin nope: exit %d, %q; want 2 naming watched", code, out.String())
+	}
+	out.Reset()
+	if code := proxy.Main([]string{"--serve-builtin", "watched"}, &out, b.option()); code != 1 || !strings.Contains(out.String(), "prism-accept --via builtin --builtin watched") {
+		t.Errorf("--serve-builtin watched by hand: exit %d, %q; want 1 and how to run it", code, out.String())
+	}
+}

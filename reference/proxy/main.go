@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/handshake"
 
 	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
@@ -80,6 +81,11 @@ func Main(args []string, stderr io.Writer, opts ...Option) int {
 		if b == nil {
 			fmt.Fprintf(stderr, "prism-proxy: --serve-builtin %q is not a linked driver; known: %s\n", *serve, strings.Join(slices.Sorted(maps.Keys(linked)), ", "))
 			return 2
+		}
+		if os.Getenv(handshake.EnvMagic) != handshake.MagicValue {
+			fmt.Fprintf(stderr, "prism-proxy --serve-builtin runs the linked driver %s as a plugin process for a host, not by hand:\n"+
+				"  prism-accept --via builtin --builtin %s --proxy %s     certify it\n", *serve, *serve, os.Args[0])
+			return 1
 		}
 		return sdk.Serve(b.new(), b.opts...)
 	}
