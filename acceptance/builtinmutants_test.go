@@ -56,19 +56,32 @@ func TestBuiltinMutantsAreKilled(t *testing.T) {
 	}
 }
 
-// TestShippedProxyLinksNoMutant: the shipped prism-proxy links memstore,
-// nats and redis only, so prism-accept refuses a mutant builtin with exit
-// 64, naming the known ones.
-func TestShippedProxyLinksNoMutant(t *testing.T) {
+// TestViaBuiltinUsage: prism-accept --via builtin refuses, with exit 64
+// and a message naming the problem, a --plugin (the driver is linked into
+// the proxy), a backend that is not a linked driver, and a mutant builtin
+// with the shipped prism-proxy, which links memstore, nats and redis only.
+func TestViaBuiltinUsage(t *testing.T) {
 	bin := buildCommands(t)
-	cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--via", "builtin", "--builtin", "mutant-lost-delete",
-		"--proxy", filepath.Join(bin, "prism-proxy"), "--report-dir", t.TempDir())
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != report.ExitUsage {
-		t.Fatalf("prism-accept --builtin mutant-lost-delete with the shipped proxy: %v, want exit %d\n%s", err, report.ExitUsage, out)
-	}
-	if want := "known: memstore, nats, redis"; !strings.Contains(string(out), want) {
-		t.Errorf("got %q, want it to name the linked drivers (%s)", out, want)
+	proxyBin := filepath.Join(bin, "prism-proxy")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plugin given", []string{"--plugin", filepath.Join(bin, "prism-memstore")}, "--plugin is not used with --via builtin"},
+		{"backend not linked", []string{"--backend", "postgres"}, `"postgres" is not a driver linked into ` + proxyBin + "; known: memstore, nats, redis"},
+		{"mutant in the shipped proxy", []string{"--builtin", "mutant-lost-delete"}, `"mutant-lost-delete" is not a driver linked into ` + proxyBin + "; known: memstore, nats, redis"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"--via", "builtin", "--proxy", proxyBin, "--report-dir", t.TempDir()}, c.args...)
+			out, err := exec.Command(filepath.Join(bin, "prism-accept"), args...).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != report.ExitUsage {
+				t.Fatalf("prism-accept %s: %v, want exit %d\n%s", strings.Join(args, " "), err, report.ExitUsage, out)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Errorf("got %q, want it to contain %q", out, c.want)
+			}
+		})
 	}
 }
