@@ -9,8 +9,11 @@
 package acceptance
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/prism-suite/prism/harness/backend"
@@ -51,9 +54,17 @@ type Config struct {
 	// for the in-tree backends.
 	BadConfigs []fixture.BadConfig
 	// Via says how the suites reach the plugin: direct, proxy (through the
-	// reference proxy), or both (every data suite runs twice, once each way).
+	// reference proxy), both (every data suite runs twice, once each way),
+	// or builtin (the plugin is Builtin, a driver linked into ProxyBinary:
+	// the data suites run through a proxy whose namespace says "builtin:
+	// <name>", and the lifecycle specs run against the same binary's driver
+	// served as a plugin process, prism-proxy --serve-builtin <name>).
 	// Lifecycle specs always run directly.
 	Via target.Via
+	// Builtin is the driver a builtin run certifies (default: Backend's
+	// name); it must be linked into ProxyBinary (prism-proxy
+	// --list-builtins). Plugin is then empty.
+	Builtin string
 	// ProxyBinary is the prism-proxy binary used when Via is proxy or both
 	// (default bin/prism-proxy).
 	ProxyBinary string
@@ -117,6 +128,9 @@ func (c Config) clone() Config {
 	if c.ProxyBinary == "" {
 		c.ProxyBinary = "bin/prism-proxy"
 	}
+	if c.Via == ViaBuiltin && c.Builtin == "" {
+		c.Builtin = string(c.Backend)
+	}
 	if c.Timeouts == (fixture.Timeouts{}) {
 		c.Timeouts = fixture.DefaultTimeouts()
 	}
@@ -138,7 +152,14 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("config: Pattern (--pattern) %q is not %q", c.Pattern, PatternRegistry)
 	}
-	if c.Plugin == "" {
+	if c.Via == ViaBuiltin {
+		if c.Plugin != "" {
+			return fmt.Errorf("config: Plugin (--plugin) is not used with Via (--via) builtin: the driver is linked into the proxy (Builtin, --builtin, picks it; default: the backend's name)")
+		}
+		if c.Auth {
+			return fmt.Errorf("config: Auth (--auth) is not supported with Via (--via) builtin yet: run it with --via proxy and a plugin binary")
+		}
+	} else if c.Plugin == "" {
 		return fmt.Errorf("config: Plugin (--plugin) is required: the path to a plugin binary")
 	}
 	switch {
@@ -152,9 +173,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: Backend (--backend) %q is not one of memstore, redis, nats", c.Backend)
 	}
 	switch c.Via {
-	case target.Direct, target.Proxy, ViaBoth:
+	case target.Direct, target.Proxy, ViaBoth, ViaBuiltin:
 	default:
-		return fmt.Errorf("config: Via (--via) %q is not one of direct, proxy, both", c.Via)
+		return fmt.Errorf("config: Via (--via) %q is not one of direct, proxy, both, builtin", c.Via)
 	}
 	return nil
 }
@@ -162,8 +183,36 @@ func (c Config) Validate() error {
 // ViaBoth runs every data suite twice: directly and through the proxy.
 const ViaBoth target.Via = "both"
 
+// ViaBuiltin certifies a driver linked into prism-proxy: the data suites
+// run through the proxy, whose namespace serves it as a builtin.
+const ViaBuiltin target.Via = "builtin"
+
 func (c Config) viaDirect() bool { return c.Via == target.Direct || c.Via == ViaBoth }
-func (c Config) viaProxy() bool  { return c.Via == target.Proxy || c.Via == ViaBoth }
+func (c Config) viaProxy() bool {
+	return c.Via == target.Proxy || c.Via == ViaBoth || c.Via == ViaBuiltin
+}
+
+// builtinPlugin returns c with the plugin process of a builtin run: the
+// proxy binary serving the driver (prism-proxy --serve-builtin NAME), for
+// the lifecycle specs, which launch and signal a process.
+func (c Config) builtinPlugin() Config {
+	if c.Via != ViaBuiltin {
+		return c
+	}
+	c.Plugin = c.ProxyBinary
+	c.PluginArgs = []string{"--serve-builtin", c.Builtin}
+	return c
+}
+
+// LinkedBuiltins asks the prism-proxy binary which drivers it links
+// (prism-proxy --list-builtins).
+func LinkedBuiltins(ctx context.Context, proxyBinary string) ([]string, error) {
+	out, err := exec.CommandContext(ctx, proxyBinary, "--list-builtins").Output()
+	if err != nil {
+		return nil, fmt.Errorf("list the builtins of %s: %w", proxyBinary, err)
+	}
+	return strings.Fields(string(out)), nil
+}
 
 // inTreeBadConfigs are invalid configs for the reference plugins.
 var inTreeBadConfigs = map[backend.Kind][]fixture.BadConfig{

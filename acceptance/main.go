@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ Examples:
   prism-accept --plugin ./bin/prism-redis --backend redis --instance container --report-dir out/redis
   prism-accept --plugin ./bin/prism-redis --backend redis --label-filter keyvalue.ttl
   prism-accept --plugin ./bin/prism-memstore --via both --proxy ./bin/prism-proxy
+  prism-accept --via builtin --backend redis --proxy ./bin/prism-proxy   # the redis driver linked into prism-proxy
   prism-accept --plugin ./my-plugin --backend redis --instance external   # PRISM_REDIS_ADDR=127.0.0.1:6379
   prism-accept --plugin ./bin/prism-redis --backend redis --auth --label-filter auth   # auth.*: proxy with auth on, ACL users
   prism-accept --pattern registry --registry-slot redis --messaging-slot nats   # the proxy's multicast registry
@@ -82,7 +84,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var (
 		backendName  = fs.String("backend", "memstore", "backend the plugin talks to: memstore, redis or nats")
 		instance     = fs.String("instance", "auto", "how the backend is provided: auto, container, process, embedded or external")
-		via          = fs.String("via", "direct", "how the suites reach the plugin: direct, proxy (through prism-proxy) or both")
+		via          = fs.String("via", "direct", "how the suites reach the plugin: direct, proxy (through prism-proxy), both, or builtin (certify a driver linked into prism-proxy: --builtin, no --plugin)")
 		labelFilter  = fs.String("label-filter", "", "run only specs whose labels match, e.g. 'keyvalue.ttl' or 'keyvalue.basic || lifecycle'")
 		require      = fs.String("require", "", "comma-separated capabilities the plugin must declare, e.g. keyvalue.ttl,keyvalue.scan")
 		pluginConfig = fs.String("plugin-config", "", "JSON object merged over the plugin config the harness builds, e.g. '{\"pool_size\": 20}'")
@@ -103,6 +105,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.BadConfigs = bad
 		return err
 	})
+	fs.StringVar(&cfg.Builtin, "builtin", "", "with --via builtin: the driver linked into --proxy to certify (default: the --backend's name; prism-proxy --list-builtins lists them)")
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
 	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
 	fs.BoolVar(&cfg.ProbeUndeclared, "probe-undeclared", false, "also run the specs of undeclared capabilities, to report those that work but are not declared")
@@ -151,11 +154,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return report.ExitUsage
 		}
 	}
+	if cfg.Via == ViaBuiltin {
+		if cfg.Plugin != "" {
+			fmt.Fprintf(stderr, "prism-accept: --plugin is not used with --via builtin: the driver is linked into %s (--builtin NAME picks it; default: the --backend's name)\n", cfg.ProxyBinary)
+			return report.ExitUsage
+		}
+		if cfg.Builtin == "" {
+			cfg.Builtin = string(cfg.Backend)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		known, err := LinkedBuiltins(ctx, cfg.ProxyBinary)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "prism-accept: --via builtin: %v (build it first, e.g. go tool task build)\n", err)
+			return report.ExitUsage
+		}
+		if !slices.Contains(known, cfg.Builtin) {
+			fmt.Fprintf(stderr, "prism-accept: --via builtin: %q is not a driver linked into %s; known: %s\n", cfg.Builtin, cfg.ProxyBinary, strings.Join(known, ", "))
+			return report.ExitUsage
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "prism-accept: %v\n", err)
 		return report.ExitUsage
 	}
-	if fi, err := os.Stat(cfg.Plugin); cfg.Pattern == "" && (err != nil || fi.IsDir() || fi.Mode()&0o111 == 0) {
+	if fi, err := os.Stat(cfg.Plugin); cfg.Pattern == "" && cfg.Via != ViaBuiltin && (err != nil || fi.IsDir() || fi.Mode()&0o111 == 0) {
 		fmt.Fprintf(stderr, "prism-accept: --plugin %s is not an executable file (build it first, e.g. go tool task build)\n", cfg.Plugin)
 		return report.ExitUsage
 	}
@@ -201,6 +224,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if cfg.Pattern != "" {
 		fmt.Fprintf(stdout, "prism-accept: certifying %s's %s pattern with slots registry=%s messaging=%s (instance %s); reports in %s\n",
 			cfg.ProxyBinary, cfg.Pattern, cfg.RegistrySlot, cfg.MessagingSlot, *instance, cfg.ReportDir)
+	} else if cfg.Via == ViaBuiltin {
+		fmt.Fprintf(stdout, "prism-accept: certifying the builtin driver %s of %s against %s (instance %s); reports in %s\n",
+			cfg.Builtin, cfg.ProxyBinary, cfg.Backend, *instance, cfg.ReportDir)
 	} else {
 		fmt.Fprintf(stdout, "prism-accept: certifying %s against %s (instance %s, via %s); reports in %s\n",
 			cfg.Plugin, cfg.Backend, *instance, cfg.Via, cfg.ReportDir)

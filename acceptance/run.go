@@ -157,6 +157,9 @@ func (r *Session) setup() {
 		r.infra = err
 		return
 	}
+	// A builtin run's plugin process is the proxy binary serving the
+	// driver; its digest is the plugin's identity.
+	r.cfg = r.cfg.builtinPlugin()
 	// An interrupt cancels the setup: a container or plugin half started is
 	// then in r.inst or r.proc for teardown, or swept (Main).
 	ctx, cancel := context.WithTimeout(r.stop, r.cfg.Backends.StartTimeout+r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Call)
@@ -263,6 +266,9 @@ func (r *Session) proxyNamespaces() ([]hproxy.Namespace, error) {
 	}
 	ns := hproxy.Namespace{Name: r.cfg.Namespace, Plugin: r.cfg.Plugin, Args: r.cfg.PluginArgs,
 		Config: init.GetConfig().AsMap(), Credentials: init.GetCredentials()}
+	if r.cfg.Via == ViaBuiltin {
+		ns.Plugin, ns.Args, ns.Builtin = "", nil, r.cfg.Builtin
+	}
 	// The namespace serves every pattern the plugin declares the basics of.
 	declared := r.fx.Declared()
 	for _, p := range []string{"keyvalue", "pubsub"} {
@@ -510,8 +516,17 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		Backend:      backend.Info{Kind: r.cfg.Backend},
 		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String(), "handshake": r.cfg.Timeouts.Handshake.String(),
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
-		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha},
+		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha, Mode: report.ModeProcess},
 		CommandLeftOut: r.cfg.CommandLeftOut,
+	}
+	if r.cfg.Via == ViaBuiltin {
+		// The plugin is a driver linked into the proxy: the proxy binary
+		// (and its digest) identifies it.
+		rep.Plugin.Mode, rep.Plugin.Builtin = report.ModeBuiltin, r.cfg.Builtin
+		rep.Plugin.Binary = r.cfg.ProxyBinary
+		if rep.Plugin.SHA256 == "" {
+			rep.Plugin.SHA256, _ = plugin.FileSHA256(r.cfg.ProxyBinary)
+		}
 	}
 	if def := r.cfg.Backends.Definition; def != nil {
 		rep.Backend.File = def.File

@@ -32,6 +32,10 @@ certify=(
 	# The Python plugin (backends/python-memstore: Debian's python3-grpcio and python3-protobuf)
 	'BACKEND=memstore PLUGIN=backends/python-memstore/plugin.py VIA=both REPORT_DIR=out/accept/python-memstore -- --bad-config backends/python-memstore/bad-config.yaml'
 	'BACKEND=memstore VIA=both'
+	# The same drivers linked into prism-proxy as builtins (no plugin process behind the proxy).
+	'BACKEND=redis VIA=builtin'
+	'BACKEND=memstore VIA=builtin'
+	'BACKEND=nats VIA=builtin'
 	'BACKEND=redis SUITE=auth'
 	'BACKEND=nats SUITE=auth'
 	# PostgreSQL is certified only through backends/postgres/backend.yaml (container when Docker answers, else process).

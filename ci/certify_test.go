@@ -130,7 +130,7 @@ func TestCertifyExitsWithTheWorstCode(t *testing.T) {
 				t.Fatalf("no final line:\n%s", out)
 			}
 			// The merge gets the report of every run that wrote one, and no older report.
-			want := 9
+			want := 12
 			for _, c := range tc.codes {
 				if c == "noreport" || c == "killed" {
 					want--
@@ -151,8 +151,8 @@ func TestCertifyRunsEveryRunAndPrintsEachLogWhole(t *testing.T) {
 	// Every run of the list ran, each printed its three lines together,
 	// under the line with its exit code.
 	started := regexp.MustCompile(`(?m)^==> \[\d+s\] started: task accept (.*)$`).FindAllStringSubmatch(out, -1)
-	if len(started) != 9 {
-		t.Fatalf("%d runs started, want 9:\n%s", len(started), out)
+	if len(started) != 12 {
+		t.Fatalf("%d runs started, want 12:\n%s", len(started), out)
 	}
 	for _, s := range started {
 		args := s[1]

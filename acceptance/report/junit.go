@@ -78,7 +78,7 @@ func (r *Report) JUnit() ([]byte, error) {
 		Time:      seconds(float64(r.DurationMS)),
 		Timestamp: r.StartTime.UTC().Format("2006-01-02T15:04:05"),
 		Properties: []junitProperty{
-			{"plugin.binary", r.Plugin.Binary}, {"plugin.sha256", r.Plugin.SHA256}, {"backend.provider", string(r.Backend.Provider)},
+			{"plugin.binary", r.Plugin.Binary}, {"plugin.sha256", r.Plugin.SHA256}, {"plugin.mode", r.Plugin.Mode}, {"plugin.builtin", r.Plugin.Builtin}, {"backend.provider", string(r.Backend.Provider)},
 			{"backend.image", r.Backend.Image}, {"seed", fmt.Sprint(r.Seed)}, {"suite.version", r.SuiteVersion}, {"command", r.Command},
 		},
 	}

@@ -83,10 +83,22 @@ type Report struct {
 	ExitReason string `json:"exit_reason,omitempty"`
 }
 
+// Plugin modes.
+const (
+	ModeProcess = "process"
+	ModeBuiltin = "builtin"
+)
+
 // Plugin identifies the plugin under test.
 type Plugin struct {
-	Name     string            `json:"name"`
-	Version  string            `json:"version"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Mode is how the plugin ran: ModeProcess (a plugin binary) or
+	// ModeBuiltin (a driver linked into the proxy; Binary and SHA256 are
+	// then the proxy binary's, Builtin the driver's name). Reports written
+	// before it existed have none: a process.
+	Mode     string            `json:"mode,omitempty"`
+	Builtin  string            `json:"builtin,omitempty"`
 	Binary   string            `json:"binary"`
 	SHA256   string            `json:"sha256"`
 	Declared []string          `json:"declared"`

@@ -33,7 +33,11 @@ func (r *Report) Summary() string {
 	if r.Backend.ServerVersion != "" {
 		fmt.Fprintf(&b, " server %s", r.Backend.ServerVersion)
 	}
-	fmt.Fprintf(&b, ". Plugin sha256 `%.12s`, seed %d.\n", r.Plugin.SHA256, r.Seed)
+	if r.Plugin.Mode == ModeBuiltin {
+		fmt.Fprintf(&b, ". Plugin: builtin driver `%s` of `%s`, sha256 `%.12s`, seed %d.\n", r.Plugin.Builtin, r.Plugin.Binary, r.Plugin.SHA256, r.Seed)
+	} else {
+		fmt.Fprintf(&b, ". Plugin sha256 `%.12s`, seed %d.\n", r.Plugin.SHA256, r.Seed)
+	}
 	if r.ExitCode != ExitOK {
 		fmt.Fprintf(&b, "\n**Exit %d**: %s\n", r.ExitCode, r.ExitReason)
 	}

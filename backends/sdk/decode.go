@@ -2,8 +2,10 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -11,7 +13,9 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	protoapi "google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // decodeCodec is gRPC's proto codec, except that a Prism message (of the
@@ -35,6 +39,9 @@ func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
 	if err != nil {
 		if m, ok := v.(protoapi.Message); ok && strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "prism.") {
+			if f := badUTF8Field(m.ProtoReflect().Descriptor(), data.Materialize()); f != "" {
+				err = fmt.Errorf("field %s: string is not valid UTF-8", f)
+			}
 			c.failed.m.Store(v, err)
 			return nil
 		}
@@ -44,6 +51,47 @@ func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // Name is "proto", so the content type on the wire stays application/grpc+proto.
 func (decodeCodec) Name() string { return proto.Name }
+
+// badUTF8Field returns the path of the first string field of a message of
+// type md in b whose value is not UTF-8 ("key", "subscription.topic"), or
+// "" when there is none (the message fails to decode for another reason).
+func badUTF8Field(md protoreflect.MessageDescriptor, b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return ""
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if fd == nil {
+			continue
+		}
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				return string(fd.Name())
+			}
+		case protoreflect.MessageKind:
+			if inner := badUTF8Field(fd.Message(), v); inner != "" {
+				return string(fd.Name()) + "." + inner
+			}
+		}
+	}
+	return ""
+}
 
 // decodeFailures holds the messages that failed to decode until their
 // handler turns the error into InvalidArgument.

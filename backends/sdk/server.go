@@ -72,7 +72,15 @@ type Server struct {
 	active   atomic.Int64  // data calls admitted and not ended: detail.InflightCalls
 	streams  atomic.Int64  // of which streams: detail.OpenStreams
 	draining chan struct{} // closed when Drain begins: long-lived streams end
-	trip     tripwire      // calls that arrived with authorization metadata
+	failed   *decodeFailures
+
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+	inproc struct {
+		once sync.Once
+		ch   grpc.ClientConnInterface
+	}
+	trip tripwire // calls that arrived with authorization metadata
 }
 
 // ServerOption configures a Server.
@@ -110,30 +118,38 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{})}
 	unary := append([]grpc.UnaryServerInterceptor{s.tripUnary, s.logUnary}, o.unary...)
 	stream := append([]grpc.StreamServerInterceptor{s.tripStream, s.logStream}, o.stream...)
-	failed := &decodeFailures{}
+	s.failed = &decodeFailures{}
+	s.unary, s.stream = unary, stream
 	s.grpc = grpc.NewServer(
-		grpc.ForceServerCodecV2(newDecodeCodec(failed)),
+		grpc.ForceServerCodecV2(newDecodeCodec(s.failed)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	)
-	// A request that does not decode (a string that is not UTF-8) is
-	// InvalidArgument, not gRPC's Internal.
-	s.grpc.RegisterService(failed.desc(&lifecyclev1.Lifecycle_ServiceDesc), &lifecycleService{s: s})
-	if _, ok := d.(KeyValueBasic); ok {
-		s.grpc.RegisterService(failed.desc(&keyvaluev1.KeyValue_ServiceDesc), &keyValueService{s: s})
-	}
-	if _, ok := d.(PubSubBasic); ok {
-		s.grpc.RegisterService(failed.desc(&pubsubv1.PubSub_ServiceDesc), &pubSubService{s: s})
-	}
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	s.register(s.grpc)
 	// The process is up: the host may call Lifecycle. Data services report
 	// NOT_SERVING until Start.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.setDataHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 	return s
+}
+
+// register registers every service the SDK serves on r: the one list for
+// the gRPC server of a plugin process and for the in-process channel of
+// [Server.InProcess].
+func (s *Server) register(r reflection.GRPCServer) {
+	// A request that does not decode (a string that is not UTF-8) is
+	// InvalidArgument, not gRPC's Internal.
+	r.RegisterService(s.failed.desc(&lifecyclev1.Lifecycle_ServiceDesc), &lifecycleService{s: s})
+	if _, ok := s.driver.(KeyValueBasic); ok {
+		r.RegisterService(s.failed.desc(&keyvaluev1.KeyValue_ServiceDesc), &keyValueService{s: s})
+	}
+	if _, ok := s.driver.(PubSubBasic); ok {
+		r.RegisterService(s.failed.desc(&pubsubv1.PubSub_ServiceDesc), &pubSubService{s: s})
+	}
+	healthpb.RegisterHealthServer(r, s.health)
+	reflection.Register(r)
 }
 
 // GRPC returns the underlying gRPC server.

@@ -104,7 +104,8 @@ func RedisDirect(ctx context.Context, name, prefix string, rdb *redis.Client, co
 }
 
 // startProxy starts prism-proxy with a namespace per plugin: "memstore", and
-// "redis" when r is not nil.
+// "redis" when r is not nil; with o.Builtin also the same drivers linked
+// into the proxy, "memstore-builtin" and "redis-builtin".
 func startProxy(ctx context.Context, o Options, r *redisSetup) (*hproxy.Proxy, error) {
 	if o.Proxy == "" {
 		return nil, nil
@@ -115,6 +116,12 @@ func startProxy(ctx context.Context, o Options, r *redisSetup) (*hproxy.Proxy, e
 	nss := []hproxy.Namespace{{Name: "memstore", Plugin: o.Memstore}}
 	if r != nil {
 		nss = append(nss, hproxy.Namespace{Name: "redis", Plugin: o.Redis, Config: r.config, Credentials: r.creds})
+	}
+	if o.Builtin {
+		nss = append(nss, hproxy.Namespace{Name: "memstore-builtin", Builtin: "memstore"})
+		if r != nil {
+			nss = append(nss, hproxy.Namespace{Name: "redis-builtin", Builtin: "redis", Config: r.config, Credentials: r.creds})
+		}
 	}
 	po := hproxy.DefaultOptions()
 	po.Binary = o.Proxy

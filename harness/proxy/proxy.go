@@ -45,6 +45,9 @@ type Namespace struct {
 	Patterns []string
 	// Plugin is the plugin binary.
 	Plugin string
+	// Builtin, instead of Plugin, names a driver linked into the proxy
+	// (the plugin block's "builtin:").
+	Builtin string
 	// Args are the plugin's arguments.
 	Args []string
 	// Config is the plugin's Initialize config.
@@ -65,6 +68,7 @@ type Namespace struct {
 // Slot is the plugin of one slot of a namespace.
 type Slot struct {
 	Plugin      string
+	Builtin     string
 	Args        []string
 	Config      map[string]any
 	Credentials map[string]string
@@ -230,7 +234,8 @@ func Start(ctx context.Context, opts Options, namespaces ...Namespace) (*Proxy, 
 
 func writeConfig(dir string, opts Options, namespaces []Namespace) (string, error) {
 	type plugin struct {
-		Binary      string                        `yaml:"binary"`
+		Binary      string                        `yaml:"binary,omitempty"`
+		Builtin     string                        `yaml:"builtin,omitempty"`
 		Args        []string                      `yaml:"args,omitempty"`
 		Config      map[string]any                `yaml:"config,omitempty"`
 		Credentials map[string]refproxy.SecretRef `yaml:"credentials,omitempty"`
@@ -259,11 +264,14 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Auth:    opts.Auth,
 	}
 	block := func(name string, s Slot) (plugin, error) {
-		bin, err := filepath.Abs(s.Plugin)
-		if err != nil {
-			return plugin{}, fmt.Errorf("write proxy config: %w", err)
+		pl := plugin{Builtin: s.Builtin, Args: s.Args, Config: s.Config, Instance: s.Instance}
+		if s.Builtin == "" {
+			bin, err := filepath.Abs(s.Plugin)
+			if err != nil {
+				return plugin{}, fmt.Errorf("write proxy config: %w", err)
+			}
+			pl.Binary = bin
 		}
-		pl := plugin{Binary: bin, Args: s.Args, Config: s.Config, Instance: s.Instance}
 		for k, v := range s.Credentials {
 			path := filepath.Join(dir, fmt.Sprintf("credential-%s-%s", name, k))
 			if err := os.WriteFile(path, []byte(v), 0o600); err != nil {
@@ -292,7 +300,7 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 				out.Slots[slot] = pl
 			}
 		} else {
-			pl, err := block(n.Name, Slot{Plugin: n.Plugin, Args: n.Args, Config: n.Config, Credentials: n.Credentials, Instance: n.Instance})
+			pl, err := block(n.Name, Slot{Plugin: n.Plugin, Builtin: n.Builtin, Args: n.Args, Config: n.Config, Credentials: n.Credentials, Instance: n.Instance})
 			if err != nil {
 				return "", err
 			}
@@ -451,6 +459,22 @@ func (p *Proxy) PluginPID(ctx context.Context, ns string) (int, error) {
 	return 0, fmt.Errorf("find plugin of %q: no such namespace", ns)
 }
 
+// PluginBuiltin reports whether the plugin serving namespace ns (its first
+// slot) is a builtin driver in the proxy's process, which has no process of
+// its own to signal (its PID in /status is the proxy's).
+func (p *Proxy) PluginBuiltin(ctx context.Context, ns string) (bool, error) {
+	s, err := p.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range s.Namespaces {
+		if n.Name == ns && len(n.Slots) > 0 {
+			return n.Slots[0].Mode == "builtin", nil
+		}
+	}
+	return false, fmt.Errorf("find plugin of %q: no such namespace", ns)
+}
+
 // PluginHealth returns what the proxy's last health check of the plugin
 // serving namespace ns (its first slot) answered: "healthy", "degraded",
 // "unhealthy", or "unknown" when the check failed or none has run yet. The
@@ -474,6 +498,12 @@ func (p *Proxy) PluginHealth(ctx context.Context, ns string) (string, error) {
 // SignalPlugin sends sig to the plugin process serving ns and returns its pid;
 // for SIGSTOP it returns once every thread of the plugin has stopped.
 func (p *Proxy) SignalPlugin(ctx context.Context, ns string, sig syscall.Signal) (int, error) {
+	if b, err := p.PluginBuiltin(ctx, ns); err != nil {
+		return 0, err
+	} else if b {
+		// Its pid is the proxy's own: never signal that.
+		return 0, fmt.Errorf("signal plugin of %q: it is a builtin driver in the proxy's process", ns)
+	}
 	pid, err := p.PluginPID(ctx, ns)
 	if err != nil {
 		return 0, err

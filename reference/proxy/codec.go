@@ -50,3 +50,14 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawCodec) Name() string { return proto.Name }
+
+// TakeEncoded gives a builtin's in-process channel the frame's bytes and
+// their reference (sdk.Encoded): the driver's side decodes and frees them.
+func (f *frame) TakeEncoded() mem.BufferSlice {
+	d := f.data
+	f.data = nil
+	return d
+}
+
+// SetEncoded takes a response a builtin's channel encoded (sdk.Encoded).
+func (f *frame) SetEncoded(d mem.BufferSlice) { f.data = d }

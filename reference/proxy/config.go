@@ -44,6 +44,7 @@ import (
 //	    pattern: keyvalue             # keyvalue | pubsub | registry; or patterns: [keyvalue, pubsub]
 //	    plugin:
 //	      binary: ./prism-redis       # relative paths are relative to this file
+//	      # builtin: redis            # or a driver linked into the proxy (no process)
 //	      args: []
 //	      config: {address: 127.0.0.1:6379, key_prefix: "orders:"}
 //	      credentials:
@@ -126,9 +127,14 @@ type Namespace struct {
 
 // PluginSpec is how to run and configure one plugin.
 type PluginSpec struct {
-	// Binary is the plugin executable.
-	Binary string `yaml:"binary"`
-	// Args are passed to the binary.
+	// Binary is the plugin executable. Exactly one of Binary and Builtin
+	// is set.
+	Binary string `yaml:"binary,omitempty"`
+	// Builtin names a Go driver linked into the proxy (see [WithBuiltin]),
+	// served in the proxy's process instead of a plugin process: the same
+	// lifecycle, config, credentials and instance rules, no second hop.
+	Builtin string `yaml:"builtin,omitempty"`
+	// Args are passed to the binary (a builtin takes none).
 	Args []string `yaml:"args,omitempty"`
 	// Config is the plugin's Initialize config document.
 	Config map[string]any `yaml:"config,omitempty"`
@@ -369,9 +375,16 @@ func (ns Namespace) slots(pat patternSpec) (map[string]*PluginSpec, map[string]s
 
 func (c Config) checkPlugin(p *PluginSpec) []pathErr {
 	var errs []pathErr
-	if p.Binary == "" {
-		errs = append(errs, pathErr{".binary", "is required: the path to the plugin executable"})
-	} else {
+	switch {
+	case p.Binary != "" && p.Builtin != "":
+		errs = append(errs, pathErr{"", "binary and builtin are exclusive: give the plugin executable or the name of a driver linked into the proxy, not both"})
+	case p.Builtin != "":
+		if len(p.Args) > 0 {
+			errs = append(errs, pathErr{".args", "a builtin driver takes no args (give them to a binary)"})
+		}
+	case p.Binary == "":
+		errs = append(errs, pathErr{".binary", "is required: the path to the plugin executable (or builtin: the name of a driver linked into the proxy)"})
+	default:
 		bin := c.resolve(p.Binary)
 		if fi, err := os.Stat(bin); err != nil {
 			errs = append(errs, pathErr{".binary", fmt.Sprintf("%s: %v", bin, errors.Unwrap(err))})
@@ -438,11 +451,12 @@ func (c Config) credentials(p *PluginSpec) (map[string]string, error) {
 func (c Config) identity(p *PluginSpec) string {
 	b, _ := json.Marshal(struct {
 		Binary      string
+		Builtin     string `json:",omitempty"`
 		Args        []string
 		Config      map[string]any
 		Credentials map[string]SecretRef
 		Instance    string
-	}{c.resolve(p.Binary), p.Args, p.Config, p.Credentials, p.Instance})
+	}{c.resolve(p.Binary), p.Builtin, p.Args, p.Config, p.Credentials, p.Instance})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
 }
@@ -517,9 +531,9 @@ func checkShape(root *yaml.Node) error {
 
 func checkPluginShape(p *yaml.Node, at string) []error {
 	if p.Kind != yaml.MappingNode {
-		return []error{fmt.Errorf("%s: line %d: must be a mapping with binary, args, config, credentials", at, p.Line)}
+		return []error{fmt.Errorf("%s: line %d: must be a mapping with binary or builtin, args, config, credentials", at, p.Line)}
 	}
-	errs := checkKeys(p, at, "binary", "args", "config", "credentials", "instance")
+	errs := checkKeys(p, at, "binary", "builtin", "args", "config", "credentials", "instance")
 	creds := child(p, "credentials")
 	if creds == nil {
 		return errs

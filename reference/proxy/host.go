@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,25 +66,66 @@ func (u *slotUse) refusal() string {
 	return ""
 }
 
-// live is a started plugin process and its long-lived connection.
+// live is a started plugin, a process or a builtin driver, and its
+// long-lived connection.
 type live struct {
-	proc *plugin.Process
-	conn *grpc.ClientConn
-	desc *lifecyclev1.DescribeResponse
+	proc    *plugin.Process // nil for a builtin
+	conn    grpc.ClientConnInterface
+	lc      lifecyclev1.LifecycleClient
+	desc    *lifecyclev1.DescribeResponse
+	builtin bool
+	started time.Time // a builtin's start, for its ready time
+}
+
+// exited is closed when the plugin process exits; a builtin has no
+// process, and the channel is nil.
+func (lv *live) exited() <-chan struct{} {
+	if lv.proc == nil {
+		return nil
+	}
+	return lv.proc.Exited()
+}
+
+// pid is the plugin's process id: the proxy's own for a builtin.
+func (lv *live) pid() int {
+	if lv.proc == nil {
+		return os.Getpid()
+	}
+	return lv.proc.PID()
+}
+
+// readyTime is how long the plugin took to serve.
+func (lv *live) readyTime() time.Duration {
+	if lv.proc == nil {
+		return time.Since(lv.started)
+	}
+	return lv.proc.ReadyTime
+}
+
+// mode is "process" or "builtin", as /status and the metrics say.
+func (lv *live) mode() string { return modeOf(lv.builtin) }
+
+func modeOf(builtin bool) string {
+	if builtin {
+		return "builtin"
+	}
+	return "process"
 }
 
 // host supervises one plugin process: it launches it, runs Describe,
 // Initialize and Start, health-checks it, and restarts it with backoff when
 // it crashes. Every namespace slot whose plugin block is identical shares it.
 type host struct {
-	id    string
-	spec  *PluginSpec
-	cfg   *Config
-	uses  []*slotUse
-	log   *slog.Logger
-	m     *metrics
-	rnd   func() float64
-	onChg func()
+	id   string
+	spec *PluginSpec
+	// builtin is the linked driver of a builtin plugin block, else nil.
+	builtin *builtin
+	cfg     *Config
+	uses    []*slotUse
+	log     *slog.Logger
+	m       *metrics
+	rnd     func() float64
+	onChg   func()
 	// stderr receives the plugin's stderr, line by line.
 	stderr io.Writer
 
@@ -166,8 +208,15 @@ func (h *host) run(ctx context.Context) {
 	defer h.settle()
 	attempt := 0
 	for {
-		h.log.Info("starting plugin", "binary", h.spec.Binary)
-		lv, err := h.launch(ctx)
+		var lv *live
+		var err error
+		if h.builtin != nil {
+			h.log.Info("starting builtin driver", "builtin", h.builtin.name)
+			lv, err = h.launchBuiltin(ctx)
+		} else {
+			h.log.Info("starting plugin", "binary", h.spec.Binary)
+			lv, err = h.launch(ctx)
+		}
 		if ctx.Err() != nil {
 			if lv != nil {
 				h.cur.Store(lv) // shutdown stops it
@@ -188,27 +237,37 @@ func (h *host) run(ctx context.Context) {
 			h.setState(stateDown, err.Error())
 		} else {
 			h.mu.Lock()
-			h.pid = lv.proc.PID()
+			h.pid = lv.pid()
 			h.mu.Unlock()
 			h.cur.Store(lv)
 			h.setState(stateUp, "")
 			h.settle()
 			upSince = time.Now()
-			h.log.Info("plugin up", "pid", lv.proc.PID(), "plugin", lv.pluginName(), "version", lv.pluginVersion(),
-				"ready", lv.proc.ReadyTime.String())
+			h.log.Info("plugin up", "pid", lv.pid(), "mode", lv.mode(), "plugin", lv.pluginName(), "version", lv.pluginVersion(),
+				"ready", lv.readyTime().String())
 			reason := h.watch(ctx, lv)
 			if ctx.Err() != nil {
 				return // shutdown stops the process
 			}
 			h.cur.Store(nil)
-			lv.proc.Kill()
+			if lv.proc != nil {
+				lv.proc.Kill()
+			} else {
+				// No process to kill: the driver is stopped (its backend
+				// released) and a fresh one starts after the backoff.
+				stopBuiltin(lv)
+			}
 			h.mu.Lock()
 			h.restarts++
 			h.mu.Unlock()
 			for _, u := range h.uses {
 				h.m.restarts.WithLabelValues(u.ns.Name, u.slot.Name).Inc()
 			}
-			h.log.Error("plugin down", "pid", lv.proc.PID(), "reason", reason, "stderr_tail", handshake.TruncateTail(lv.proc.Stderr(), handshake.TruncateLimit))
+			if lv.proc != nil {
+				h.log.Error("plugin down", "pid", lv.pid(), "reason", reason, "stderr_tail", handshake.TruncateTail(lv.proc.Stderr(), handshake.TruncateLimit))
+			} else {
+				h.log.Error("builtin driver down", "builtin", h.builtin.name, "reason", reason)
+			}
 			h.setState(stateDown, reason)
 		}
 		h.settle()
@@ -257,13 +316,19 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 		_ = p.Stop(context.Background())
 		return nil, fmt.Errorf("launch plugin: %w", err)
 	}
+	return h.bringUp(ctx, &live{proc: p, conn: p.Conn, lc: p.Lifecycle}, func() { _ = p.Stop(context.Background()) })
+}
+
+// bringUp takes a launched plugin (process or builtin) through Describe,
+// the capability check, Initialize and Start; on failure it calls stop.
+func (h *host) bringUp(ctx context.Context, lv *live, stop func()) (*live, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	fail := func(err error) (*live, error) {
-		_ = p.Stop(context.Background())
+		stop()
 		return nil, err
 	}
-	desc, err := p.Lifecycle.Describe(cctx, &lifecyclev1.DescribeRequest{})
+	desc, err := lv.lc.Describe(cctx, &lifecyclev1.DescribeRequest{})
 	if err != nil {
 		return fail(fmt.Errorf("describe: %w", err))
 	}
@@ -300,7 +365,7 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 	if err != nil {
 		return fail(errPermanent{fmt.Errorf("encode config: %w", err)})
 	}
-	_, err = p.Lifecycle.Initialize(cctx, &lifecyclev1.InitializeRequest{Config: cfg, Credentials: creds, Namespace: h.initNamespace()})
+	_, err = lv.lc.Initialize(cctx, &lifecyclev1.InitializeRequest{Config: cfg, Credentials: creds, Namespace: h.initNamespace()})
 	if err != nil {
 		err = fmt.Errorf("initialize: %w", err)
 		if status.Code(err) == codes.InvalidArgument {
@@ -313,14 +378,16 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 		}
 		return fail(err)
 	}
-	if _, err := p.Lifecycle.Start(cctx, &lifecyclev1.StartRequest{}); err != nil {
+	if _, err := lv.lc.Start(cctx, &lifecyclev1.StartRequest{}); err != nil {
 		return fail(fmt.Errorf("start: %w", err))
 	}
-	return &live{proc: p, conn: p.Conn, desc: desc}, nil
+	lv.desc = desc
+	return lv, nil
 }
 
-// watch health-checks the process until it exits, stops answering three
-// health checks in a row (it is then killed), or ctx ends.
+// watch health-checks the plugin until its process exits, it stops
+// answering three health checks in a row (a process is then killed, a
+// builtin stopped), or ctx ends.
 func (h *host) watch(ctx context.Context, lv *live) string {
 	t := time.NewTicker(h.cfg.HealthInterval)
 	defer t.Stop()
@@ -330,13 +397,16 @@ func (h *host) watch(ctx context.Context, lv *live) string {
 		select {
 		case <-ctx.Done():
 			return "shutdown"
-		case <-lv.proc.Exited():
+		case <-lv.exited():
 			return "plugin process exited"
 		case <-t.C:
 			if err := h.checkHealth(ctx, lv); err != nil {
 				fails++
-				h.log.Warn("plugin health check failed", "pid", lv.proc.PID(), "error", err.Error(), "in_a_row", fails)
+				h.log.Warn("plugin health check failed", "pid", lv.pid(), "mode", lv.mode(), "error", err.Error(), "in_a_row", fails)
 				if fails >= 3 {
+					if lv.builtin {
+						return fmt.Sprintf("builtin driver stopped answering health checks (%v); stopped", err)
+					}
 					return fmt.Sprintf("plugin stopped answering health checks (%v); killed", err)
 				}
 				continue
@@ -349,7 +419,7 @@ func (h *host) watch(ctx context.Context, lv *live) string {
 func (h *host) checkHealth(ctx context.Context, lv *live) error {
 	hctx, cancel := context.WithTimeout(ctx, min(h.cfg.HealthInterval, 2*time.Second))
 	defer cancel()
-	resp, err := lv.proc.Lifecycle.HealthCheck(hctx, &lifecyclev1.HealthCheckRequest{})
+	resp, err := lv.lc.HealthCheck(hctx, &lifecyclev1.HealthCheckRequest{})
 	st := "unknown"
 	if err == nil {
 		switch resp.GetStatus() {
@@ -403,10 +473,17 @@ func (h *host) stop(ctx context.Context) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	if r, err := lv.proc.Lifecycle.Drain(dctx, &lifecyclev1.DrainRequest{Deadline: durationpb.New(deadline)}); err != nil {
+	if r, err := lv.lc.Drain(dctx, &lifecyclev1.DrainRequest{Deadline: durationpb.New(deadline)}); err != nil {
 		h.log.Warn("drain plugin", "error", err.Error())
 	} else if r.GetInFlight() > 0 {
 		h.log.Warn("plugin drained with calls still in flight", "in_flight", r.GetInFlight())
+	}
+	if lv.proc == nil {
+		if _, err := lv.lc.Stop(dctx, &lifecyclev1.StopRequest{}); err != nil {
+			h.log.Warn("stop builtin driver", "error", err.Error())
+		}
+		h.log.Info("builtin driver stopped", "builtin", h.builtin.name)
+		return
 	}
 	if err := lv.proc.Stop(dctx); err != nil {
 		h.log.Warn("stop plugin", "error", err.Error())
@@ -439,6 +516,15 @@ func (h *host) snapshot() (state hostState, pid, restarts int, lastErr, health s
 		pid = 0
 	}
 	return h.state, pid, h.restarts, h.lastErr, h.health
+}
+
+// stopBuiltin stops a builtin driver that is being replaced, within
+// builtinStopTimeout: a driver hung in its backend cannot hold up the
+// restart for longer.
+func stopBuiltin(lv *live) {
+	ctx, cancel := context.WithTimeout(context.Background(), builtinStopTimeout)
+	defer cancel()
+	_, _ = lv.lc.Stop(ctx, &lifecyclev1.StopRequest{})
 }
 
 func newRand() func() float64 {

@@ -6,19 +6,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
+
+	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/handshake"
 
 	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
 
 const usage = `prism-proxy serves Prism's data API (KeyValue, PubSub) and routes each call,
-by its x-prism-namespace metadata, to the plugin process serving that namespace.
+by its x-prism-namespace metadata, to the plugin serving that namespace: a plugin
+process (plugin: {binary: ...}) or a driver linked into the proxy (plugin: {builtin: ...}).
 
 Usage:
   prism-proxy --config proxy.yaml [--addr-file addrs.json]
+  prism-proxy --list-builtins          # the linked drivers, one per line
+  prism-proxy --serve-builtin NAME     # run a linked driver as a plugin process (prism-accept --via builtin)
   prism-proxy --version
 
 SIGTERM or SIGINT ends open subscriptions with Unavailable, drains in-flight
@@ -41,8 +50,9 @@ type Addrs struct {
 }
 
 // Main is prism-proxy: it loads the config, starts the plugins, serves until
-// SIGTERM or SIGINT, then drains and returns the exit code.
-func Main(args []string, stderr io.Writer) int {
+// SIGTERM or SIGINT, then drains and returns the exit code. opts are passed
+// to [New] (the main links its builtin drivers with [WithBuiltin]).
+func Main(args []string, stderr io.Writer, opts ...Option) int {
 	fs := flag.NewFlagSet("prism-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
@@ -50,12 +60,34 @@ func Main(args []string, stderr io.Writer) int {
 	addrFile := fs.String("addr-file", "", "write the listen addresses as JSON to this file once serving")
 	logLevel := fs.String("log-level", "", "override the config's log_level")
 	version := fs.Bool("version", false, "print the version and exit")
+	list := fs.Bool("list-builtins", false, "print the names of the linked builtin drivers, one per line, to stdout and exit")
+	serve := fs.String("serve-builtin", "", "serve the linked builtin driver NAME as a plugin process (started by a host, e.g. prism-accept's lifecycle specs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *version {
 		fmt.Fprintln(stderr, "prism-proxy", Version)
 		return 0
+	}
+	linked := (&Proxy{}).apply(opts)
+	if *list {
+		for _, name := range slices.Sorted(maps.Keys(linked)) {
+			fmt.Println(name)
+		}
+		return 0
+	}
+	if *serve != "" {
+		b := linked[*serve]
+		if b == nil {
+			fmt.Fprintf(stderr, "prism-proxy: --serve-builtin %q is not a linked driver; known: %s\n", *serve, strings.Join(slices.Sorted(maps.Keys(linked)), ", "))
+			return 2
+		}
+		if os.Getenv(handshake.EnvMagic) != handshake.MagicValue {
+			fmt.Fprintf(stderr, "prism-proxy --serve-builtin runs the linked driver %s as a plugin process for a host, not by hand:\n"+
+				"  prism-accept --via builtin --builtin %s --proxy %s     certify it\n", *serve, *serve, os.Args[0])
+			return 1
+		}
+		return sdk.Serve(b.new(), b.opts...)
 	}
 	if *config == "" {
 		fmt.Fprintln(stderr, "prism-proxy: --config is required")
@@ -76,7 +108,7 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		return 2
 	}
-	p, err := New(cfg, WithPluginStderr(stderr))
+	p, err := New(cfg, append([]Option{WithPluginStderr(stderr)}, opts...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 		return 2

@@ -23,6 +23,7 @@ type metrics struct {
 	inflight  *prometheus.GaugeVec
 	restarts  *prometheus.CounterVec
 	pluginUp  *prometheus.GaugeVec
+	mode      *prometheus.GaugeVec
 	health    *prometheus.GaugeVec
 	draining  prometheus.Gauge
 	healthAll []string
@@ -44,13 +45,16 @@ func newMetrics() *metrics {
 		Help: "Restarts of the plugin process serving a namespace slot."}, []string{"namespace", "slot"})
 	m.pluginUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "prism_proxy_plugin_up",
 		Help: "1 when the plugin of a namespace slot is running and started, else 0."}, []string{"namespace", "slot"})
+	m.mode = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "prism_proxy_plugin_mode",
+		Help: "1 for how the plugin of a namespace slot runs: mode process (a plugin binary) or builtin (a driver linked into the proxy)."},
+		[]string{"namespace", "slot", "mode"})
 	m.health = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "prism_proxy_plugin_health",
 		Help: "The plugin's last HealthCheck answer: 1 for the current status, 0 for the others."},
 		[]string{"namespace", "slot", "status"})
 	m.draining = prometheus.NewGauge(prometheus.GaugeOpts{Name: "prism_proxy_draining",
 		Help: "1 once SIGTERM was received and the proxy is draining."})
 	m.healthAll = []string{"healthy", "degraded", "unhealthy", "unknown", "down"}
-	m.reg.MustRegister(m.requests, m.errors, m.latency, m.inflight, m.restarts, m.pluginUp, m.health, m.draining,
+	m.reg.MustRegister(m.requests, m.errors, m.latency, m.inflight, m.restarts, m.pluginUp, m.mode, m.health, m.draining,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,7 +1,7 @@
 // Package proxy is Prism's reference proxy: it serves the same data services
 // as a plugin (KeyValue, PubSub) and routes each call by its namespace, read
 // from the request metadata x-prism-namespace, to the plugin process that
-// serves that namespace.
+// serves that namespace, or to a builtin driver linked into the proxy.
 //
 // # Plugins
 //
@@ -15,6 +15,25 @@
 // health_interval; a plugin that exits, or misses three health checks in a row
 // (it is then killed), is restarted with exponential backoff and jitter. While
 // a plugin is down, its namespaces' calls fail at once with Unavailable.
+//
+// # Builtin drivers
+//
+// A plugin block may instead say "builtin: <name>": a Go driver linked into
+// the proxy with [WithBuiltin] (prism-proxy links memstore, redis and nats;
+// prism-proxy --list-builtins lists them). The proxy serves a fresh driver
+// through the SDK's own machinery (backends/sdk Server: lifecycle states,
+// validation, limits, error codes, decode rules, interceptors, health) on an
+// in-process channel (sdk.Server.InProcess) instead of a socket, and hosts it
+// like a process: Describe, the capability check, Initialize with the same
+// config and credentials, Start, HealthCheck every health_interval. There is
+// no process, handshake or HTTP/2 hop: a forwarded frame is decoded once into
+// the driver's request and its response encoded once into the frame the
+// proxy sends. A builtin that misses three health checks in a row is stopped
+// (Stop, its driver closed) and a fresh driver starts with the same backoff;
+// Shutdown drains and stops it like a process. Routing, auth, limits,
+// request ids and metadata filtering are the same: the forwarded metadata is
+// the driver's incoming metadata, never authorization. /status and the
+// prism_proxy_plugin_mode metric say mode builtin, with the proxy's own pid.
 //
 // The registry pattern is the exception: the proxy serves
 // prism.registry.v1.Registry itself for registry namespaces, with a
@@ -146,6 +165,7 @@ type Proxy struct {
 	rnd    func() float64
 
 	hosts      []*host
+	builtins   map[string]*builtin // WithBuiltin
 	namespaces map[string]*namespace
 	unary      map[string]bool // full method → unary, for the forwarded services' known methods
 	codec      rawCodec
@@ -201,6 +221,9 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	for _, o := range opts {
 		o(p)
 	}
+	if err := cfg.checkBuiltins(p.builtins); err != nil {
+		return nil, err
+	}
 	if p.stderr == nil {
 		p.stderr = os.Stderr
 	}
@@ -238,11 +261,12 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 			h := byIdentity[id]
 			if h == nil {
 				h = &host{id: id, spec: spec, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
-					stderr: &lineWriter{out: sw}}
+					stderr: &lineWriter{out: sw}, builtin: p.builtins[spec.Builtin]}
 				byIdentity[id] = h
 				p.hosts = append(p.hosts, h)
 			}
 			u := &slotUse{ns: ns, slot: s, host: h}
+			p.m.mode.WithLabelValues(ns.Name, s.Name, modeOf(h.builtin != nil)).Set(1)
 			h.uses = append(h.uses, u)
 			ns.uses = append(ns.uses, u)
 			for _, svc := range s.Services {
@@ -522,7 +546,7 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		return status.Error(codes.InvalidArgument, "the call has no request message")
 	}
 	if p.unary[full] {
-		err = p.forwardUnary(octx, ss, lv.conn, full, id, first)
+		err = p.forwardUnary(octx, ss, lv, full, id, first)
 	} else {
 		err = p.forwardStream(octx, ss, lv.conn, full, id, first, service)
 	}
@@ -594,11 +618,16 @@ func shortStatus(err error) error {
 }
 
 // forwardUnary forwards one request and one response.
-func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, req *frame) error {
+func (p *Proxy) forwardUnary(ctx context.Context, ss grpc.ServerStream, lv *live, full, id string, req *frame) error {
 	resp := &frame{}
 	var hdr, trl metadata.MD
-	err := conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
-	req.free()
+	err := lv.conn.Invoke(ctx, full, req, resp, grpc.ForceCodecV2(p.codec), grpc.Header(&hdr), grpc.Trailer(&trl))
+	if !lv.builtin {
+		// A builtin's channel owns the request once Invoke is called: it
+		// decodes and frees it on the driver's goroutine, which may
+		// outlive a cancelled Invoke.
+		req.free()
+	}
 	if hdr == nil {
 		hdr = metadata.MD{}
 	}
@@ -623,7 +652,7 @@ var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // A stream is open-ended (a subscription), so draining does not wait for
 // it: when the proxy starts draining it cancels the upstream call and ends
 // the stream with Unavailable, as a plugin that drains does.
-func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
+func (p *Proxy) forwardStream(ctx context.Context, ss grpc.ServerStream, conn grpc.ClientConnInterface, full, id string, first *frame, service string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ended, forget := p.streams.add(cancel)
@@ -682,7 +711,7 @@ func (s *streamSet) endAll() int {
 }
 
 // copyStream does forwardStream's copying; cancel ends the upstream call.
-func (p *Proxy) copyStream(ctx context.Context, cancel context.CancelFunc, ss grpc.ServerStream, conn *grpc.ClientConn, full, id string, first *frame, service string) error {
+func (p *Proxy) copyStream(ctx context.Context, cancel context.CancelFunc, ss grpc.ServerStream, conn grpc.ClientConnInterface, full, id string, first *frame, service string) error {
 	cs, err := conn.NewStream(ctx, streamDesc, full, grpc.ForceCodecV2(p.codec))
 	if err != nil {
 		if first != nil {
@@ -859,8 +888,12 @@ type NamespaceStatus struct {
 type SlotStatus struct {
 	Slot string `json:"slot"`
 	// Process identifies the plugin process; slots sharing it show the same.
-	Process  string `json:"process"`
-	Binary   string `json:"binary"`
+	Process string `json:"process"`
+	// Mode is "process" (a plugin binary) or "builtin" (a driver linked
+	// into the proxy, whose PID is the proxy's own).
+	Mode     string `json:"mode"`
+	Binary   string `json:"binary,omitempty"`
+	Builtin  string `json:"builtin,omitempty"`
 	Plugin   string `json:"plugin,omitempty"`
 	PID      int    `json:"pid,omitempty"`
 	State    string `json:"state"`
@@ -878,7 +911,8 @@ func (p *Proxy) Status() Status {
 		n := NamespaceStatus{Name: ns.Name, Patterns: ns.PatternList(), Serving: true}
 		for _, u := range ns.uses {
 			st, pid, restarts, lastErr, health := u.host.snapshot()
-			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Binary: p.cfg.resolve(u.host.spec.Binary), PID: pid,
+			ss := SlotStatus{Slot: u.slot.Name, Process: u.host.id, Mode: modeOf(u.host.builtin != nil),
+				Binary: p.cfg.resolve(u.host.spec.Binary), Builtin: u.host.spec.Builtin, PID: pid,
 				State: string(st), Health: health, Restarts: restarts, Refused: u.refusal(), Error: lastErr}
 			if lv := u.host.cur.Load(); lv != nil {
 				ss.Plugin = lv.pluginName() + " " + lv.pluginVersion()

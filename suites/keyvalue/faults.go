@@ -180,7 +180,7 @@ func describeFaults(sess func() *session) {
 			// The count is read from the plugin's HealthCheck details, which
 			// only a direct target shows.
 			if s.fx.Target.Via == target.Proxy {
-				Skip("through the proxy the plugin's HealthCheck details are not visible, so its calls in flight cannot be counted; the direct run counts them")
+				Skip("through the proxy the plugin's HealthCheck details are not visible, so its calls in flight cannot be counted (a direct run, --via direct or both, counts them)")
 			}
 			if s.fx.Lifecycle == nil {
 				Skip("the fixture gives no lifecycle client, so the plugin's calls in flight cannot be read")

@@ -225,6 +225,7 @@ func registerKeyValue(get func() *fixture.Fixture) {
 			px = launchProxy(fx, "start a second proxy for the plugin-kill spec")
 		}
 		ns := fx.Target.Namespace
+		skipIfBuiltin(fx, px, ns, "SIGKILL")
 		c := px.Target(ns).KeyValue()
 		key := fx.Prefix() + "after-restart"
 		DeferCleanup(func() { _, _ = c.Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
@@ -263,6 +264,7 @@ func registerKeyValue(get func() *fixture.Fixture) {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { _, _ = fx.Target.KeyValue().Delete(fx.Ctx(), &keyvaluev1.DeleteRequest{Key: key}) })
 
+		skipIfBuiltin(fx, px, ns, "SIGSTOP")
 		By("freezing the plugin so that a call stays in flight")
 		pid, err := px.SignalPlugin(ctx, ns, syscall.SIGSTOP)
 		fixture.Harness(err, "SIGSTOP the plugin of %q", ns)
@@ -340,6 +342,7 @@ func registerPubSub(get func() *fixture.Fixture) {
 			px = launchProxy(fx, "start a second proxy for the plugin-kill spec")
 		}
 		ns := fx.Target.Namespace
+		skipIfBuiltin(fx, px, ns, "SIGKILL")
 		t := px.Target(ns)
 		pid, err := px.KillPlugin(fx.Ctx(), ns)
 		fixture.Harness(err, "SIGKILL the plugin of %q", ns)
@@ -361,4 +364,17 @@ func registerPubSub(get func() *fixture.Fixture) {
 		Expect(npid).NotTo(Equal(pid), "the plugin should run as a new process")
 	})
 	registerStreams(get)
+}
+
+// skipIfBuiltin skips a spec that signals the plugin process of ns when the
+// proxy serves ns with a builtin driver: it runs in the proxy's process, so
+// there is no plugin process to signal (a builtin's restart after failed
+// health checks is covered by reference/proxy's tests).
+func skipIfBuiltin(fx *fixture.Fixture, px *hproxy.Proxy, ns, signal string) {
+	GinkgoHelper()
+	builtin, err := px.PluginBuiltin(fx.Ctx(), ns)
+	fixture.Harness(err, "read the proxy's /status for the plugin of %q", ns)
+	if builtin {
+		Skip(fmt.Sprintf("the plugin of %q is a builtin driver in the proxy's process: there is no plugin process to %s", ns, signal))
+	}
 }
