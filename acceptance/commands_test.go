@@ -1,11 +1,14 @@
 package acceptance_test
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -25,11 +28,34 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	raiseParallel()
 	code := m.Run()
 	if buildRoot != "" {
 		_ = os.RemoveAll(buildRoot)
 	}
 	os.Exit(code)
+}
+
+// parallelRuns is how many parallel tests (mutant and control runs of
+// prism-accept) run at once unless -test.parallel says otherwise: they wait
+// on their plugins, timeouts and deliveries most of the time (at -parallel 2,
+// GOMAXPROCS on a 2-core machine, the CPUs stood idle about two thirds of
+// this package's run).
+const parallelRuns = 6
+
+// raiseParallel sets -test.parallel to parallelRuns when it was not given,
+// except in the child of TestRunChild, where Ginkgo refuses a set
+// -test.parallel.
+func raiseParallel() {
+	if os.Getenv(envRunChild) != "" {
+		return
+	}
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(parallelRuns, runtime.GOMAXPROCS(0))))
+	}
 }
 
 // buildCommands returns a directory holding prism-accept, prism-memstore,

@@ -218,11 +218,11 @@ var mutantKills = map[string]kill{
 		"Lifecycle state machine in state stopped RotateCredentials answers FailedPrecondition naming the state, or Unimplemented when auth.rotation is not declared",
 	}},
 	"insert-lost-in-resize": {specs: []string{
-		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
+		"KeyValue contention keeps every new key that 64 clients insert at once (500 each; 125 each through the proxy), each reading back exactly its value",
 		"KeyValue contention through scan counts and scans exactly the 8 000 new keys that 64 clients inserted at once",
 	}},
 	"insert-refused-in-resize": {specs: []string{
-		"KeyValue contention keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value",
+		"KeyValue contention keeps every new key that 64 clients insert at once (500 each; 125 each through the proxy), each reading back exactly its value",
 		"KeyValue contention through scan counts and scans exactly the 8 000 new keys that 64 clients inserted at once",
 	}},
 	"torn-write": {specs: []string{

@@ -23,23 +23,23 @@ task=${TASK_EXE:-go tool task}
 jobs=${CERTIFY_JOBS:-3}
 case "$jobs" in '' | *[!0-9]* | 0) echo "ci/certify.sh: CERTIFY_JOBS=$jobs is not a positive number" >&2; exit 64 ;; esac
 
-# task certify's runs, longest first (measured on a 2-core machine).
+# task certify's runs, longest first (as measured in a clean-clone .ci/run on a 2-core machine).
 certify=(
-	'BACKEND=redis VIA=both'
-	'BACKEND=nats VIA=both'
-	'PATTERN=registry SLOTS="memstore+memstore redis+nats"'
-	'BACKEND=postgres VIA=both'
 	# The Python plugin (backends/python-memstore: Debian's python3-grpcio and python3-protobuf)
 	'BACKEND=memstore PLUGIN=backends/python-memstore/plugin.py VIA=both REPORT_DIR=out/accept/python-memstore -- --bad-config backends/python-memstore/bad-config.yaml'
+	'BACKEND=redis VIA=both'
+	# PostgreSQL is certified only through backends/postgres/backend.yaml (container when Docker answers, else process).
+	'BACKEND=postgres VIA=both'
 	'BACKEND=memstore VIA=both'
 	# The same drivers linked into prism-proxy as builtins (no plugin process behind the proxy).
 	'BACKEND=redis VIA=builtin'
+	'BACKEND=nats VIA=both'
+	'PATTERN=registry SLOTS="memstore+memstore redis+nats"'
 	'BACKEND=memstore VIA=builtin'
 	'BACKEND=nats VIA=builtin'
-	'BACKEND=redis SUITE=auth'
-	'BACKEND=nats SUITE=auth'
-	# PostgreSQL is certified only through backends/postgres/backend.yaml (container when Docker answers, else process).
 	'BACKEND=postgres SUITE=auth'
+	'BACKEND=nats SUITE=auth'
+	'BACKEND=redis SUITE=auth'
 )
 if (($#)); then runs=("$@"); else runs=("${certify[@]}"); fi
 

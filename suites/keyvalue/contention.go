@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/prism-suite/prism/harness/target"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 )
 
@@ -224,8 +225,15 @@ func describeContention(sess func() *session) {
 		var s *session
 		BeforeEach(func() { s = sess() })
 
-		It("keeps every one of 32 000 new keys that 64 clients insert at once, each reading back exactly its value", func() {
-			keys, valueOf := s.insertAtOnce(s.key("insert/"), insertPerClient)
+		It("keeps every new key that 64 clients insert at once (500 each; 125 each through the proxy), each reading back exactly its value", func() {
+			perClient := insertPerClient
+			if s.fx.Target.Via == target.Proxy {
+				// The plugin's storage is what loses keys, and the direct
+				// run loads it with 32 000; through the proxy the promise is
+				// observed as well with 8 000, at a quarter of the cost.
+				perClient = scannedPerClient
+			}
+			keys, valueOf := s.insertAtOnce(s.key("insert/"), perClient)
 			// Every client reads back its keys once all clients are done,
 			// so a key lost by a later insert is caught too.
 			var (
@@ -237,7 +245,7 @@ func describeContention(sess func() *session) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := c * insertPerClient; i < (c+1)*insertPerClient; i++ {
+					for i := c * perClient; i < (c+1)*perClient; i++ {
 						resp, err := s.kv.Get(s.ctx(), &keyvaluev1.GetRequest{Key: keys[i]})
 						switch {
 						case status.Code(err) == codes.NotFound:
