@@ -178,19 +178,7 @@ func TestBuiltinHealth(t *testing.T) {
 	hc := healthpb.NewHealthClient(conn)
 	wait := func(want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "orders"})
-			cancel()
-			if err == nil && r.GetStatus() == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health of orders: got %v (%v), want %v", r.GetStatus(), err, want)
-			}
-			time.Sleep(20 * time.Millisecond) // polling interval
-		}
+		waitHealth(t, hc, "orders", want)
 	}
 	wait(healthpb.HealthCheckResponse_SERVING)
 	b.sick.Store(true)

@@ -57,19 +57,7 @@ func TestNamespaceHealthFollowsPluginHealth(t *testing.T) {
 	hc := healthpb.NewHealthClient(conn)
 	wait := func(want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "sick"})
-			cancel()
-			if err == nil && r.GetStatus() == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health of %q: got %v (%v), want %v", "sick", r.GetStatus(), err, want)
-			}
-			time.Sleep(20 * time.Millisecond) // polling interval
-		}
+		waitHealth(t, hc, "sick", want)
 	}
 	wait(healthpb.HealthCheckResponse_SERVING)
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {
@@ -114,5 +102,24 @@ func TestShutdownEndsOpenSubscriptions(t *testing.T) {
 	<-done
 	if d := time.Since(began); d > 20*time.Second {
 		t.Errorf("Shutdown with a subscription open took %v; the drain deadline is a minute", d)
+	}
+}
+
+// waitHealth polls the proxy's gRPC health of service until it is want, for
+// at most 10 s.
+func waitHealth(t *testing.T, hc healthpb.HealthClient, service string, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		cancel()
+		if err == nil && r.GetStatus() == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health of %q: got %v (%v), want %v", service, r.GetStatus(), err, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 }

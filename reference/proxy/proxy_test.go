@@ -85,23 +85,7 @@ func kvNamespace(name, instance string) proxy.Namespace {
 // start runs a proxy in-process and returns it with a connection to it.
 func start(t *testing.T, cfg proxy.Config) (*proxy.Proxy, *grpc.ClientConn) {
 	t.Helper()
-	p, err := proxy.New(cfg, proxy.WithPluginStderr(io.Discard))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = p.Shutdown(ctx)
-	})
-	conn := dial(t, p.Addr())
-	t.Cleanup(func() { conn.Close() })
-	return p, conn
+	return startWith(t, cfg, proxy.WithPluginStderr(io.Discard))
 }
 
 func dial(t testing.TB, addr string) *grpc.ClientConn {
