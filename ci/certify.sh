@@ -109,5 +109,5 @@ else
 	code=2
 fi
 worst "$code"
-echo "task certify: exit $rc"
+echo "ci/certify.sh: exit $rc (the worst of $n runs and the merge)"
 exit $rc

@@ -126,7 +126,7 @@ func TestCertifyExitsWithTheWorstCode(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d\n%s", code, tc.want, out)
 			}
-			if !strings.Contains(out, "task certify: exit ") {
+			if !strings.Contains(out, fmt.Sprintf("ci/certify.sh: exit %d (the worst of 12 runs and the merge)", tc.want)) {
 				t.Fatalf("no final line:\n%s", out)
 			}
 			// The merge gets the report of every run that wrote one, and no older report.
