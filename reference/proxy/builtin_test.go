@@ -19,7 +19,6 @@ import (
 	memstorepkg "github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/sdk"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
-	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
 	"github.com/prism-suite/prism/reference/proxy"
 	"github.com/prism-suite/prism/reference/registry"
@@ -357,41 +356,7 @@ func TestBuiltinStreams(t *testing.T) {
 	cfg := testConfig(proxy.Namespace{Name: "ps", Pattern: proxy.PubSub, Plugin: &proxy.PluginSpec{Builtin: "watched"}})
 	cfg.DrainTimeout = time.Minute
 	p, conn := startWith(t, cfg, b.option())
-	ctx, cancel := nsCtx("ps")
-	defer cancel()
-	ps := pubsubv1.NewPubSubClient(conn)
-	sub, err := ps.Subscribe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Send(&pubsubv1.SubscribeRequest{Request: &pubsubv1.SubscribeRequest_Subscription{
-		Subscription: &pubsubv1.Subscription{Topic: "t"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if ev, err := sub.Recv(); err != nil || ev.GetSubscribed() == nil {
-		t.Fatalf("first event: %v, %v; want Subscribed", ev, err)
-	}
-	for i := range 3 {
-		if _, err := ps.Publish(ctx, &pubsubv1.PublishRequest{Topic: "t", Payload: []byte{byte('a' + i)}}); err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
-	}
-	for i := range 3 {
-		ev, err := sub.Recv()
-		if err != nil || string(ev.GetMessage().GetPayload()) != string([]byte{byte('a' + i)}) {
-			t.Fatalf("message %d: %v, %v", i, ev, err)
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
-		defer scancel()
-		_ = p.Shutdown(sctx)
-	}()
-	_, err = sub.Recv()
-	wantCode(t, "Recv on a subscription open at Shutdown", err, codes.Unavailable)
-	<-done
+	shutdownWithSubscription(t, p, openSubscription(t, conn, "ps", 3))
 	if n := b.closed.Load(); n != 1 {
 		t.Errorf("driver Close calls after Shutdown: got %d, want 1", n)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -76,9 +77,22 @@ func TestShutdownEndsOpenSubscriptions(t *testing.T) {
 	cfg := testConfig(proxy.Namespace{Name: "ps", Pattern: proxy.PubSub, Plugin: &proxy.PluginSpec{Binary: memstore}})
 	cfg.DrainTimeout = time.Minute
 	p, conn := start(t, cfg)
-	ctx, cancel := nsCtx("ps")
-	defer cancel()
-	sub, err := pubsubv1.NewPubSubClient(conn).Subscribe(ctx)
+	began := time.Now()
+	shutdownWithSubscription(t, p, openSubscription(t, conn, "ps", 0))
+	if d := time.Since(began); d > 20*time.Second {
+		t.Errorf("Shutdown with a subscription open took %v; the drain deadline is a minute", d)
+	}
+}
+
+// openSubscription subscribes to topic "t" of namespace ns, waits for
+// Subscribed, then publishes n messages and receives each in order. The
+// subscription lives as long as the test.
+func openSubscription(t *testing.T, conn grpc.ClientConnInterface, ns string, n int) pubsubv1.PubSub_SubscribeClient {
+	t.Helper()
+	ctx, cancel := nsCtx(ns)
+	t.Cleanup(cancel)
+	ps := pubsubv1.NewPubSubClient(conn)
+	sub, err := ps.Subscribe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +103,24 @@ func TestShutdownEndsOpenSubscriptions(t *testing.T) {
 	if ev, err := sub.Recv(); err != nil || ev.GetSubscribed() == nil {
 		t.Fatalf("first event: %v, %v; want Subscribed", ev, err)
 	}
-	began := time.Now()
+	for i := range n {
+		if _, err := ps.Publish(ctx, &pubsubv1.PublishRequest{Topic: "t", Payload: []byte{byte('a' + i)}}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	for i := range n {
+		ev, err := sub.Recv()
+		if err != nil || string(ev.GetMessage().GetPayload()) != string([]byte{byte('a' + i)}) {
+			t.Fatalf("message %d: %v, %v", i, ev, err)
+		}
+	}
+	return sub
+}
+
+// shutdownWithSubscription shuts p down (drain deadline a minute) while sub
+// is open and checks that sub ends with Unavailable before Shutdown returns.
+func shutdownWithSubscription(t *testing.T, p *proxy.Proxy, sub pubsubv1.PubSub_SubscribeClient) {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -97,12 +128,9 @@ func TestShutdownEndsOpenSubscriptions(t *testing.T) {
 		defer scancel()
 		_ = p.Shutdown(sctx)
 	}()
-	_, err = sub.Recv()
+	_, err := sub.Recv()
 	wantCode(t, "Recv on a subscription open at Shutdown", err, codes.Unavailable)
 	<-done
-	if d := time.Since(began); d > 20*time.Second {
-		t.Errorf("Shutdown with a subscription open took %v; the drain deadline is a minute", d)
-	}
 }
 
 // waitHealth polls the proxy's gRPC health of service until it is want, for
