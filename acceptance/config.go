@@ -92,6 +92,9 @@ type Config struct {
 	// CommandLeftOut names what shaped the run but is not in Command
 	// (environment variables holding secrets).
 	CommandLeftOut []string
+	// Shard is set in a process of a --procs run (procs.go): the specs it
+	// runs and its parent's command and report folder.
+	Shard *Shard
 	// Logf prints progress lines (default: to stdout).
 	Logf func(format string, args ...any)
 }

@@ -93,6 +93,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		registrySlot = fs.String("registry-slot", "memstore", "with --pattern registry: the registry slot's backend, memstore or redis")
 		messaging    = fs.String("messaging-slot", "memstore", "with --pattern registry: the messaging slot's backend, memstore, nats or redis")
 	)
+	procs := fs.Int("procs", 1, "split the selected specs over N prism-accept processes, each with its own backend and plugin, merged into one report (a spec's file stays in one process)")
+	shardFile := fs.String("shard", "", "internal to --procs: the shard file of one of its processes")
 	backendFile := fs.String("backend-file", "", "a backend definition file (backend.yaml, docs/backend-file.md) describing the backend: its name is the backend")
 	fs.StringVar(&cfg.Pattern, "pattern", "", "certify a pattern of prism-proxy instead of a plugin: registry (the slots' plugins are bin/prism-<backend> next to --proxy)")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
@@ -182,7 +184,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prism-accept: --plugin %s is not an executable file (build it first, e.g. go tool task build)\n", cfg.Plugin)
 		return report.ExitUsage
 	}
+	if *procs < 1 {
+		fmt.Fprintf(stderr, "prism-accept: --procs %d: must be at least 1\n", *procs)
+		return report.ExitUsage
+	}
 	cfg.Command, cfg.CommandLeftOut = commandLine(executable(), fs, os.Environ(), cfg)
+	if *shardFile != "" {
+		if cfg.Shard, err = loadShard(*shardFile); err != nil {
+			fmt.Fprintf(stderr, "prism-accept: %v\n", err)
+			return report.ExitUsage
+		}
+		cfg.Command, cfg.CommandLeftOut = cfg.Shard.Command, cfg.Shard.CommandLeftOut
+	}
 	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
 	// testcontainers prints a banner through its global logger; progress
@@ -216,6 +229,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *repeat > 1 {
 		suiteCfg.MustPassRepeatedly = *repeat
 	}
+	if cfg.Shard != nil {
+		suiteCfg.FocusFiles = cfg.Shard.Locations
+	}
 	if !repCfg.Verbose && !repCfg.VeryVerbose {
 		// Our progress lines and verdicts replace Ginkgo's dots; --ginkgo.v
 		// brings Ginkgo's own output back.
@@ -233,6 +249,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Pattern != "" || (cfg.Backend != backend.Memstore && (cfg.Backends.Provider == backend.Auto || cfg.Backends.Provider == backend.Container)) {
 		sweepOrphans(cfg.Logf)
+	}
+	if *procs > 1 && cfg.Shard == nil {
+		if code := runProcs(run, *procs, args, suiteCfg, stdout, stderr); code >= 0 {
+			return code
+		}
 	}
 	stopSignals := run.handleSignals(stderr)
 	defer stopSignals()

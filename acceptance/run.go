@@ -68,6 +68,12 @@ type Session struct {
 	intMu      sync.Mutex
 	signal     os.Signal // the first interrupt, nil when there was none
 
+	// previewing is set while a --procs parent previews the suite: the
+	// report nodes write and print nothing.
+	previewing bool
+	// judged is what the report was judged on (report.Run), for judge.json.
+	judged report.Run
+
 	// Report is set by WriteReports.
 	Report *report.Report
 }
@@ -81,6 +87,9 @@ func Register(cfg Config) *Session {
 	r := Specs(cfg)
 	ReportAfterEach(r.progress)
 	ReportAfterSuite("Prism report", func(rep types.Report) {
+		if r.previewing {
+			return // a --procs parent's preview (procs.go): nothing ran
+		}
 		if err := r.WriteReports(rep); err != nil {
 			fmt.Fprintln(os.Stderr, "prism-accept:", err)
 		}
@@ -421,7 +430,7 @@ func (r *Session) teardown() {
 
 // progress prints one line per finished spec.
 func (r *Session) progress(sr SpecReport) {
-	if sr.LeafNodeType != types.NodeTypeIt {
+	if sr.LeafNodeType != types.NodeTypeIt || r.previewing {
 		return
 	}
 	o, reason := outcomeOf(sr)
@@ -512,8 +521,8 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		Seed:         r.cfg.Seed,
 		Via:          string(r.cfg.Via),
 		LabelFilter:  gr.SuiteConfig.LabelFilter,
-		Command:      runCommand(r.cfg.Command, gr.SuiteConfig, r.cfg.ReportDir),
-		Backend:      backend.Info{Kind: r.cfg.Backend},
+		Command:      runCommand(r.cfg.Command, gr.SuiteConfig, r.commandReportDir()),
+		Backend:      backendInfoOf(r.cfg),
 		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String(), "handshake": r.cfg.Timeouts.Handshake.String(),
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
 		Plugin:         report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha, Mode: report.ModeProcess},
@@ -527,9 +536,6 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		if rep.Plugin.SHA256 == "" {
 			rep.Plugin.SHA256, _ = plugin.FileSHA256(r.cfg.ProxyBinary)
 		}
-	}
-	if def := r.cfg.Backends.Definition; def != nil {
-		rep.Backend.File = def.File
 	}
 	if r.inst != nil {
 		rep.Backend = r.inst.Info()
@@ -586,30 +592,58 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			}
 		}
 		s.Reason = handshake.Truncate(s.Reason, messageInReports) // after every addition, probes' too
-		s.Reproduce = reproduceCommand(r.cfg.Command, sr, r.cfg.ReportDir)
+		s.Reproduce = reproduceCommand(r.cfg.Command, sr, r.commandReportDir())
 		rep.Specs = append(rep.Specs, s)
 		rep.Totals.Add(s.Outcome)
 	}
 	run := report.Run{Described: r.desc != nil, Declared: declared, Required: r.cfg.Require,
 		Selection: selectionOf(gr.SuiteConfig), Setup: r.setupFailure(), Specs: rep.Specs}
 	rep.Capabilities, rep.ExitCode, rep.ExitReason = report.Judge(run)
+	r.judged = run
 	if sig := r.Interrupted(); sig != nil {
-		// Whatever the specs that ran say, the run is not a verdict.
-		rep.ExitCode = ExitInterrupted(sig)
-		rep.ExitReason = fmt.Sprintf("interrupted by %s: the run stopped early (the specs after the interrupt did not run); %d passed, %d failed or errored before it", sigName(sig), rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors)
-		for i, c := range rep.Capabilities {
-			if c.Verdict == report.NotTested && c.Passed+c.Failed+c.Skipped+c.Errors == 0 {
-				rep.Capabilities[i].Reason = "not reached: the run was interrupted by " + sigName(sig)
-			}
-		}
+		markInterrupted(rep, sig)
 	}
 	for i, c := range rep.Capabilities {
 		if c.Declared && c.Reason == "" && r.proxyDeclares(capability.Name(c.Name)) {
-			rep.Capabilities[i].Reason = "the reference proxy's (--auth)"
+			rep.Capabilities[i].Reason = proxyDeclaresReason
 		}
 	}
 	r.redact(rep)
 	return rep
+}
+
+// backendInfoOf is what a report says of the backend before one started.
+func backendInfoOf(cfg Config) backend.Info {
+	info := backend.Info{Kind: cfg.Backend}
+	if def := cfg.Backends.Definition; def != nil {
+		info.File = def.File
+	}
+	return info
+}
+
+// proxyDeclaresReason is the reason of a capability the reference proxy
+// declares (with --auth), not the plugin.
+const proxyDeclaresReason = "the reference proxy's (--auth)"
+
+// markInterrupted makes rep say the run was interrupted by sig: whatever the
+// specs that ran say, the run is not a verdict.
+func markInterrupted(rep *report.Report, sig os.Signal) {
+	rep.ExitCode = ExitInterrupted(sig)
+	rep.ExitReason = fmt.Sprintf("interrupted by %s: the run stopped early (the specs after the interrupt did not run); %d passed, %d failed or errored before it", sigName(sig), rep.Totals.Passed, rep.Totals.Failed+rep.Totals.Errors)
+	for i, c := range rep.Capabilities {
+		if c.Verdict == report.NotTested && c.Passed+c.Failed+c.Skipped+c.Errors == 0 {
+			rep.Capabilities[i].Reason = "not reached: the run was interrupted by " + sigName(sig)
+		}
+	}
+}
+
+// commandReportDir is the report folder commands in the report name: the
+// run's, or with --shard the --procs parent's.
+func (r *Session) commandReportDir() string {
+	if r.cfg.Shard != nil {
+		return r.cfg.Shard.ReportDir
+	}
+	return r.cfg.ReportDir
 }
 
 // setupFailure says why setup failed (nil when it did not): the harness's
@@ -682,35 +716,48 @@ func redactSecrets(s string, secrets []string) string {
 
 // WriteReports builds the report, writes report.json, junit.xml and
 // summary.md into the config's ReportDir (when set), and prints the verdicts.
+// A process of a --procs run (Shard set) also writes judge.json, and leaves
+// the verdicts to its parent.
 func (r *Session) WriteReports(gr types.Report) error {
 	rep := r.BuildReport(gr)
 	r.Report = rep
-	r.printVerdicts(rep)
+	if r.cfg.Shard == nil {
+		printVerdicts(r.cfg.Logf, rep)
+	}
 	if r.cfg.ReportDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(r.cfg.ReportDir, 0o755); err != nil {
+	err := writeReportFiles(r.cfg.ReportDir, rep, r.cfg.Logf)
+	if r.cfg.Shard != nil {
+		err = errors.Join(err, writeJudgeFile(r.cfg.ReportDir, r.judged))
+	}
+	return err
+}
+
+// writeReportFiles writes rep's report.json, summary.md, junit.xml and
+// report.html into dir.
+func writeReportFiles(dir string, rep *report.Report, logf func(string, ...any)) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create report dir: %w", err)
 	}
 	var errs []error
-	if _, err := rep.WriteJSON(r.cfg.ReportDir); err != nil {
+	if _, err := rep.WriteJSON(dir); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := rep.WriteSummary(r.cfg.ReportDir); err != nil {
+	if _, err := rep.WriteSummary(dir); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := rep.WriteJUnit(r.cfg.ReportDir); err != nil {
+	if _, err := rep.WriteJUnit(dir); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := report.WriteHTML(r.cfg.ReportDir, rep); err != nil {
+	if _, err := report.WriteHTML(dir, rep); err != nil {
 		errs = append(errs, err)
 	}
-	r.cfg.Logf("reports: %s/{report.json,junit.xml,summary.md,report.html}", r.cfg.ReportDir)
+	logf("reports: %s/{report.json,junit.xml,summary.md,report.html}", dir)
 	return errors.Join(errs...)
 }
 
-func (r *Session) printVerdicts(rep *report.Report) {
-	log := r.cfg.Logf
+func printVerdicts(log func(string, ...any), rep *report.Report) {
 	indent := func(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n      ") }
 	log("")
 	log("Verdicts for %s %s (backend %s via %s):", rep.Plugin.Name, rep.Plugin.Version, rep.Backend.Kind, rep.Backend.Provider)

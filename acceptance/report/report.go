@@ -77,6 +77,9 @@ type Report struct {
 	Capabilities []Capability `json:"capabilities"`
 	Specs        []Spec       `json:"specs"`
 	Totals       Totals       `json:"totals"`
+	// Procs is the number of processes the run's specs were split over
+	// (prism-accept --procs); 0 or 1: one.
+	Procs int `json:"procs,omitempty"`
 	// ExitCode is what prism-accept exits with for this report (see Judge).
 	ExitCode int `json:"exit_code"`
 	// ExitReason says why ExitCode is not 0.
@@ -227,12 +230,20 @@ func Read(path string) (*Report, error) {
 	return &r, nil
 }
 
+// Capability returns the verdict of capability name, or nil.
+func (r *Report) Capability(name string) *Capability {
+	for i := range r.Capabilities {
+		if r.Capabilities[i].Name == name {
+			return &r.Capabilities[i]
+		}
+	}
+	return nil
+}
+
 // Verdict returns the verdict of capability name ("" when unknown).
 func (r *Report) Verdict(name string) Verdict {
-	for _, c := range r.Capabilities {
-		if c.Name == name {
-			return c.Verdict
-		}
+	if c := r.Capability(name); c != nil {
+		return c.Verdict
 	}
 	return ""
 }

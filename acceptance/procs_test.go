@@ -1,0 +1,246 @@
+package acceptance_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prism-suite/prism/acceptance/report"
+	"github.com/prism-suite/prism/proto/capability"
+)
+
+// procsJudged reads the judge.json each process of a --procs run left in
+// reportDir/procs/<n>: the specs it ran (not disabled), by location and name.
+func procsJudged(t *testing.T, reportDir string, n int) []map[string]report.Outcome {
+	t.Helper()
+	var out []map[string]report.Outcome
+	for i := 1; i <= n; i++ {
+		b, err := os.ReadFile(filepath.Join(reportDir, "procs", strconv.Itoa(i), "judge.json"))
+		if err != nil {
+			t.Fatalf("process %d of %d: %v", i, n, err)
+		}
+		var run report.Run
+		if err := json.Unmarshal(b, &run); err != nil {
+			t.Fatal(err)
+		}
+		ran := map[string]report.Outcome{}
+		for _, s := range run.Specs {
+			if s.Outcome != report.Disabled {
+				ran[s.Location+" "+s.Via+" "+s.Name] = s.Outcome
+			}
+		}
+		out = append(out, ran)
+	}
+	return out
+}
+
+// TestProcsRunEachSpecOnce: with --procs 3 every spec runs in exactly one of
+// three processes, each ran some, and the merged report judges them as one
+// run would (memstore certified on what it declares, exit 0).
+func TestProcsRunEachSpecOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs prism-accept")
+	}
+	t.Parallel()
+	bin := buildCommands(t)
+	rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore", "--procs", "3")
+	dir := filepath.Dir(reportPath(t, out))
+	if code != report.ExitOK || rep.ExitCode != report.ExitOK || rep.Procs != 3 {
+		t.Fatalf("exit %d (report %d, procs %d), want 0 with 3 processes\n%s", code, rep.ExitCode, rep.Procs, out)
+	}
+	ran := procsJudged(t, dir, 3)
+	seen := map[string]int{}
+	for i, r := range ran {
+		if len(r) == 0 {
+			t.Errorf("process %d ran no spec", i+1)
+		}
+		for k := range r {
+			seen[k]++
+		}
+	}
+	for _, s := range rep.Specs {
+		k := s.Location + " " + s.Via + " " + s.Name
+		if s.Outcome == report.Disabled || seen[k] != 1 {
+			t.Errorf("spec %q: outcome %q, run by %d processes; want run by exactly one", s.Name, s.Outcome, seen[k])
+		}
+		if !strings.Contains(s.Reproduce, "--report-dir="+filepath.Join(dir, "reproduce")) || strings.Contains(s.Reproduce, "--shard") {
+			t.Errorf("spec %q: reproduce %q must name the run's report folder and no shard", s.Name, s.Reproduce)
+		}
+	}
+	if len(seen) != len(rep.Specs) {
+		t.Errorf("the processes ran %d specs, the report has %d", len(seen), len(rep.Specs))
+	}
+	for _, c := range rep.Capabilities {
+		want := report.Certified
+		if c.Name == "pubsub.durable" || strings.HasPrefix(c.Name, "registry.") || strings.HasPrefix(c.Name, "auth.") {
+			want = report.NotDeclared
+		}
+		if c.Verdict != want {
+			t.Errorf("%s: verdict %q, want %q", c.Name, c.Verdict, want)
+		}
+	}
+}
+
+// TestProcsNeverGreenByMistake: a --procs run fails or errors exactly where
+// one process would: a plugin that cannot start, a mutant, and a process
+// that dies without its reports (a harness error, never a pass).
+func TestProcsNeverGreenByMistake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs prism-accept")
+	}
+	t.Parallel()
+	bin := buildCommands(t)
+
+	t.Run("a plugin that exits at launch fails lifecycle", func(t *testing.T) {
+		t.Parallel()
+		dead := filepath.Join(t.TempDir(), "dead-plugin")
+		if err := os.WriteFile(dead, []byte("#!/bin/sh\necho 'cannot open /etc/my-plugin.conf' >&2\nexit 3\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rep, code, out := accept(t, bin, "--plugin", dead, "--backend", "memstore", "--procs", "2")
+		if code != report.ExitFailed || rep.Verdict(string(capability.Lifecycle)) != report.VerdictFail {
+			t.Errorf("exit %d, lifecycle %q; want 1, failed\n%s", code, rep.Verdict(string(capability.Lifecycle)), out)
+		}
+		if c := rep.Capability(string(capability.Lifecycle)); c == nil || !strings.Contains(c.Reason, "cannot open /etc/my-plugin.conf") {
+			t.Errorf("lifecycle reason lacks the plugin's stderr: %+v", c)
+		}
+	})
+
+	t.Run("a mutant is killed", func(t *testing.T) {
+		t.Parallel()
+		k := kill{specs: []string{"KeyValue basic deletes a key and reports that it existed"}}
+		rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-mutant"), "--plugin-arg=--mutant=lost-delete",
+			"--plugin-arg=--base=memstore", "--backend", "memstore", "--label-filter", k.labelFilter(capability.KeyValueBasic, true), "--procs", "2")
+		if rep.Procs != 2 {
+			t.Errorf("report: procs %d, want 2", rep.Procs)
+		}
+		checkKill(t, "lost-delete", capability.KeyValueBasic, k, true, rep, code, out)
+	})
+
+	t.Run("a process killed mid-run is a harness error", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		var out syncBuffer
+		cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2", "--report-dir", dir)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		waitFor(t, &out, exited, "[1/2] passed ")
+		victim := procOf(t, filepath.Join(dir, "procs", "1", "shard.json"))
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		code := exitOf(t, cmd, exited, &out)
+		rep, err := report.Read(filepath.Join(dir, "report.json"))
+		if err != nil {
+			t.Fatalf("no merged report: %v\n%s", err, out.String())
+		}
+		if code != report.ExitError || rep.ExitCode != report.ExitError || !strings.Contains(rep.ExitReason, "process 1 exited") {
+			t.Errorf("exit %d, report %d %q; want 2 naming process 1\n%s", code, rep.ExitCode, rep.ExitReason, out.String())
+		}
+		if rep.Totals.Passed == 0 {
+			t.Errorf("the other process's passed specs are not in the report: %+v", rep.Totals)
+		}
+	})
+
+	t.Run("SIGTERM stops every process", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		var out syncBuffer
+		cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2", "--report-dir", dir)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		waitFor(t, &out, exited, " passed ")
+		children := []int{procOf(t, filepath.Join(dir, "procs", "1", "shard.json")), procOf(t, filepath.Join(dir, "procs", "2", "shard.json"))}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := exitOf(t, cmd, exited, &out); code != 143 {
+			t.Errorf("exit %d after SIGTERM, want 143\n%s", code, out.String())
+		}
+		rep, err := report.Read(filepath.Join(dir, "report.json"))
+		if err != nil {
+			t.Fatalf("no merged report: %v\n%s", err, out.String())
+		}
+		if rep.ExitCode != 143 || !strings.HasPrefix(rep.ExitReason, "interrupted by SIGTERM") {
+			t.Errorf("report: exit %d, reason %q; want 143, interrupted by SIGTERM", rep.ExitCode, rep.ExitReason)
+		}
+		for _, pid := range children {
+			if err := syscall.Kill(pid, 0); err == nil {
+				t.Errorf("process %d of the run still runs after the run exited", pid)
+			}
+		}
+	})
+}
+
+// waitFor waits up to a minute for text in out, failing t when the command
+// exits first.
+func waitFor(t *testing.T, out *syncBuffer, exited <-chan error, text string) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(out.String(), text) {
+		select {
+		case err := <-exited:
+			t.Fatalf("prism-accept exited (%v) before %q:\n%s", err, text, out.String())
+		case <-deadline:
+			t.Fatalf("no %q within a minute:\n%s", text, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// exitOf waits up to a minute for cmd to exit and returns its exit code.
+func exitOf(t *testing.T, cmd *exec.Cmd, exited <-chan error, out *syncBuffer) int {
+	t.Helper()
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("prism-accept still runs a minute on:\n%s", out.String())
+	}
+	return -1
+}
+
+// procOf returns the pid of the process whose command line names the shard
+// file (a process of a --procs run).
+func procOf(t *testing.T, shard string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), "--shard="+shard) {
+			return pid
+		}
+	}
+	t.Fatalf("no process runs with --shard=%s", shard)
+	return 0
+}
