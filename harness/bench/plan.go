@@ -233,7 +233,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if o.PubSub {
-		rep.Results = append(rep.Results, pubSubSeries(ctx, o, p, rs, logf)...)
+		prs, goals := pubSubSeries(ctx, o, p, rs, logf)
+		rep.Results = append(rep.Results, prs...)
+		rep.Goals = append(rep.Goals, goals...)
 	}
 	if o.Registry {
 		rr, goals, err := registrySeries(ctx, o, baselineOf(rep.Results, "memstore via proxy Get", 1), logf)

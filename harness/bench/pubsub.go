@@ -17,6 +17,7 @@ import (
 
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/plugin"
+	hproxy "github.com/prism-suite/prism/harness/proxy"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 )
@@ -47,9 +48,12 @@ type pubSubTarget struct {
 
 // pubSubSeries measures every target: single publish, batched publish and
 // publish→delivery latency at LatencyRate, each plugin compared with the
-// direct client of its backend measured right before it.
-func pubSubSeries(ctx context.Context, o Options, memstore *plugin.Process, rs *redisSetup, logf func(string, ...any)) []Result {
+// direct client of its backend measured right before it; with a proxy, the
+// nats plugin through it too (process and builtin), against the goal lines
+// of P4, which it returns.
+func pubSubSeries(ctx context.Context, o Options, memstore *plugin.Process, rs *redisSetup, logf func(string, ...any)) ([]Result, []string) {
 	var out []Result
+	var goals []string
 	measure := func(t pubSubTarget, base []Result) []Result {
 		logf("pubsub: %s", t.name)
 		// One subscriber takes what the throughput series publish.
@@ -96,7 +100,11 @@ func pubSubSeries(ctx context.Context, o Options, memstore *plugin.Process, rs *
 		if len(js) == 3 && len(core) == 3 {
 			base = []Result{js[0], js[1], core[2]}
 		}
-		out = append(out, measure(grpcTarget("nats plugin", pubsubv1.NewPubSubClient(ns.plugin.Conn)), base)...)
+		plug := measure(grpcTarget("nats plugin", pubsubv1.NewPubSubClient(ns.plugin.Conn)), base)
+		out = append(out, plug...)
+		if rs, g := natsViaProxy(ctx, o, ns, plug, measure, logf); len(rs) > 0 || len(g) > 0 {
+			out, goals = append(out, rs...), append(goals, g...)
+		}
 	}
 
 	if rs != nil {
@@ -104,7 +112,81 @@ func pubSubSeries(ctx context.Context, o Options, memstore *plugin.Process, rs *
 		out = append(out, direct...)
 		out = append(out, measure(grpcTarget("redis plugin", pubsubv1.NewPubSubClient(rs.plugin.Conn)), direct)...)
 	}
-	return out
+	return out, goals
+}
+
+// Goals of P4: batched publishes through the proxy (nats), and the time
+// from publish to delivery at LatencyRate through it.
+const (
+	goalBatchedMsgPerSec = 100_000
+	goalDeliveryP99      = 5 * time.Millisecond
+)
+
+// natsViaProxy measures the nats plugin through prism-proxy, as a process
+// plugin and (with o.Builtin) as the proxy's builtin driver, each compared
+// with the plugin direct (plug: Publish, PublishBatch, latency), and returns
+// the P4 goal lines.
+func natsViaProxy(ctx context.Context, o Options, ns *natsSetup, plug []Result, measure func(pubSubTarget, []Result) []Result, logf func(string, ...any)) ([]Result, []string) {
+	if o.Proxy == "" {
+		return nil, []string{"P4 PubSub via proxy: not measured (no proxy binary)"}
+	}
+	values, creds := ns.inst.PluginConfig()
+	nss := []hproxy.Namespace{{Name: "nats", Patterns: []string{"pubsub"}, Plugin: o.NATS, Config: values, Credentials: creds}}
+	if o.Builtin {
+		nss = append(nss, hproxy.Namespace{Name: "nats-builtin", Patterns: []string{"pubsub"}, Builtin: "nats", Config: values, Credentials: creds})
+	}
+	po := hproxy.DefaultOptions()
+	po.Binary, po.LogLevel, po.HealthInterval = o.Proxy, "warn", 5*time.Second
+	px, err := hproxy.Start(ctx, po, nss...)
+	if err == nil {
+		for _, n := range nss {
+			if err = px.WaitServing(ctx, n.Name); err != nil {
+				break
+			}
+		}
+	}
+	if px != nil {
+		defer px.Stop(context.Background())
+	}
+	if err != nil {
+		logf("pubsub via proxy: %v", err)
+		return nil, []string{fmt.Sprintf("P4 PubSub via proxy: not measured (the proxy did not start: %v)", err)}
+	}
+	var out []Result
+	var goals []string
+	for _, n := range nss {
+		name := "nats via proxy (process plugin)"
+		if n.Builtin != "" {
+			name = "nats via proxy (builtin)"
+		}
+		rs := measure(grpcTarget(name, px.Target(n.Name).PubSub()), plug)
+		out = append(out, rs...)
+		if len(rs) != 3 {
+			goals = append(goals, fmt.Sprintf("P4 %s: not measured (it did not subscribe)", name))
+			continue
+		}
+		batch, lat := rs[1], rs[2]
+		direct := ""
+		if len(plug) == 3 {
+			direct = fmt.Sprintf("; the plugin direct: %.0f msg/s, p99 %s", plug[1].OpsPerSec, us(plug[2].P99))
+		}
+		goals = append(goals, fmt.Sprintf("P4 %s: PublishBatch×%d %.0f msg/s (goal ≥ %d: %s); publish→delivery @%d/s p99 %s (goal ≤ %s: %s)%s%s",
+			name, BatchSize, batch.OpsPerSec, goalBatchedMsgPerSec,
+			met(batch.FirstError == "" && batch.OpsPerSec >= goalBatchedMsgPerSec), LatencyRate, us(lat.P99), goalDeliveryP99,
+			met(lat.FirstError == "" && lat.P99 > 0 && lat.P99 <= goalDeliveryP99), direct, firstErrors(batch, lat)))
+	}
+	return out, goals
+}
+
+// firstErrors names the first error of each result that has one.
+func firstErrors(rs ...Result) string {
+	var s string
+	for _, r := range rs {
+		if r.FirstError != "" {
+			s += fmt.Sprintf("; %s: %s", r.Name, r.FirstError)
+		}
+	}
+	return s
 }
 
 // batched turns a series of batch calls into one of messages.

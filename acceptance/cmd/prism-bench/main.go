@@ -18,7 +18,7 @@ func main() {
 	flag.StringVar(&o.Memstore, "memstore", o.Memstore, "memstore plugin binary")
 	flag.StringVar(&o.Redis, "redis", o.Redis, "redis plugin binary (\"\": no redis series)")
 	flag.StringVar(&o.Proxy, "proxy", o.Proxy, "prism-proxy binary (\"\": no via-proxy series)")
-	flag.BoolVar(&o.Builtin, "builtin", o.Builtin, "also measure the memstore and redis drivers linked into --proxy as builtins")
+	flag.BoolVar(&o.Builtin, "builtin", o.Builtin, "also measure the memstore, redis and nats drivers linked into --proxy as builtins")
 	flag.Func("redis-instance", "how Redis is provided: process (redis-server, default), embedded, container", func(v string) error {
 		o.RedisProvider = backend.Provider(v)
 		return nil
