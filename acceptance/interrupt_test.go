@@ -257,50 +257,92 @@ func TestSIGTERMStopsTheRun(t *testing.T) {
 		t.Skip("runs prism-accept")
 	}
 	bin := buildCommands(t)
-	reportDir := t.TempDir()
-	var out syncBuffer
-	cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--report-dir", reportDir)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.After(60 * time.Second)
-	for !strings.Contains(out.String(), "\npassed ") {
-		select {
-		case err := <-exited:
-			t.Fatalf("prism-accept exited (%v) before a spec passed:\n%s", err, out.String())
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			t.Fatalf("no spec passed within 60s:\n%s", out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	select {
-	case err = <-exited:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("prism-accept still runs 60s after SIGTERM:\n%s", out.String())
-	}
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 143 {
-		t.Errorf("after SIGTERM: %v, want exit code 143:\n%s", err, out.String())
-	}
-	rep, rerr := report.Read(filepath.Join(reportDir, "report.json"))
-	if rerr != nil {
-		t.Fatalf("no report after SIGTERM: %v\n%s", rerr, out.String())
-	}
-	if rep.ExitCode != 143 || !strings.HasPrefix(rep.ExitReason, "interrupted by SIGTERM") {
-		t.Errorf("report: exit %d, reason %q; want 143, \"interrupted by SIGTERM…\"", rep.ExitCode, rep.ExitReason)
-	}
+	run := startAccept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"))
+	run.waitFor("\npassed ")
+	rep := run.sigterm()
 	if rep.Totals.Passed == 0 || rep.Totals.Passed >= len(rep.Specs) {
 		t.Errorf("report: %d of %d specs passed; want some, not all (the run was stopped)", rep.Totals.Passed, len(rep.Specs))
 	}
+}
+
+// acceptRun is a prism-accept started in the background, writing its
+// reports into dir.
+type acceptRun struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	out    *syncBuffer
+	exited chan error
+}
+
+// startAccept starts prism-accept with args and a report folder of its own.
+func startAccept(t *testing.T, bin string, args ...string) *acceptRun {
+	t.Helper()
+	r := &acceptRun{t: t, dir: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
+	r.cmd = exec.Command(filepath.Join(bin, "prism-accept"), append(args, "--report-dir", r.dir)...)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- r.cmd.Wait() }()
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	return r
+}
+
+// waitFor waits up to a minute for text in the output; the run exiting
+// first fails the test.
+func (r *acceptRun) waitFor(text string) {
+	r.t.Helper()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(r.out.String(), text) {
+		select {
+		case err := <-r.exited:
+			r.t.Fatalf("prism-accept exited (%v) before %q:\n%s", err, text, r.out.String())
+		case <-deadline:
+			r.t.Fatalf("no %q within a minute:\n%s", text, r.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// exit waits up to a minute for the run to exit and returns its exit code
+// and report.
+func (r *acceptRun) exit() (int, *report.Report) {
+	r.t.Helper()
+	code := 0
+	select {
+	case err := <-r.exited:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			r.t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		r.t.Fatalf("prism-accept still runs a minute on:\n%s", r.out.String())
+	}
+	rep, err := report.Read(filepath.Join(r.dir, "report.json"))
+	if err != nil {
+		r.t.Fatalf("no report (exit %d): %v\n%s", code, err, r.out.String())
+	}
+	return code, rep
+}
+
+// sigterm sends SIGTERM and checks the run stops: exit code 143, and a
+// report that says it was interrupted, which it returns.
+func (r *acceptRun) sigterm() *report.Report {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		r.t.Fatal(err)
+	}
+	code, rep := r.exit()
+	if code != 143 {
+		r.t.Errorf("after SIGTERM: exit %d, want 143:\n%s", code, r.out.String())
+	}
+	if rep.ExitCode != 143 || !strings.HasPrefix(rep.ExitReason, "interrupted by SIGTERM") {
+		r.t.Errorf("report: exit %d, reason %q; want 143, \"interrupted by SIGTERM…\"", rep.ExitCode, rep.ExitReason)
+	}
+	return rep
 }
 
 // TestExitInterrupted pins the documented exit codes.

@@ -2,15 +2,12 @@ package acceptance_test
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/prism-suite/prism/acceptance/report"
 	"github.com/prism-suite/prism/proto/capability"
@@ -126,27 +123,16 @@ func TestProcsNeverGreenByMistake(t *testing.T) {
 
 	t.Run("a process killed mid-run is a harness error", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		var out syncBuffer
-		cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2", "--report-dir", dir)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		waitFor(t, &out, exited, "[1/2] passed ")
+		run := startAccept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2")
+		dir := run.dir
+		run.waitFor("[1/2] passed ")
 		victim := procOf(t, filepath.Join(dir, "procs", "1", "shard.json"))
 		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		code := exitOf(t, cmd, exited, &out)
-		rep, err := report.Read(filepath.Join(dir, "report.json"))
-		if err != nil {
-			t.Fatalf("no merged report: %v\n%s", err, out.String())
-		}
+		code, rep := run.exit()
 		if code != report.ExitError || rep.ExitCode != report.ExitError || !strings.Contains(rep.ExitReason, "process 1 exited") {
-			t.Errorf("exit %d, report %d %q; want 2 naming process 1\n%s", code, rep.ExitCode, rep.ExitReason, out.String())
+			t.Errorf("exit %d, report %d %q; want 2 naming process 1\n%s", code, rep.ExitCode, rep.ExitReason, run.out.String())
 		}
 		if rep.Totals.Passed == 0 {
 			t.Errorf("the other process's passed specs are not in the report: %+v", rep.Totals)
@@ -155,72 +141,17 @@ func TestProcsNeverGreenByMistake(t *testing.T) {
 
 	t.Run("SIGTERM stops every process", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		var out syncBuffer
-		cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2", "--report-dir", dir)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		waitFor(t, &out, exited, " passed ")
+		run := startAccept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--procs", "2")
+		dir := run.dir
+		run.waitFor(" passed ")
 		children := []int{procOf(t, filepath.Join(dir, "procs", "1", "shard.json")), procOf(t, filepath.Join(dir, "procs", "2", "shard.json"))}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if code := exitOf(t, cmd, exited, &out); code != 143 {
-			t.Errorf("exit %d after SIGTERM, want 143\n%s", code, out.String())
-		}
-		rep, err := report.Read(filepath.Join(dir, "report.json"))
-		if err != nil {
-			t.Fatalf("no merged report: %v\n%s", err, out.String())
-		}
-		if rep.ExitCode != 143 || !strings.HasPrefix(rep.ExitReason, "interrupted by SIGTERM") {
-			t.Errorf("report: exit %d, reason %q; want 143, interrupted by SIGTERM", rep.ExitCode, rep.ExitReason)
-		}
+		run.sigterm()
 		for _, pid := range children {
 			if err := syscall.Kill(pid, 0); err == nil {
 				t.Errorf("process %d of the run still runs after the run exited", pid)
 			}
 		}
 	})
-}
-
-// waitFor waits up to a minute for text in out, failing t when the command
-// exits first.
-func waitFor(t *testing.T, out *syncBuffer, exited <-chan error, text string) {
-	t.Helper()
-	deadline := time.After(time.Minute)
-	for !strings.Contains(out.String(), text) {
-		select {
-		case err := <-exited:
-			t.Fatalf("prism-accept exited (%v) before %q:\n%s", err, text, out.String())
-		case <-deadline:
-			t.Fatalf("no %q within a minute:\n%s", text, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// exitOf waits up to a minute for cmd to exit and returns its exit code.
-func exitOf(t *testing.T, cmd *exec.Cmd, exited <-chan error, out *syncBuffer) int {
-	t.Helper()
-	select {
-	case err := <-exited:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("prism-accept still runs a minute on:\n%s", out.String())
-	}
-	return -1
 }
 
 // procOf returns the pid of the process whose command line names the shard
