@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -45,11 +47,13 @@ type index[T any] struct {
 	loads singleflight.Group
 }
 
-// view is one loaded copy: the entries in key order.
+// view is one loaded copy: the entries in key order, their values as the
+// slot holds them and decoded. Shared: never modify a view.
 type view[T any] struct {
 	token  string
 	loaded time.Time
 	keys   []string
+	raws   [][]byte
 	vals   []T
 }
 
@@ -116,8 +120,12 @@ func (x *index[T]) load(s kvSlot, token string) (*view[T], error) {
 		token = t
 	}
 	v := &view[T]{token: token, loaded: x.now()}
+	x.mu.Lock()
+	prev := x.cur
+	x.mu.Unlock()
 	type kv struct {
 		key string
+		raw []byte
 		val T
 	}
 	var all []kv
@@ -128,8 +136,16 @@ func (x *index[T]) load(s kvSlot, token string) (*view[T], error) {
 			return nil, slotError("registry", "scan "+x.prefix, err)
 		}
 		for _, e := range resp.GetEntries() {
+			// An entry the previous copy holds with the same bytes is not
+			// decoded again.
+			if prev != nil {
+				if i, ok := slices.BinarySearch(prev.keys, e.GetKey()); ok && bytes.Equal(prev.raws[i], e.GetValue()) {
+					all = append(all, kv{e.GetKey(), prev.raws[i], prev.vals[i]})
+					continue
+				}
+			}
 			if val, ok := x.decode(e); ok {
-				all = append(all, kv{e.GetKey(), val})
+				all = append(all, kv{e.GetKey(), e.GetValue(), val})
 			}
 		}
 		if cursor = resp.GetNextCursor(); cursor == "" {
@@ -138,10 +154,9 @@ func (x *index[T]) load(s kvSlot, token string) (*view[T], error) {
 	}
 	// keyvalue.scan promises every key once, not an order.
 	sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
-	v.keys = make([]string, len(all))
-	v.vals = make([]T, len(all))
+	v.keys, v.raws, v.vals = make([]string, len(all)), make([][]byte, len(all)), make([]T, len(all))
 	for i, e := range all {
-		v.keys[i], v.vals[i] = e.key, e.val
+		v.keys[i], v.raws[i], v.vals[i] = e.key, e.raw, e.val
 	}
 	x.mu.Lock()
 	if x.cur == nil || !x.cur.loaded.After(v.loaded) {

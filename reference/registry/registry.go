@@ -408,11 +408,10 @@ func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	return nil
 }
 
-// record is an indexed record: decoded, and its bytes as the slot holds
-// them (an encoded Identity). Both are shared: never modify them.
+// record is an indexed record, decoded (its bytes are the view's raws).
+// Shared: never modify it.
 type record struct {
 	rec *registryv1.Identity
-	raw []byte
 }
 
 // recordIndexMaxAge is how long a copy of the records serves while the
@@ -426,7 +425,7 @@ func (c *Coordinator) decode(e *keyvaluev1.Entry) (record, bool) {
 		c.log.Warn("registry record does not decode; skipped", "key", e.GetKey())
 		return record{}, false
 	}
-	return record{rec: rec, raw: e.GetValue()}, true
+	return record{rec: rec}, true
 }
 
 // Unregister implements prism.registry.v1.Registry/Unregister. It is
@@ -546,7 +545,7 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 		switch {
 		case req.GetIncludeMetadata() && encoded:
 			raw = protowire.AppendTag(raw, 1, protowire.BytesType)
-			raw = protowire.AppendBytes(raw, r.raw)
+			raw = protowire.AppendBytes(raw, v.raws[i])
 		case req.GetIncludeMetadata():
 			out.Identities = append(out.Identities, proto.Clone(r.rec).(*registryv1.Identity))
 		default:
