@@ -69,8 +69,17 @@ func TestIndexSeesEveryChangeOfAnotherCoordinator(t *testing.T) {
 		t.Fatalf("total_count after a register through the other: %v, %v; want 2", resp.GetTotalCount(), err)
 	}
 
-	if _, err := register(t, a, "dev", map[string]*registryv1.Value{"k": str("2")}, time.Minute, true); err != nil {
+	hb, err := register(t, a, "dev", map[string]*registryv1.Value{"k": str("2")}, time.Minute, true)
+	if err != nil {
 		t.Fatal(err)
+	}
+	bare, err := b.Enumerate(ctx, &registryv1.EnumerateRequest{Filter: cond("k", registryv1.Condition_OP_EQ, str("2"))})
+	if err != nil || len(bare.GetIdentities()) != 1 {
+		t.Fatalf("enumerate without metadata after a heartbeat through the other: %v, %v", bare, err)
+	}
+	if id := bare.GetIdentities()[0]; id.GetIdentity() != "dev" || id.GetMetadata() != nil ||
+		!id.GetRegisteredAt().AsTime().Equal(hb.GetRegisteredAt().AsTime()) || !id.GetExpiresAt().AsTime().Equal(hb.GetExpiresAt().AsTime()) {
+		t.Fatalf("enumerate without metadata: got %v, want dev with the heartbeat's timestamps %v and no metadata", id, hb)
 	}
 	wantEnumerated(t, "after a heartbeat with new metadata through the other", b, map[string]string{"base": "0", "dev": "2"})
 	mc, err := b.Multicast(ctx, &registryv1.MulticastRequest{Filter: cond("k", registryv1.Condition_OP_EQ, str("2"))})

@@ -408,10 +408,12 @@ func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	return nil
 }
 
-// record is an indexed record, decoded (its bytes are the view's raws).
-// Shared: never modify it.
+// record is an indexed record, decoded (its bytes are the view's raws),
+// and bare: the encoded Identity without its metadata, as Enumerate
+// without include_metadata sends it. Shared: never modify them.
 type record struct {
-	rec *registryv1.Identity
+	rec  *registryv1.Identity
+	bare []byte
 }
 
 // recordIndexMaxAge is how long a copy of the records serves while the
@@ -425,7 +427,12 @@ func (c *Coordinator) decode(e *keyvaluev1.Entry) (record, bool) {
 		c.log.Warn("registry record does not decode; skipped", "key", e.GetKey())
 		return record{}, false
 	}
-	return record{rec: rec}, true
+	bare, err := proto.Marshal(&registryv1.Identity{Identity: rec.GetIdentity(), RegisteredAt: rec.GetRegisteredAt(), ExpiresAt: rec.GetExpiresAt()})
+	if err != nil {
+		c.log.Warn("registry record does not encode; skipped", "key", e.GetKey())
+		return record{}, false
+	}
+	return record{rec: rec, bare: bare}, true
 }
 
 // Unregister implements prism.registry.v1.Registry/Unregister. It is
@@ -492,11 +499,12 @@ func (c *Coordinator) Enumerate(ctx context.Context, req *registryv1.EnumerateRe
 	return c.enumerate(ctx, req, false)
 }
 
-// enumerate is Enumerate; with encoded, a page with metadata is the
-// matching records' bytes as they are in the slot (each is an encoded
-// Identity), set as the response's unknown fields so that marshalling it
-// writes them as field 1 (identities) without encoding them again: the
-// response is for the wire only (its Identities field stays empty).
+// enumerate is Enumerate; with encoded, a page is the matching records'
+// bytes as they are in the slot (each is an encoded Identity), or without
+// metadata their bare encoding from the index, set as the response's
+// unknown fields so that marshalling it writes them as field 1
+// (identities) without encoding them again: the response is for the wire
+// only (its Identities field stays empty).
 func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRequest, encoded bool) (*registryv1.EnumerateResponse, error) {
 	size := int(req.GetPageSize())
 	switch {
@@ -546,6 +554,9 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 		case req.GetIncludeMetadata() && encoded:
 			raw = protowire.AppendTag(raw, 1, protowire.BytesType)
 			raw = protowire.AppendBytes(raw, v.raws[i])
+		case encoded:
+			raw = protowire.AppendTag(raw, 1, protowire.BytesType)
+			raw = protowire.AppendBytes(raw, r.bare)
 		case req.GetIncludeMetadata():
 			out.Identities = append(out.Identities, proto.Clone(r.rec).(*registryv1.Identity))
 		default:
