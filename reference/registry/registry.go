@@ -391,7 +391,17 @@ func (c *Coordinator) Register(ctx context.Context, req *registryv1.RegisterRequ
 }
 
 // checkQuota admits one more live identity, or answers ResourceExhausted.
+// Count is an upper bound of the live records (expired ones linger for
+// ExpiryGrace), so only a namespace near its quota reads the index (which
+// every Register renews: a bulk registration must not load it each time).
 func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
+	n, err := s.kv.Count(s.ctx, &keyvaluev1.CountRequest{Prefix: c.recordPrefix()})
+	if err != nil {
+		return slotError("registry", "count records", err)
+	}
+	if n.GetCount() < c.cfg.MaxIdentities {
+		return nil
+	}
 	v, err := c.records.read(s)
 	if err != nil {
 		return err
