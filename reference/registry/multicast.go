@@ -220,13 +220,9 @@ func (c *Coordinator) decodePresence(e *keyvaluev1.Entry) (presence, bool) {
 	return presence{id: id, owner: string(e.GetValue())}, err == nil
 }
 
-// receiversOf returns, for each identity in ids, the owners of its live
-// presence keys (from the presence index).
-func (c *Coordinator) receiversOf(s kvSlot, ids []string) (map[string][]string, error) {
-	v, err := c.presence.read(s)
-	if err != nil {
-		return nil, err
-	}
+// receiversOf returns, for each identity in ids, the owners of its
+// presence keys in v.
+func (c *Coordinator) receiversOf(v *view[presence], ids []string) map[string][]string {
 	out := map[string][]string{}
 	if len(ids) <= perTargetPresence {
 		// A few targets: their keys, found in key order.
@@ -236,7 +232,7 @@ func (c *Coordinator) receiversOf(s kvSlot, ids []string) (map[string][]string, 
 				out[id] = append(out[id], v.vals[i].owner)
 			}
 		}
-		return out, nil
+		return out
 	}
 	want := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -247,7 +243,7 @@ func (c *Coordinator) receiversOf(s kvSlot, ids []string) (map[string][]string, 
 			out[p.id] = append(out[p.id], p.owner)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // --- peers: is another proxy's receiver reachable on our messaging slot? ---
@@ -471,6 +467,19 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	if err != nil {
 		return nil, err
 	}
+	// At-most-once needs the presence index too: read it while the
+	// targets are resolved.
+	type presenceRead struct {
+		v   *view[presence]
+		err error
+	}
+	pch := make(chan presenceRead, 1)
+	if !alo {
+		go func() {
+			v, err := c.presence.read(rs)
+			pch <- presenceRead{v, err}
+		}()
+	}
 	ids, err := c.targets(rs, cf)
 	if err != nil {
 		return nil, err
@@ -501,10 +510,11 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 			c.mu.Unlock()
 		}()
 	} else {
-		live, err := c.liveReceivers(mctx, rs, ms, ids)
-		if err != nil {
-			return nil, err
+		pr := <-pch
+		if pr.err != nil {
+			return nil, pr.err
 		}
+		live := c.liveReceivers(mctx, pr.v, ms, ids)
 		for i, id := range ids {
 			if live[id] || c.has(mutantDeliveredNoReceiver) {
 				send = append(send, i)
@@ -535,14 +545,10 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	return out, nil
 }
 
-// liveReceivers returns the identities among ids with a receiver this
-// coordinator can reach.
-func (c *Coordinator) liveReceivers(ctx context.Context, rs kvSlot, ms psSlot, ids []string) (map[string]bool, error) {
-	rs.ctx = c.outgoing(ctx)
-	byID, err := c.receiversOf(rs, ids)
-	if err != nil {
-		return nil, err
-	}
+// liveReceivers returns the identities among ids with a receiver in the
+// presence index v that this coordinator can reach.
+func (c *Coordinator) liveReceivers(ctx context.Context, v *view[presence], ms psSlot, ids []string) map[string]bool {
+	byID := c.receiversOf(v, ids)
 	owners := map[string]bool{}
 	for _, os := range byID {
 		for _, o := range os {
@@ -559,7 +565,7 @@ func (c *Coordinator) liveReceivers(ctx context.Context, rs kvSlot, ms psSlot, i
 			}
 		}
 	}
-	return live, nil
+	return live
 }
 
 // inboxMetadata is the metadata of one inbox message.
