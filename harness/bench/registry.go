@@ -217,7 +217,7 @@ func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, l
 
 	for _, size := range []struct{ n, runs int }{{registrySmallFanout, registrySmallRuns}, {registryLargeFanout, registryLargeRuns}} {
 		logf("registry (%s): multicast to %d receivers", s.label, size.n)
-		r, m, err := multicastSeries(ctx, clientOf(fmt.Sprintf("multicast-%d", size.n)), size.n, size.runs, o.MaxSeries*5)
+		r, m, err := multicastSeries(ctx, clientOf(fmt.Sprintf("multicast-%d", size.n)), size.n, size.runs, o.MaxSeries*5, registryOpenTimeout)
 		if err != nil {
 			return results, goals, fmt.Errorf("multicast to %d: %w", size.n, err)
 		}
@@ -299,7 +299,28 @@ type arrivals struct {
 
 // multicastSeries registers n identities with open inboxes and multicasts to
 // them runs times (each after the previous one arrived everywhere), timing
-// the call and the last arrival.
+// the call and the last arrival. Inboxes not all open within openWithin are
+// an error.
+// firstError keeps the first error set (of any type, unlike atomic.Value).
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
 // multicastFigures are what multicastSeries saw, and its goal line's text.
 type multicastFigures struct {
 	text                   string
@@ -307,7 +328,7 @@ type multicastFigures struct {
 	received, targets, dup int64
 }
 
-func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryClient, n, runs int, budget time.Duration) (Result, multicastFigures, error) {
+func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryClient, n, runs int, budget, openWithin time.Duration) (Result, multicastFigures, error) {
 	group := fmt.Sprintf("mc%d", n)
 	prefix := group + "-"
 	if err := registerMany(ctx, client, prefix, n, func(int) map[string]*registryv1.Value {
@@ -322,12 +343,12 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 		current *arrivals
 		dup     atomic.Int64
 	)
-	openErr := atomic.Value{}
+	var openErr firstError
 	var opened atomic.Int64
 	// Opening every inbox is bounded: a stream that cannot open (no free
 	// HTTP/2 stream, a proxy that does not answer) ends the series with an
 	// error instead of waiting for ever.
-	openBy := time.NewTimer(registryOpenTimeout)
+	openBy := time.NewTimer(openWithin)
 	defer openBy.Stop()
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
@@ -335,10 +356,10 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 		select {
 		case sem <- struct{}{}:
 		case <-openBy.C:
-			openErr.CompareAndSwap(nil, fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, registryOpenTimeout))
+			openErr.set(fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, openWithin))
 			cancel()
 		}
-		if openErr.Load() != nil {
+		if openErr.get() != nil {
 			break
 		}
 		wg.Add(1)
@@ -353,7 +374,7 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 				_, err = s.Recv() // Subscribed
 			}
 			if err != nil {
-				openErr.CompareAndSwap(nil, err)
+				openErr.set(err)
 				cancel()
 				return
 			}
@@ -398,11 +419,11 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 	select {
 	case <-waited:
 	case <-openBy.C:
-		openErr.CompareAndSwap(nil, fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, registryOpenTimeout))
+		openErr.set(fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, openWithin))
 		cancel()
 		<-waited
 	}
-	if err, ok := openErr.Load().(error); ok {
+	if err := openErr.get(); err != nil {
 		return Result{}, multicastFigures{}, fmt.Errorf("open %d inboxes: %w", n, err)
 	}
 	f := &registryv1.Filter{Node: &registryv1.Filter_Condition{Condition: &registryv1.Condition{Field: "group", Op: registryv1.Condition_OP_EQ, Value: str(group)}}}
