@@ -52,8 +52,9 @@ const (
 	// answerMargin is the most of the caller's deadline a multicast keeps
 	// for sending its answer back.
 	answerMargin = 250 * time.Millisecond
-	// perTargetPresence is the most targets whose presence is read key by
-	// key; more are checked with one walk over every presence key.
+	// perTargetPresence is the most targets whose presence keys are looked
+	// up one by one in the presence index (and whose durable inbox marks
+	// are read key by key); more are checked with one walk over all.
 	perTargetPresence = 16
 )
 
