@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,9 +13,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/prism-suite/prism/harness/backend"
 	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	refproxy "github.com/prism-suite/prism/reference/proxy"
 	"github.com/prism-suite/prism/reference/registry"
 )
 
@@ -27,10 +30,31 @@ const (
 	registryLargeRuns     = 3
 )
 
-// registrySeries measures the proxy's multicast registry on memstore slots:
-// Enumerate of 1 000 identities with a filter, and multicast to 100 and to
-// 10 000 identities — the time from the call until the last receiver has
-// its message, and the share of targets that received it.
+// registryOpenTimeout bounds opening every inbox of a multicast series, and
+// registryArrivalTimeout the wait for the last receiver of one multicast:
+// a series that cannot finish becomes an error line, never a stuck bench.
+const (
+	registryOpenTimeout    = 2 * time.Minute
+	registryArrivalTimeout = 10 * time.Second
+	// registryStreamsPerConn is how many Receive streams the bench opens on
+	// one connection (the series' proxy allows registryMaxStreams).
+	registryStreamsPerConn = 500
+	registryMaxStreams     = 1024
+)
+
+// registrySlots is one slot setup the registry series runs on.
+type registrySlots struct {
+	label string
+	slots map[string]hproxy.Slot
+	close func(context.Context)
+}
+
+// registrySeries measures the proxy's multicast registry: Enumerate of
+// 1 000 identities with a filter, and multicast to 100 and to 10 000
+// identities — the time from the call until the last receiver has its
+// message, and the share of targets that received it. It runs on memstore
+// slots (the builtin driver when o.Builtin, else the plugin), then on redis
+// + nats builtin slots when o.Redis and o.NATS are set.
 //
 // Each is compared with base (a proxied memstore Get at concurrency 1 in the
 // same run, when there is one), so a loaded machine shows in both.
@@ -41,18 +65,92 @@ func registrySeries(ctx context.Context, o Options, base *Result, logf func(stri
 	if _, err := os.Stat(o.Proxy); err != nil {
 		return nil, nil, fmt.Errorf("start proxy: %w", err)
 	}
+	mem := hproxy.Slot{Plugin: o.Memstore}
+	label := "memstore plugin slots"
+	if o.Builtin {
+		mem = hproxy.Slot{Builtin: "memstore"}
+		label = "memstore builtin slots"
+	}
+	setups := []registrySlots{{label: label, slots: map[string]hproxy.Slot{"registry": mem, "messaging": mem}}}
+	if o.Redis != "" && o.NATS != "" {
+		rn, err := redisNATSSlots(ctx, o, logf)
+		if err != nil {
+			logf("registry series on redis + nats skipped: %v", err)
+		} else {
+			defer rn.close(context.Background())
+			setups = append(setups, rn)
+		}
+	}
+	var results []Result
+	var goals []string
+	var errs []error
+	for _, s := range setups {
+		rr, gg, err := registryOn(ctx, o, s, base, logf)
+		results = append(results, rr...)
+		goals = append(goals, gg...)
+		if err != nil {
+			goals = append(goals, fmt.Sprintf("registry (%s): did not finish: %v", s.label, err))
+			errs = append(errs, fmt.Errorf("%s: %w", s.label, err))
+		}
+	}
+	return results, goals, errors.Join(errs...)
+}
+
+// redisNATSSlots starts a Redis and a NATS instance for builtin registry
+// and messaging slots.
+func redisNATSSlots(ctx context.Context, o Options, logf func(string, ...any)) (registrySlots, error) {
+	var insts []backend.Instance
+	closeAll := func(ctx context.Context) {
+		for _, i := range insts {
+			_ = i.Close(ctx)
+		}
+	}
+	slots := map[string]hproxy.Slot{}
+	for _, b := range []struct {
+		slot     string
+		kind     backend.Kind
+		provider backend.Provider
+	}{{"registry", backend.Redis, o.RedisProvider}, {"messaging", backend.NATS, o.NATSProvider}} {
+		bo := backend.DefaultOptions()
+		bo.Provider = b.provider
+		bo.Logf = func(string, ...any) {}
+		inst, err := backend.Start(ctx, b.kind, bo)
+		if inst != nil {
+			insts = append(insts, inst)
+		}
+		if err != nil {
+			closeAll(ctx)
+			return registrySlots{}, fmt.Errorf("start %s: %w", b.kind, err)
+		}
+		info := inst.Info()
+		logf("registry: %s slot on %s %s %s at %s", b.slot, b.kind, info.Provider, info.ServerVersion, info.Address)
+		values, creds := inst.PluginConfig()
+		slots[b.slot] = hproxy.Slot{Builtin: string(b.kind), Config: values, Credentials: creds}
+	}
+	return registrySlots{label: "redis + nats builtin slots", slots: slots, close: closeAll}, nil
+}
+
+// registryOn runs the registry series on one slot setup, with a proxy of
+// its own.
+func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, logf func(string, ...any)) ([]Result, []string, error) {
 	po := hproxy.DefaultOptions()
 	po.Binary = o.Proxy
 	po.LogLevel = "warn"
 	po.HealthInterval = 5 * time.Second
+	// 10 000 open Receive streams are 10 000 calls in flight, on
+	// connections that each carry registryStreamsPerConn of them.
+	lim := refproxy.DefaultLimits()
+	lim.MaxConcurrentStreams = registryMaxStreams
+	lim.MaxInFlight = 4 * registryLargeFanout
+	po.Limits = &lim
 	// A namespace per series, so each holds only its own identities (a
 	// multicast resolves its filter over the whole namespace). They share
-	// one memstore process; their key prefixes differ.
+	// the slots; their key and topic prefixes differ.
 	cfg := registry.Config{PresenceTTL: 30 * time.Second}
 	nss := []string{"enumerate", "multicast-100", "multicast-10000"}
 	var namespaces []hproxy.Namespace
 	for _, n := range nss {
-		namespaces = append(namespaces, hproxy.Namespace{Name: n, Patterns: []string{"registry"}, Plugin: o.Memstore, Registry: &cfg})
+		namespaces = append(namespaces, hproxy.Namespace{Name: n, Patterns: []string{"registry"}, Slots: s.slots, Registry: &cfg})
 	}
 	px, err := hproxy.Start(ctx, po, namespaces...)
 	if err != nil {
@@ -65,9 +163,10 @@ func registrySeries(ctx context.Context, o Options, base *Result, logf func(stri
 			return nil, nil, err
 		}
 	}
-	// Several connections, so 10 000 streams do not share one.
+	// Enough connections that no Receive stream waits for a free HTTP/2
+	// stream (a client waits for one without a deadline).
 	var conns []*grpc.ClientConn
-	for range 4 {
+	for range registryLargeFanout/registryStreamsPerConn + 2 {
 		c, err := target.Dial(px.Addr)
 		if err != nil {
 			return nil, nil, err
@@ -85,7 +184,7 @@ func registrySeries(ctx context.Context, o Options, base *Result, logf func(stri
 	var results []Result
 	var goals []string
 
-	logf("registry: enumerate %d identities with a filter", registryEnumerateSize)
+	logf("registry (%s): enumerate %d identities with a filter", s.label, registryEnumerateSize)
 	if err := registerMany(ctx, client, "enum-", registryEnumerateSize, func(i int) map[string]*registryv1.Value {
 		return map[string]*registryv1.Value{"group": str("enum"), "floor": num(int64(i % 10))}
 	}); err != nil {
@@ -100,33 +199,39 @@ func registrySeries(ctx context.Context, o Options, base *Result, logf func(stri
 		if md {
 			what = "with metadata"
 		}
-		enum := Load(ctx, fmt.Sprintf("registry Enumerate 1000 (filter, %s)", what), 1, 2000, o.MaxSeries, func(ctx context.Context, _, _ int) error {
+		enum := Load(ctx, fmt.Sprintf("registry Enumerate 1000 (filter, %s; %s)", what, s.label), 1, 2000, o.MaxSeries, func(ctx context.Context, _, _ int) error {
 			resp, err := rc.Enumerate(ctx, &registryv1.EnumerateRequest{Filter: f, PageSize: registryEnumerateSize, IncludeMetadata: md})
 			if err == nil && len(resp.GetIdentities()) != registryEnumerateSize {
 				err = fmt.Errorf("enumerate returned %d identities, want %d", len(resp.GetIdentities()), registryEnumerateSize)
 			}
 			return err
 		})
-		goals = append(goals, fmt.Sprintf("registry Enumerate of %d identities with a filter, %s (memstore slot): p50 %s, p99 %s%s (goal ≤ 1ms)",
-			registryEnumerateSize, what, us(enum.P50), us(enum.P99), compared(&enum, base)))
+		goal := fmt.Sprintf("registry Enumerate of %d identities with a filter, %s (%s): p50 %s, p99 %s%s (goal p99 ≤ 1ms: %s)",
+			registryEnumerateSize, what, s.label, us(enum.P50), us(enum.P99), compared(&enum, base), met(enum.Errors == 0 && enum.P99 <= time.Millisecond))
+		if enum.FirstError != "" {
+			goal += fmt.Sprintf("; %d errors, first: %s", enum.Errors, enum.FirstError)
+		}
 		results = append(results, enum)
+		goals = append(goals, goal)
 	}
 
 	for _, size := range []struct{ n, runs int }{{registrySmallFanout, registrySmallRuns}, {registryLargeFanout, registryLargeRuns}} {
-		logf("registry: multicast to %d receivers", size.n)
-		r, goal, err := multicastSeries(ctx, clientOf(fmt.Sprintf("multicast-%d", size.n)), size.n, size.runs, o.MaxSeries*5)
+		logf("registry (%s): multicast to %d receivers", s.label, size.n)
+		r, m, err := multicastSeries(ctx, clientOf(fmt.Sprintf("multicast-%d", size.n)), size.n, size.runs, o.MaxSeries*5, registryOpenTimeout)
 		if err != nil {
-			return results, goals, err
+			return results, goals, fmt.Errorf("multicast to %d: %w", size.n, err)
 		}
-		goal += compared(&r, base)
+		r.Name += " (" + s.label + ")"
+		goal := m.text + compared(&r, base)
+		clean := m.received == m.targets && m.targets == int64(size.n*len(m.calls)) && m.dup == 0
 		switch size.n {
 		case registrySmallFanout:
-			goal += " (goal ≤ 5ms p99)"
+			goal += fmt.Sprintf(" (goal p99 ≤ 5ms: %s)", met(clean && r.P99 <= 5*time.Millisecond))
 		case registryLargeFanout:
-			goal += " (goal ≤ 250ms, 100% delivered)"
+			goal += fmt.Sprintf(" (goal ≤ 250ms, 100%% delivered, 0 duplicates: %s)", met(clean && r.P99 <= 250*time.Millisecond))
 		}
+		goals = append(goals, fmt.Sprintf("%s [%s]", goal, s.label))
 		results = append(results, r)
-		goals = append(goals, goal)
 	}
 	return results, goals, nil
 }
@@ -194,14 +299,42 @@ type arrivals struct {
 
 // multicastSeries registers n identities with open inboxes and multicasts to
 // them runs times (each after the previous one arrived everywhere), timing
-// the call and the last arrival.
-func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryClient, n, runs int, budget time.Duration) (Result, string, error) {
+// the call and the last arrival. Inboxes not all open within openWithin are
+// an error.
+// firstError keeps the first error set (of any type, unlike atomic.Value).
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// multicastFigures are what multicastSeries saw, and its goal line's text.
+type multicastFigures struct {
+	text                   string
+	calls                  []time.Duration
+	received, targets, dup int64
+}
+
+func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryClient, n, runs int, budget, openWithin time.Duration) (Result, multicastFigures, error) {
 	group := fmt.Sprintf("mc%d", n)
 	prefix := group + "-"
 	if err := registerMany(ctx, client, prefix, n, func(int) map[string]*registryv1.Value {
 		return map[string]*registryv1.Value{"group": str(group)}
 	}); err != nil {
-		return Result{}, "", err
+		return Result{}, multicastFigures{}, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -210,11 +343,25 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 		current *arrivals
 		dup     atomic.Int64
 	)
-	openErr := atomic.Value{}
+	var openErr firstError
+	var opened atomic.Int64
+	// Opening every inbox is bounded: a stream that cannot open (no free
+	// HTTP/2 stream, a proxy that does not answer) ends the series with an
+	// error instead of waiting for ever.
+	openBy := time.NewTimer(openWithin)
+	defer openBy.Stop()
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for i := range n {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-openBy.C:
+			openErr.set(fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, openWithin))
+			cancel()
+		}
+		if openErr.get() != nil {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -227,9 +374,11 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 				_, err = s.Recv() // Subscribed
 			}
 			if err != nil {
-				openErr.CompareAndSwap(nil, err)
+				openErr.set(err)
+				cancel()
 				return
 			}
+			opened.Add(1)
 			go func() {
 				seen := map[string]bool{}
 				for {
@@ -265,9 +414,17 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 			}()
 		}()
 	}
-	wg.Wait()
-	if err, ok := openErr.Load().(error); ok {
-		return Result{}, "", fmt.Errorf("open %d inboxes: %w", n, err)
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-openBy.C:
+		openErr.set(fmt.Errorf("opened %d of %d inboxes within %v", opened.Load(), n, openWithin))
+		cancel()
+		<-waited
+	}
+	if err := openErr.get(); err != nil {
+		return Result{}, multicastFigures{}, fmt.Errorf("open %d inboxes: %w", n, err)
 	}
 	f := &registryv1.Filter{Node: &registryv1.Filter_Condition{Condition: &registryv1.Condition{Field: "group", Op: registryv1.Condition_OP_EQ, Value: str(group)}}}
 	var lastArrival, calls []time.Duration
@@ -288,11 +445,11 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 		ccancel()
 		call := time.Since(t0)
 		if err != nil {
-			return Result{}, "", fmt.Errorf("multicast to %d: %w", n, err)
+			return Result{}, multicastFigures{}, fmt.Errorf("multicast to %d (run %d): %w", n, run, err)
 		}
 		select {
 		case <-a.done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(registryArrivalTimeout):
 		}
 		a.mu.Lock()
 		last := a.last
@@ -315,7 +472,8 @@ func multicastSeries(ctx context.Context, client func(int) registryv1.RegistryCl
 	if targets > 0 {
 		share = 100 * float64(received) / float64(targets)
 	}
-	goal := fmt.Sprintf("registry Multicast to %d receivers over %d runs: last receiver after p50 %s, p99 %s (call p50 %s); received %.2f%% of %d targets, %d reported delivered, %d duplicates",
-		n, len(calls), us(r.P50), us(r.P99), us(percentile(calls, 50)), share, targets, delivered, dup.Load())
-	return r, goal, nil
+	m := multicastFigures{calls: calls, received: received, targets: targets, dup: dup.Load()}
+	m.text = fmt.Sprintf("registry Multicast to %d receivers over %d runs: last receiver after p50 %s, p99 %s (call p50 %s); received %.2f%% of %d targets, %d reported delivered, %d duplicates",
+		n, len(calls), us(r.P50), us(r.P99), us(percentile(calls, 50)), share, targets, delivered, m.dup)
+	return r, m, nil
 }

@@ -104,6 +104,10 @@ type Options struct {
 	// then authenticates every data call (see reference/auth). nil leaves
 	// auth off. An HMAC secret must come from an env var or a file.
 	Auth *auth.Config
+	// Limits, when set, is written as the config's limits: section (start
+	// from refproxy.DefaultLimits and change fields); nil keeps the proxy's
+	// defaults.
+	Limits *refproxy.Limits
 }
 
 // DefaultOptions returns: bin/prism-proxy, 30 s to start, 10 s drain, 5 s
@@ -257,11 +261,13 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Restart        map[string]string `yaml:"restart"`
 		Namespaces     []ns              `yaml:"namespaces"`
 		Auth           *auth.Config      `yaml:"auth,omitempty"`
+		Limits         *refproxy.Limits  `yaml:"limits,omitempty"`
 	}{
 		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", LogLevel: opts.LogLevel,
 		DrainTimeout: opts.DrainTimeout.String(), HealthInterval: opts.HealthInterval.String(),
 		Restart: map[string]string{"initial_backoff": opts.InitialBackoff.String(), "max_backoff": opts.MaxBackoff.String()},
 		Auth:    opts.Auth,
+		Limits:  opts.Limits,
 	}
 	block := func(name string, s Slot) (plugin, error) {
 		pl := plugin{Builtin: s.Builtin, Args: s.Args, Config: s.Config, Instance: s.Instance}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prism-suite/prism/harness/proxy"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	refproxy "github.com/prism-suite/prism/reference/proxy"
 )
 
 var bin string // folder with prism-proxy and prism-memstore, built by TestMain
@@ -134,5 +135,32 @@ func TestStartReportsABadConfig(t *testing.T) {
 	defer p.Stop(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "namespaces[0] (a).plugin.binary") {
 		t.Errorf("Start: got %v, want the proxy's config error naming namespaces[0] (a).plugin.binary", err)
+	}
+}
+
+// TestLimitsAreWritten: Options.Limits becomes the config's limits: section,
+// which the proxy accepts.
+func TestLimitsAreWritten(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := proxy.DefaultOptions()
+	o.Binary = filepath.Join(bin, "prism-proxy")
+	o.Dir = t.TempDir()
+	lim := refproxy.DefaultLimits()
+	lim.MaxConcurrentStreams, lim.MaxInFlight = 1024, 40000
+	o.Limits = &lim
+	p, err := proxy.Start(ctx, o, proxy.Namespace{Name: "a", Plugin: filepath.Join(bin, "prism-memstore")})
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	cfg, err := os.ReadFile(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"max_concurrent_streams: 1024", "max_in_flight: 40000"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
 	}
 }

@@ -39,6 +39,8 @@ const (
 //	P p/<esc(identity)>/<owner>.<n>     a live receiver (presence), value <owner>
 //	P a/<multicast id>/<esc(identity)>  an at-least-once acknowledgement
 //	P d/<esc(identity)>                 the identity has a durable inbox
+//	P v/i/                              the records' index version (index.go)
+//	P v/p/                              the presence keys' index version
 //
 // esc keeps ASCII letters, digits, '.', '_' and '-' and writes every other
 // byte as %XX, so it never produces '/': "p/<esc(a)>/" is never a prefix of
@@ -48,6 +50,7 @@ const (
 	presencePart = "p/"
 	ackPart      = "a/"
 	durablePart  = "d/"
+	versionPart  = "v/"
 )
 
 // escape is the injective, '/'-free encoding of an identity in keys.

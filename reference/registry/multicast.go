@@ -52,8 +52,9 @@ const (
 	// answerMargin is the most of the caller's deadline a multicast keeps
 	// for sending its answer back.
 	answerMargin = 250 * time.Millisecond
-	// perTargetPresence is the most targets whose presence is read key by
-	// key; more are checked with one walk over every presence key.
+	// perTargetPresence is the most targets whose presence keys are looked
+	// up one by one in the presence index (and whose durable inbox marks
+	// are read key by key); more are checked with one walk over all.
 	perTargetPresence = 16
 )
 
@@ -94,6 +95,10 @@ func (c *Coordinator) addReceiver(s kvSlot, id string) (string, error) {
 	c.mu.Lock()
 	c.receivers[key] = true
 	c.mu.Unlock()
+	if _, err := c.presence.changed(s); err != nil {
+		c.removeReceiver(key)
+		return "", err
+	}
 	return key, nil
 }
 
@@ -110,6 +115,10 @@ func (c *Coordinator) removeReceiver(key string) {
 	}
 	if _, err := s.kv.Delete(s.ctx, &keyvaluev1.DeleteRequest{Key: key}); err != nil {
 		c.log.Warn("delete presence key; it expires by itself", "error", err.Error())
+		return
+	}
+	if _, err := c.presence.changed(s); err != nil {
+		c.log.Warn("a removed receiver counts as live for at most a third of presence_ttl", "error", err.Error())
 	}
 }
 
@@ -195,66 +204,47 @@ func (c *Coordinator) refreshKeys(ctx context.Context, keys []string) {
 	wg.Wait()
 }
 
-// receiversOf returns, for each identity in ids, the owners of its live
-// presence keys.
-func (c *Coordinator) receiversOf(s kvSlot, ids []string) (map[string][]string, error) {
-	out := map[string][]string{}
-	parse := func(e *keyvaluev1.Entry) (string, string, bool) {
-		rest := strings.TrimPrefix(e.GetKey(), c.presencePrefix())
-		esc, _, ok := strings.Cut(rest, "/")
-		if !ok {
-			return "", "", false
-		}
-		id, err := unescape(esc)
-		return id, string(e.GetValue()), err == nil
-	}
-	if len(ids) > perTargetPresence {
-		want := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			want[id] = true
-		}
-		return out, walkInto(s, c.presencePrefix(), func(e *keyvaluev1.Entry) {
-			if id, owner, ok := parse(e); ok && want[id] {
-				out[id] = append(out[id], owner)
-			}
-		})
-	}
-	// A few targets: their presence keys, read concurrently.
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make([]error, len(ids))
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = walkInto(s, c.presenceOf(id), func(e *keyvaluev1.Entry) {
-				if got, owner, ok := parse(e); ok && got == id {
-					mu.Lock()
-					out[id] = append(out[id], owner)
-					mu.Unlock()
-				}
-			})
-		}()
-	}
-	wg.Wait()
-	return out, errors.Join(errs...)
+// presence is an indexed presence key: whose receiver, and which
+// coordinator holds it.
+type presence struct {
+	id, owner string
 }
 
-// walkInto calls fn for every entry (with its value) under prefix.
-func walkInto(s kvSlot, prefix string, fn func(*keyvaluev1.Entry)) error {
-	cursor := ""
-	for {
-		resp, err := s.kv.Scan(s.ctx, &keyvaluev1.ScanRequest{Prefix: prefix, PageSize: s.maxPage(), Cursor: cursor, IncludeValues: true})
-		if err != nil {
-			return slotError("registry", "scan presence", err)
+// decodePresence parses a presence key and its value.
+func (c *Coordinator) decodePresence(e *keyvaluev1.Entry) (presence, bool) {
+	rest := strings.TrimPrefix(e.GetKey(), c.presencePrefix())
+	esc, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return presence{}, false
+	}
+	id, err := unescape(esc)
+	return presence{id: id, owner: string(e.GetValue())}, err == nil
+}
+
+// receiversOf returns, for each identity in ids, the owners of its
+// presence keys in v.
+func (c *Coordinator) receiversOf(v *view[presence], ids []string) map[string][]string {
+	out := map[string][]string{}
+	if len(ids) <= perTargetPresence {
+		// A few targets: their keys, found in key order.
+		for _, id := range ids {
+			p := c.presenceOf(id)
+			for i := v.after(p); i < len(v.keys) && strings.HasPrefix(v.keys[i], p); i++ {
+				out[id] = append(out[id], v.vals[i].owner)
+			}
 		}
-		for _, e := range resp.GetEntries() {
-			fn(e)
-		}
-		if cursor = resp.GetNextCursor(); cursor == "" {
-			return nil
+		return out
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	for _, p := range v.vals {
+		if want[p.id] {
+			out[p.id] = append(out[p.id], p.owner)
 		}
 	}
+	return out
 }
 
 // --- peers: is another proxy's receiver reachable on our messaging slot? ---
@@ -478,6 +468,19 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	if err != nil {
 		return nil, err
 	}
+	// At-most-once needs the presence index too: read it while the
+	// targets are resolved.
+	type presenceRead struct {
+		v   *view[presence]
+		err error
+	}
+	pch := make(chan presenceRead, 1)
+	if !alo {
+		go func() {
+			v, err := c.presence.read(rs)
+			pch <- presenceRead{v, err}
+		}()
+	}
 	ids, err := c.targets(rs, cf)
 	if err != nil {
 		return nil, err
@@ -508,10 +511,11 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 			c.mu.Unlock()
 		}()
 	} else {
-		live, err := c.liveReceivers(mctx, rs, ms, ids)
-		if err != nil {
-			return nil, err
+		pr := <-pch
+		if pr.err != nil {
+			return nil, pr.err
 		}
+		live := c.liveReceivers(mctx, pr.v, ms, ids)
 		for i, id := range ids {
 			if live[id] || c.has(mutantDeliveredNoReceiver) {
 				send = append(send, i)
@@ -542,14 +546,10 @@ func (c *Coordinator) Multicast(ctx context.Context, req *registryv1.MulticastRe
 	return out, nil
 }
 
-// liveReceivers returns the identities among ids with a receiver this
-// coordinator can reach.
-func (c *Coordinator) liveReceivers(ctx context.Context, rs kvSlot, ms psSlot, ids []string) (map[string]bool, error) {
-	rs.ctx = c.outgoing(ctx)
-	byID, err := c.receiversOf(rs, ids)
-	if err != nil {
-		return nil, err
-	}
+// liveReceivers returns the identities among ids with a receiver in the
+// presence index v that this coordinator can reach.
+func (c *Coordinator) liveReceivers(ctx context.Context, v *view[presence], ms psSlot, ids []string) map[string]bool {
+	byID := c.receiversOf(v, ids)
 	owners := map[string]bool{}
 	for _, os := range byID {
 		for _, o := range os {
@@ -566,7 +566,7 @@ func (c *Coordinator) liveReceivers(ctx context.Context, rs kvSlot, ms psSlot, i
 			}
 		}
 	}
-	return live, nil
+	return live
 }
 
 // inboxMetadata is the metadata of one inbox message.

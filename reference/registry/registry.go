@@ -11,11 +11,16 @@
 // that a restart would lose, so two proxies on the same slots serve the same
 // registry. What it holds in memory is derived or its own: the presence keys
 // of the Receive streams it serves (to refresh them), which other proxies
-// answered its pings, and decoded records by their bytes (a cache). Keys start with the namespace's KeyPrefix (see keys.go for the
-// layout): a record per identity (a protobuf Identity: metadata,
-// registered_at, expires_at) written with the slot's TTL, a presence key per
-// open Receive stream, and an acknowledgement key per at-least-once
-// delivery. Identities are escaped in keys and encoded in topics so that any
+// answered its pings, and an index of the records and of the presence keys
+// (index.go): a copy of them, used only while a version key in the slot,
+// which every change through any proxy renews, still holds the version the
+// copy was loaded under — so Enumerate and Multicast read one key, not every
+// record, and still see every change that returned before they started.
+// Keys start with the namespace's KeyPrefix (see keys.go for the layout): a
+// record per identity (a protobuf Identity: metadata, registered_at,
+// expires_at) written with the slot's TTL, a presence key per open Receive
+// stream, an acknowledgement key per at-least-once delivery, and the two
+// index versions. Identities are escaped in keys and encoded in topics so that any
 // character ('.', '*', '>', '/', spaces, any Unicode) is safe and one
 // identity never shares a key or an inbox with another.
 //
@@ -162,8 +167,10 @@ type Coordinator struct {
 	mutantSet  bool
 	// owner identifies this coordinator in presence keys and peer topics.
 	owner string
-	// decoded caches decoded records by their bytes.
-	decoded decodeCache
+	// records and presence are the indexes of the record and presence
+	// keys (index.go).
+	records  *index[record]
+	presence *index[presence]
 
 	seq atomic.Uint64
 
@@ -201,6 +208,11 @@ func New(ns string, cfg Config, reg, msg Slot, opts ...Option) (*Coordinator, er
 		return nil, err
 	}
 	c.log = c.log.With("namespace", ns, "registry_owner", c.owner)
+	now := func() time.Time { return c.now() }
+	c.records = &index[record]{prefix: c.recordPrefix(), versionKey: c.cfg.KeyPrefix + versionPart + recordPart,
+		maxAge: recordIndexMaxAge, decode: c.decode, now: now}
+	c.presence = &index[presence]{prefix: c.presencePrefix(), versionKey: c.cfg.KeyPrefix + versionPart + presencePart,
+		maxAge: c.cfg.PresenceTTL / 3, decode: c.decodePresence, now: now}
 	go c.refresh()
 	return c, nil
 }
@@ -372,12 +384,16 @@ func (c *Coordinator) Register(ctx context.Context, req *registryv1.RegisterRequ
 	if _, err := s.kv.Set(s.ctx, &keyvaluev1.SetRequest{Key: key, Value: b, Ttl: durationpb.New(ttl + c.cfg.ExpiryGrace)}); err != nil {
 		return nil, slotError("registry", "set record", err)
 	}
+	if _, err := c.records.changed(s); err != nil {
+		return nil, err
+	}
 	return &registryv1.RegisterResponse{RegisteredAt: rec.GetRegisteredAt(), ExpiresAt: rec.GetExpiresAt()}, nil
 }
 
 // checkQuota admits one more live identity, or answers ResourceExhausted.
 // Count is an upper bound of the live records (expired ones linger for
-// ExpiryGrace), so only a namespace near its quota pays for a full scan.
+// ExpiryGrace), so only a namespace near its quota reads the index (which
+// every Register renews: a bulk registration must not load it each time).
 func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	n, err := s.kv.Count(s.ctx, &keyvaluev1.CountRequest{Prefix: c.recordPrefix()})
 	if err != nil {
@@ -386,15 +402,15 @@ func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	if n.GetCount() < c.cfg.MaxIdentities {
 		return nil
 	}
-	var count int64
-	err = c.scanRecords(s, "", func(k string, rec *registryv1.Identity) bool {
-		if k != key && (live(rec, now) || c.has(mutantQuotaCountsExpired)) {
-			count++
-		}
-		return true
-	})
+	v, err := c.records.read(s)
 	if err != nil {
 		return err
+	}
+	var count int64
+	for i, r := range v.vals {
+		if v.keys[i] != key && (live(r.rec, now) || c.has(mutantQuotaCountsExpired)) {
+			count++
+		}
 	}
 	if count >= c.cfg.MaxIdentities {
 		return status.Errorf(codes.ResourceExhausted, "namespace %q holds %d live identities, its quota (max_identities %d)", c.ns, count, c.cfg.MaxIdentities)
@@ -402,70 +418,31 @@ func (c *Coordinator) checkQuota(s kvSlot, key string, now time.Time) error {
 	return nil
 }
 
-// scanRecords walks every record from cursor to the end in the slot's
-// largest pages, calling fn until it returns false.
-func (c *Coordinator) scanRecords(s kvSlot, cursor string, fn func(key string, rec *registryv1.Identity) bool) error {
-	for {
-		resp, err := s.kv.Scan(s.ctx, &keyvaluev1.ScanRequest{Prefix: c.recordPrefix(), PageSize: s.maxPage(), Cursor: cursor, IncludeValues: true})
-		if err != nil {
-			return slotError("registry", "scan records", err)
-		}
-		for _, e := range resp.GetEntries() {
-			rec := c.decode(e)
-			if rec == nil {
-				continue
-			}
-			if !fn(e.GetKey(), rec) {
-				return nil
-			}
-		}
-		cursor = resp.GetNextCursor()
-		if cursor == "" {
-			return nil
-		}
-	}
+// record is an indexed record, decoded (its bytes are the view's raws),
+// and bare: the encoded Identity without its metadata, as Enumerate
+// without include_metadata sends it. Shared: never modify them.
+type record struct {
+	rec  *registryv1.Identity
+	bare []byte
 }
 
-// decode decodes a record read by a scan. The result is shared (it may come
-// from the decode cache): callers must not modify it.
-func (c *Coordinator) decode(e *keyvaluev1.Entry) *registryv1.Identity {
-	if rec := c.decoded.get(e.GetValue()); rec != nil {
-		return rec
-	}
+// recordIndexMaxAge is how long a copy of the records serves while the
+// version key does not change.
+const recordIndexMaxAge = 30 * time.Second
+
+// decode decodes a record read by a scan.
+func (c *Coordinator) decode(e *keyvaluev1.Entry) (record, bool) {
 	rec := &registryv1.Identity{}
 	if err := proto.Unmarshal(e.GetValue(), rec); err != nil || rec.GetIdentity() == "" {
 		c.log.Warn("registry record does not decode; skipped", "key", e.GetKey())
-		return nil
+		return record{}, false
 	}
-	c.decoded.put(e.GetValue(), rec)
-	return rec
-}
-
-// decodeCache maps a record's bytes to its decoded form. It holds no state
-// of the registry — a record's bytes always decode to the same identity —
-// and only saves decoding the same records again on every Enumerate and
-// Multicast; what a scan returns decides what exists.
-type decodeCache struct {
-	mu sync.RWMutex
-	m  map[string]*registryv1.Identity
-}
-
-// decodeCacheSize bounds the cache; when full it starts over.
-const decodeCacheSize = 20_000
-
-func (d *decodeCache) get(b []byte) *registryv1.Identity {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.m[string(b)]
-}
-
-func (d *decodeCache) put(b []byte, rec *registryv1.Identity) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.m == nil || len(d.m) >= decodeCacheSize {
-		d.m = make(map[string]*registryv1.Identity, 1024)
+	bare, err := proto.Marshal(&registryv1.Identity{Identity: rec.GetIdentity(), RegisteredAt: rec.GetRegisteredAt(), ExpiresAt: rec.GetExpiresAt()})
+	if err != nil {
+		c.log.Warn("registry record does not encode; skipped", "key", e.GetKey())
+		return record{}, false
 	}
-	d.m[string(b)] = rec
+	return record{rec: rec, bare: bare}, true
 }
 
 // Unregister implements prism.registry.v1.Registry/Unregister. It is
@@ -487,6 +464,9 @@ func (c *Coordinator) Unregister(ctx context.Context, req *registryv1.Unregister
 	if _, err := s.kv.Delete(s.ctx, &keyvaluev1.DeleteRequest{Key: key}); err != nil {
 		return nil, slotError("registry", "delete record", err)
 	}
+	if _, err := c.records.changed(s); err != nil {
+		return nil, err
+	}
 	c.deleteDurableInbox(ctx, s, id)
 	return &registryv1.UnregisterResponse{Existed: old != nil && (live(old, c.now()) || c.has(mutantExpiredUnregisterExisted))}, nil
 }
@@ -501,11 +481,13 @@ func (c *Coordinator) compile(f *registryv1.Filter) (*filter.Compiled, error) {
 	return cf, nil
 }
 
-// cursorTag starts every Enumerate cursor, so its format can change.
-const cursorTag = "e1."
+// cursorTag starts every Enumerate cursor, so its format can change. The
+// rest is the record key of the page's last identity: the next page starts
+// after it.
+const cursorTag = "e2."
 
-func encodeCursor(slot string) string {
-	return cursorTag + base64.RawURLEncoding.EncodeToString([]byte(slot))
+func encodeCursor(key string) string {
+	return cursorTag + base64.RawURLEncoding.EncodeToString([]byte(key))
 }
 
 func decodeCursor(cur string) (string, error) {
@@ -519,25 +501,20 @@ func decodeCursor(cur string) (string, error) {
 	return string(raw), nil
 }
 
-// maxScanCalls bounds the slot calls of one Enumerate page; a page may come
-// back shorter than page_size (with a next_cursor) when a selective filter
-// needs more.
-const maxScanCalls = 16
-
-// Enumerate implements prism.registry.v1.Registry/Enumerate. The registry
-// cursor carries the registry slot's Scan cursor, and each slot page is
-// consumed whole (it is asked for at most as many keys as the page still
-// needs), so every identity present for the whole walk is returned exactly
-// once — the guarantee keyvalue.scan gives for keys.
+// Enumerate implements prism.registry.v1.Registry/Enumerate. It reads the
+// records' index (one read of its version key when nothing changed) and
+// walks it in key order; the cursor is the last key returned, so every
+// identity present for the whole walk is returned exactly once.
 func (c *Coordinator) Enumerate(ctx context.Context, req *registryv1.EnumerateRequest) (*registryv1.EnumerateResponse, error) {
 	return c.enumerate(ctx, req, false)
 }
 
-// enumerate is Enumerate; with encoded, a page with metadata is the
-// matching records' bytes as they are in the slot (each is an encoded
-// Identity), set as the response's unknown fields so that marshalling it
-// writes them as field 1 (identities) without encoding them again: the
-// response is for the wire only (its Identities field stays empty).
+// enumerate is Enumerate; with encoded, a page is the matching records'
+// bytes as they are in the slot (each is an encoded Identity), or without
+// metadata their bare encoding from the index, set as the response's
+// unknown fields so that marshalling it writes them as field 1
+// (identities) without encoding them again: the response is for the wire
+// only (its Identities field stays empty).
 func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRequest, encoded bool) (*registryv1.EnumerateResponse, error) {
 	size := int(req.GetPageSize())
 	switch {
@@ -558,61 +535,47 @@ func (c *Coordinator) enumerate(ctx context.Context, req *registryv1.EnumerateRe
 	if err != nil {
 		return nil, err
 	}
+	v, err := c.records.read(s)
+	if err != nil {
+		return nil, err
+	}
 	now := c.now()
 	out := &registryv1.EnumerateResponse{}
 	var raw []byte
-	found := 0
-	cursor, done := start, false
-	for calls := 0; found < size && calls < maxScanCalls; calls++ {
-		k := min(int32(size-found), s.maxPage())
-		resp, err := s.kv.Scan(s.ctx, &keyvaluev1.ScanRequest{Prefix: c.recordPrefix(), PageSize: k, Cursor: cursor, IncludeValues: true})
-		if err != nil {
-			return nil, slotError("registry", "scan records", err)
+	from, found, last := 0, 0, ""
+	if start != "" {
+		from = v.after(start)
+	}
+	for i, r := range v.vals {
+		if !c.visible(r.rec, now) || !c.match(cf, r.rec) {
+			continue
 		}
-		for _, e := range resp.GetEntries() {
-			rec := c.decode(e)
-			if rec == nil || !c.visible(rec, now) || !c.match(cf, rec) {
-				continue
-			}
-			found++
-			switch {
-			case req.GetIncludeMetadata() && encoded:
-				raw = protowire.AppendTag(raw, 1, protowire.BytesType)
-				raw = protowire.AppendBytes(raw, e.GetValue())
-				continue
-			case req.GetIncludeMetadata():
-				out.Identities = append(out.Identities, proto.Clone(rec).(*registryv1.Identity))
-				continue
-			}
-			out.Identities = append(out.Identities, &registryv1.Identity{Identity: rec.GetIdentity(),
-				RegisteredAt: rec.GetRegisteredAt(), ExpiresAt: rec.GetExpiresAt()})
+		out.TotalCount++
+		switch {
+		case i < from:
+			continue
+		case found == size:
+			out.NextCursor = encodeCursor(last)
+			continue
 		}
-		cursor = resp.GetNextCursor()
-		if cursor == "" {
-			done = true
-			break
+		found++
+		last = v.keys[i]
+		switch {
+		case req.GetIncludeMetadata() && encoded:
+			raw = protowire.AppendTag(raw, 1, protowire.BytesType)
+			raw = protowire.AppendBytes(raw, v.raws[i])
+		case encoded:
+			raw = protowire.AppendTag(raw, 1, protowire.BytesType)
+			raw = protowire.AppendBytes(raw, r.bare)
+		case req.GetIncludeMetadata():
+			out.Identities = append(out.Identities, proto.Clone(r.rec).(*registryv1.Identity))
+		default:
+			out.Identities = append(out.Identities, &registryv1.Identity{Identity: r.rec.GetIdentity(),
+				RegisteredAt: r.rec.GetRegisteredAt(), ExpiresAt: r.rec.GetExpiresAt()})
 		}
 	}
 	if len(raw) > 0 {
 		out.ProtoReflect().SetUnknown(raw)
-	}
-	if done {
-		if start == "" {
-			out.TotalCount = int64(found)
-		}
-	} else {
-		out.NextCursor = encodeCursor(cursor)
-	}
-	if !done || start != "" {
-		err := c.scanRecords(s, "", func(_ string, rec *registryv1.Identity) bool {
-			if c.visible(rec, now) && c.match(cf, rec) {
-				out.TotalCount++
-			}
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
@@ -625,15 +588,18 @@ func (c *Coordinator) match(cf *filter.Compiled, rec *registryv1.Identity) bool 
 
 // targets resolves the identities a filter selects now, in key order.
 func (c *Coordinator) targets(s kvSlot, cf *filter.Compiled) ([]string, error) {
+	v, err := c.records.read(s)
+	if err != nil {
+		return nil, err
+	}
 	now := c.now()
 	var ids []string
-	err := c.scanRecords(s, "", func(_ string, rec *registryv1.Identity) bool {
-		if c.visible(rec, now) && c.match(cf, rec) {
-			ids = append(ids, rec.GetIdentity())
+	for _, r := range v.vals {
+		if c.visible(r.rec, now) && c.match(cf, r.rec) {
+			ids = append(ids, r.rec.GetIdentity())
 		}
-		return true
-	})
-	return ids, err
+	}
+	return ids, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
