@@ -48,6 +48,11 @@ func main() {
 		return nil
 	})
 	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
+	flag.BoolVar(&o.KeyValue, "kv", o.KeyValue, "run the KeyValue series (false: e.g. a soak-only run)")
+	flag.DurationVar(&o.Soak, "soak", o.Soak, "run the soak series (goal P9) this long per namespace through --proxy, memstore and redis (0: none)")
+	flag.IntVar(&o.SoakClients, "soak-clients", o.SoakClients, "clients of the soak series")
+	flag.DurationVar(&o.SoakInterval, "soak-interval", o.SoakInterval, "each soak client's time between calls (0: a closed loop)")
+	flag.IntVar(&o.SoakConns, "soak-conns", o.SoakConns, "gRPC connections the soak clients share (at most 128 calls each)")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
 	flag.Parse()
 	if _, err := bench.Run(context.Background(), o); err != nil {
