@@ -110,6 +110,7 @@ func Soak(ctx context.Context, px *hproxy.Proxy, ns string, clients, conns int, 
 	var firstAt atomic.Int64
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	end, _ := rctx.Deadline()
 	value := make([]byte, ValueSize)
 	for c := range clients {
 		kv := target.Target{Via: target.Proxy, Namespace: ns, Conn: ccs[c%conns]}.KeyValue()
@@ -147,7 +148,10 @@ func Soak(ctx context.Context, px *hproxy.Proxy, ns string, clients, conns int, 
 				}
 				ccancel()
 				if err != nil {
-					if rctx.Err() != nil { // the soak ended under the call
+					// The soak ended under the call: gRPC fails a call whose
+					// deadline has passed before the context's own timer
+					// fires, so the clock decides, not rctx.Err alone.
+					if rctx.Err() != nil || !time.Now().Before(end) {
 						return
 					}
 					errs.Add(1)
@@ -224,13 +228,13 @@ func (r SoakResult) Goal() string {
 	}
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	rss := func(j RSSFlatness) string {
-		return fmt.Sprintf("%s → peak %s (%+.1f%%, goal ≤ %+.0f%%)", mib(j.Base), mib(j.Peak), 100*j.Growth, 100*SoakRSSTolerance)
+		return fmt.Sprintf("median %s → %s (%+.1f%%, goal ≤ %+.0f%%; peak %s)", mib(j.Base), mib(j.Late), 100*j.Growth, 100*SoakRSSTolerance, mib(j.Peak))
 	}
 	errText := ""
 	if r.FirstError != "" {
 		errText = fmt.Sprintf(" (first at %v: %s)", r.FirstErrorAt.Round(time.Millisecond), r.FirstError)
 	}
-	return fmt.Sprintf("%s: %d ops (%.0f/s), %d errors%s; after %v warm-up RSS proxy %s, plugin %s; proxy goroutines %d at start, %d peak, %d after the clients left: %s",
+	return fmt.Sprintf("%s: %d ops (%.0f/s), %d errors%s; RSS after %v warm-up, first third → last third: proxy %s, plugin %s; proxy goroutines %d at start, %d peak, %d after the clients left: %s",
 		head, r.Ops, float64(r.Ops)/r.Duration.Seconds(), r.Errors, errText, r.WarmUp, rss(r.ProxyRSSJudged), rss(r.PluginRSSJudged),
 		r.GoroutinesStart, r.GoroutinesPeak, r.GoroutinesEnd, met(r.Met))
 }

@@ -12,24 +12,25 @@ import (
 func TestJudgeRSS(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
-		name    string
-		samples []int64
-		warm    int
-		flat    bool
-		base    int64
-		peak    int64
+		name             string
+		samples          []int64
+		warm             int
+		flat             bool
+		base, late, peak int64
 	}{
-		{"warm-up growth is not judged", []int64{10 * mib, 20 * mib, 40 * mib, 40 * mib, 41 * mib, 40 * mib, 42 * mib, 41 * mib, 43 * mib}, 3, true, 41 * mib, 43 * mib},
-		{"a garbage collector's saw-tooth is flat", []int64{5 * mib, 40 * mib, 36 * mib, 42 * mib, 37 * mib, 41 * mib, 36 * mib, 42 * mib, 38 * mib}, 1, true, 42 * mib, 42 * mib},
-		{"a leak is not flat", []int64{5 * mib, 40 * mib, 41 * mib, 42 * mib, 43 * mib, 44 * mib, 45 * mib, 46 * mib, 47 * mib}, 1, false, 42 * mib, 47 * mib},
-		{"a spike in the middle is not flat", []int64{40 * mib, 40 * mib, 40 * mib, 60 * mib, 40 * mib, 40 * mib}, 0, false, 40 * mib, 60 * mib},
-		{"exactly at the tolerance is flat", []int64{100, 100, 110, 110}, 0, true, 100, 110},
-		{"too few samples after warm-up is not flat", []int64{40 * mib, 40 * mib, 40 * mib}, 2, false, 40 * mib, 0},
+		{"warm-up growth is not judged", []int64{10 * mib, 20 * mib, 40 * mib, 40 * mib, 41 * mib, 40 * mib, 42 * mib, 41 * mib, 43 * mib}, 3, true, 41 * mib, 43 * mib, 43 * mib},
+		{"a garbage collector's saw-tooth is flat", []int64{5 * mib, 40 * mib, 36 * mib, 42 * mib, 37 * mib, 41 * mib, 36 * mib, 42 * mib, 38 * mib}, 1, true, 40 * mib, 38 * mib, 42 * mib},
+		{"a burst that passes is flat", []int64{40 * mib, 40 * mib, 41 * mib, 40 * mib, 70 * mib, 55 * mib, 41 * mib, 40 * mib, 41 * mib}, 0, true, 40 * mib, 41 * mib, 70 * mib},
+		{"a leak is not flat", []int64{5 * mib, 40 * mib, 41 * mib, 42 * mib, 43 * mib, 44 * mib, 45 * mib, 46 * mib, 47 * mib}, 1, false, 41 * mib, 46 * mib, 47 * mib},
+		{"a step up that stays is not flat", []int64{40 * mib, 39 * mib, 41 * mib, 40 * mib, 47 * mib, 48 * mib, 47 * mib, 46 * mib, 48 * mib}, 0, false, 40 * mib, 47 * mib, 48 * mib},
+		{"exactly at the tolerance is flat", []int64{100, 100, 110, 110}, 0, true, 100, 110, 110},
+		{"too few samples after warm-up is not flat", []int64{40 * mib, 40 * mib, 40 * mib}, 2, false, 40 * mib, 40 * mib, 40 * mib},
+		{"no sample after warm-up is not flat", []int64{40 * mib}, 2, false, 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := bench.JudgeRSS(tc.samples, tc.warm, 0.10)
-			if got.Flat != tc.flat || got.Base != tc.base || got.Peak != tc.peak {
-				t.Errorf("JudgeRSS(%v, %d) = %+v, want flat %v base %d peak %d", tc.samples, tc.warm, got, tc.flat, tc.base, tc.peak)
+			if got.Flat != tc.flat || got.Base != tc.base || got.Late != tc.late || got.Peak != tc.peak {
+				t.Errorf("JudgeRSS(%v, %d) = %+v, want flat %v base %d late %d peak %d", tc.samples, tc.warm, got, tc.flat, tc.base, tc.late, tc.peak)
 			}
 		})
 	}
