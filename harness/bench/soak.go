@@ -69,8 +69,10 @@ type SoakResult struct {
 // Soak runs clients clients for d through px on namespace ns, spread over
 // conns connections of their own, each calling Set and Get of its own keys
 // in turn, one call per interval (0: in a closed loop), each call bounded
-// by soakCallTimeout. The first fifth
-// of d is warm-up: RSS is judged on the samples after it.
+// by soakCallTimeout. The first fifth of d is warm-up: RSS is judged on the
+// samples after it. The proxy's goroutines are read before the clients
+// connect and, once they have closed their connections, until they are
+// back to that count (at most soakGoroutineWait).
 func Soak(ctx context.Context, px *hproxy.Proxy, ns string, clients, conns int, interval, d time.Duration) SoakResult {
 	every := max(d/60, 100*time.Millisecond)
 	r := SoakResult{Namespace: ns, Clients: clients, Conns: conns, Interval: interval, Duration: d, WarmUp: d / 5, SampleEvery: every}
