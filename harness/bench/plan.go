@@ -50,6 +50,21 @@ type Options struct {
 	// Auth runs the auth series through Proxy: memstore Get with auth off
 	// and on, and token verification on a cache miss (auth.go).
 	Auth bool
+	// KeyValue runs the KeyValue series (echo, memstore, redis at every
+	// Concurrency); false leaves them out (a soak-only run).
+	KeyValue bool
+	// Soak, when positive, runs the soak series (goal P9) for this long per
+	// namespace: SoakClients clients on SoakConns connections through Proxy,
+	// memstore and (when Redis is built) redis, judging errors, the RSS of
+	// the proxy and plugin processes, and the proxy's goroutines (soak.go).
+	Soak time.Duration
+	// SoakClients and SoakConns are the soak's clients and the connections
+	// they share (the proxy's max_concurrent_streams, 128, bounds the calls
+	// of one connection).
+	SoakClients, SoakConns int
+	// SoakInterval is each soak client's time between calls (0: a closed
+	// loop, which measures overload rather than leaks).
+	SoakInterval time.Duration
 	// Concurrency lists the client concurrencies to measure.
 	Concurrency []int
 	// Ops is the number of measured ops per series.
@@ -69,6 +84,7 @@ func DefaultOptions() Options {
 	return Options{Memstore: "bin/prism-memstore", Redis: "bin/prism-redis", RedisProvider: backend.Process, Proxy: "bin/prism-proxy", Builtin: true,
 		NATS: "bin/prism-nats", NATSProvider: backend.Embedded,
 		Postgres: "bin/prism-postgres", PostgresFile: "backends/postgres/backend.yaml", PostgresProvider: backend.Process, PubSub: true, Registry: true, Auth: true,
+		KeyValue: true, SoakClients: 1000, SoakConns: 10, SoakInterval: time.Second,
 		Concurrency: []int{1, 64, 1000}, Ops: 20000, MaxSeries: 2 * time.Second, Spawns: 10, OutDir: "out/bench", Log: os.Stdout}
 }
 
@@ -79,6 +95,8 @@ type Report struct {
 	SpawnToServingP50 time.Duration `json:"spawn_to_serving_p50_ns"`
 	SpawnToServingMax time.Duration `json:"spawn_to_serving_max_ns"`
 	Results           []Result      `json:"results"`
+	// Soak holds the soak series (Options.Soak).
+	Soak []SoakResult `json:"soak,omitempty"`
 	// Goals compares the figures with the goals of the proxy (issue 5).
 	Goals []string `json:"goals,omitempty"`
 }
@@ -163,6 +181,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	for _, c := range o.Concurrency {
+		if !o.KeyValue {
+			break
+		}
 		logf("concurrency %d: echo", c)
 		eg, es := KeyValue(ctx, "echo (one gRPC hop)", "bench:", keyvaluev1.NewKeyValueClient(echoConn), c, o.Ops, o.MaxSeries)
 		logf("concurrency %d: echo in a separate process", c)
@@ -252,6 +273,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Results = append(rep.Results, ar...)
 		rep.Goals = append(rep.Goals, goals...)
+	}
+	if o.Soak > 0 && px != nil {
+		nss := []string{"memstore"}
+		if rs != nil {
+			nss = append(nss, "redis")
+		}
+		for _, ns := range nss {
+			logf("soak: %d clients × %v on %d connections through the proxy to %s", o.SoakClients, o.Soak, o.SoakConns, ns)
+			sr := Soak(ctx, px, ns, o.SoakClients, o.SoakConns, o.SoakInterval, o.Soak)
+			rep.Soak = append(rep.Soak, sr)
+			rep.Goals = append(rep.Goals, sr.Goal())
+		}
 	}
 	logf("\n%s", Table(rep.Results))
 	for _, g := range rep.Goals {

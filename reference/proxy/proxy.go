@@ -331,6 +331,10 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		grpc.UnknownServiceHandler(p.handle),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.ChainStreamInterceptor(watch.stream),
+		// Calls run on a pool of goroutines whose stacks have grown to the
+		// forwarding path's depth, instead of one new goroutine per call
+		// that grows (copies) its stack every time.
+		grpc.NumStreamWorkers(streamWorkers),
 	}, p.cfg.Limits.serverOptions()...)
 	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
@@ -467,6 +471,10 @@ func (r reflectServices) GetServiceInfo() map[string]grpc.ServiceInfo {
 	}
 	return m
 }
+
+// streamWorkers is the number of goroutines that serve calls; a call
+// arriving while all are busy gets a goroutine of its own, as without them.
+const streamWorkers = 128
 
 // handle routes and forwards every call to a service the proxy does not
 // implement itself.

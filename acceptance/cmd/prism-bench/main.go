@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/bench"
@@ -37,11 +39,45 @@ func main() {
 	flag.BoolVar(&o.PubSub, "pubsub", o.PubSub, "run the PubSub series")
 	flag.BoolVar(&o.Auth, "auth", o.Auth, "run the auth series: memstore Get through --proxy with auth off and on, and token verification on a cache miss")
 	flag.BoolVar(&o.Registry, "registry", o.Registry, "run the multicast registry series (through --proxy, memstore slots)")
+	flag.Func("concurrency", fmt.Sprintf("comma-separated client concurrencies of the KeyValue series (default %s)", joinInts(o.Concurrency)), func(v string) error {
+		cs, err := parseInts(v)
+		if err != nil {
+			return err
+		}
+		o.Concurrency = cs
+		return nil
+	})
 	flag.IntVar(&o.Ops, "ops", o.Ops, "measured ops per series")
+	flag.BoolVar(&o.KeyValue, "kv", o.KeyValue, "run the KeyValue series (false: e.g. a soak-only run)")
+	flag.DurationVar(&o.Soak, "soak", o.Soak, "run the soak series (goal P9) this long per namespace through --proxy, memstore and redis (0: none)")
+	flag.IntVar(&o.SoakClients, "soak-clients", o.SoakClients, "clients of the soak series")
+	flag.DurationVar(&o.SoakInterval, "soak-interval", o.SoakInterval, "each soak client's time between calls (0: a closed loop)")
+	flag.IntVar(&o.SoakConns, "soak-conns", o.SoakConns, "gRPC connections the soak clients share (at most 128 calls each)")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "folder for bench.json and bench.md")
 	flag.Parse()
 	if _, err := bench.Run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "prism-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// parseInts parses a comma-separated list of positive integers.
+func parseInts(v string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("not a positive integer: %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
