@@ -77,7 +77,7 @@ func authSeries(ctx context.Context, o Options, logf func(string, ...any)) ([]Re
 		missG.Compare(offG)
 		out = append(out, offG, onG, missG)
 		ratio := (on1.OpsPerSec + on2.OpsPerSec) / max(off1.OpsPerSec+off2.OpsPerSec, 1)
-		goals = append(goals, fmt.Sprintf("conc %d: memstore via proxy Get with auth on %.0f ops/s = %.1f%% of auth off %.0f ops/s (goal ≥ 95%%; "+
+		goals = append(goals, fmt.Sprintf("P6 conc %d: memstore via proxy Get with auth on %.0f ops/s = %.1f%% of auth off %.0f ops/s (goal ≥ 95%%; "+
 			"two series each, interleaved); p99 %s vs %s; with the token cache off (every call verifies its token) %.0f ops/s, p99 %s",
 			c, (on1.OpsPerSec+on2.OpsPerSec)/2, 100*ratio, (off1.OpsPerSec+off2.OpsPerSec)/2, us(onG.P99), us(offG.P99), missG.OpsPerSec, us(missG.P99)))
 	}

@@ -201,7 +201,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			pg.Compare(mg)
 			ps.Compare(ms)
 			rep.Results = append(rep.Results, pg, ps)
-			rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: memstore via proxy Get p50 %s = %.2f × in-process echo p50 %s, %.2f × separate-process echo p50 %s (goal ≤ 2); added p50 %s (goal ≤ 150µs)",
+			rep.Goals = append(rep.Goals, fmt.Sprintf("P1/P3 conc %d: memstore via proxy Get p50 %s = %.2f × in-process echo p50 %s, %.2f × separate-process echo p50 %s (goal ≤ 2); added p50 %s (goal ≤ 150µs)",
 				c, us(pg.P50), float64(pg.P50)/float64(max(eg.P50, 1)), us(eg.P50), float64(pg.P50)/float64(max(xg.P50, 1)), us(xg.P50), us(pg.P50-mg.P50)))
 			if o.Builtin {
 				logf("concurrency %d: memstore builtin via proxy", c)
@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				rep.Results = append(rep.Results, bg, bs)
 				if c == 1 {
 					ratio := float64(bg.P50) / float64(max(xg.P50, 1))
-					rep.Goals = append(rep.Goals, fmt.Sprintf("conc 1: memstore builtin via proxy Get p50 %s = %.2f × separate-process echo p50 %s (goal ≤ 1.3×: %s); process plugin via proxy p50 %s",
+					rep.Goals = append(rep.Goals, fmt.Sprintf("P1 conc 1: memstore builtin via proxy Get p50 %s = %.2f × separate-process echo p50 %s (goal ≤ 1.3×: %s); process plugin via proxy p50 %s",
 						us(bg.P50), ratio, us(xg.P50), met(ratio <= 1.3), us(pg.P50)))
 				}
 			}
@@ -228,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				xg.Compare(rg)
 				xs.Compare(rset)
 				rep.Results = append(rep.Results, xg, xs)
-				rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: redis via proxy Get %.0f ops/s = %.0f%% of go-redis %.0f ops/s (goal ≥ 50%% at 64); added p50 vs plugin direct %s (goal ≤ 150µs)",
+				rep.Goals = append(rep.Goals, fmt.Sprintf("P2 conc %d: redis via proxy Get %.0f ops/s = %.0f%% of go-redis %.0f ops/s (goal ≥ 50%% at 64); added p50 vs plugin direct %s (goal ≤ 150µs)",
 					c, xg.OpsPerSec, 100*xg.OpsPerSec/max(rg.OpsPerSec, 1), rg.OpsPerSec, us(xg.P50-dg.P50)))
 				if o.Builtin {
 					bg, bs := KeyValue(ctx, "redis builtin via proxy", "bench:", px.Target("redis-builtin").KeyValue(), c, o.Ops, o.MaxSeries)
@@ -237,11 +237,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					rep.Results = append(rep.Results, bg, bs)
 					if c == 64 {
 						pct := 100 * bg.OpsPerSec / max(rg.OpsPerSec, 1)
-						rep.Goals = append(rep.Goals, fmt.Sprintf("conc 64: redis builtin via proxy Get %.0f ops/s = %.0f%% of go-redis direct %.0f ops/s (goal ≥ 50%%: %s); process plugin via proxy %.0f%%",
+						rep.Goals = append(rep.Goals, fmt.Sprintf("P2 conc 64: redis builtin via proxy Get %.0f ops/s = %.0f%% of go-redis direct %.0f ops/s (goal ≥ 50%%: %s); process plugin via proxy %.0f%%",
 							bg.OpsPerSec, pct, rg.OpsPerSec, met(pct >= 50), 100*xg.OpsPerSec/max(rg.OpsPerSec, 1)))
 					}
 					added := bg.P50 - rg.P50
-					rep.Goals = append(rep.Goals, fmt.Sprintf("conc %d: redis builtin via proxy Get p50 %s, added p50 over go-redis direct %s (goal ≤ 150µs: %s); process plugin via proxy added %s",
+					rep.Goals = append(rep.Goals, fmt.Sprintf("P3 conc %d: redis builtin via proxy Get p50 %s, added p50 over go-redis direct %s (goal ≤ 150µs: %s); process plugin via proxy added %s",
 						c, us(bg.P50), us(added), met(added <= 150*time.Microsecond), us(xg.P50-rg.P50)))
 				}
 			}
@@ -285,7 +285,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Soak = append(rep.Soak, sr)
 			rep.Goals = append(rep.Goals, sr.Goal())
 		}
+	} else {
+		rep.Goals = append(rep.Goals, "P9 soak: not run (-soak=0; go tool task soak runs it alone, about 2.5 minutes)")
 	}
+	rep.Goals = append(rep.Goals, "P7 suite wall time: not a prism-bench series; time `go tool task accept BACKEND=all INSTANCE=embedded` (goal ≤ 30 s) and a clean-clone .ci/run (goal ≤ 6 min): README, Performance")
 	logf("\n%s", Table(rep.Results))
 	for _, g := range rep.Goals {
 		logf("%s", g)

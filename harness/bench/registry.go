@@ -89,7 +89,7 @@ func registrySeries(ctx context.Context, o Options, base *Result, logf func(stri
 		results = append(results, rr...)
 		goals = append(goals, gg...)
 		if err != nil {
-			goals = append(goals, fmt.Sprintf("registry (%s): did not finish: %v", s.label, err))
+			goals = append(goals, fmt.Sprintf("P5 registry (%s): did not finish: %v", s.label, err))
 			errs = append(errs, fmt.Errorf("%s: %w", s.label, err))
 		}
 	}
@@ -206,7 +206,7 @@ func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, l
 			}
 			return err
 		})
-		goal := fmt.Sprintf("registry Enumerate of %d identities with a filter, %s (%s): p50 %s, p99 %s%s (goal p99 ≤ 1ms: %s)",
+		goal := fmt.Sprintf("P5 registry Enumerate of %d identities with a filter, %s (%s): p50 %s, p99 %s%s (goal p99 ≤ 1ms: %s)",
 			registryEnumerateSize, what, s.label, us(enum.P50), us(enum.P99), compared(&enum, base), met(enum.Errors == 0 && enum.P99 <= time.Millisecond))
 		if enum.FirstError != "" {
 			goal += fmt.Sprintf("; %d errors, first: %s", enum.Errors, enum.FirstError)
@@ -230,7 +230,7 @@ func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, l
 		case registryLargeFanout:
 			goal += fmt.Sprintf(" (goal ≤ 250ms, 100%% delivered, 0 duplicates: %s)", met(clean && r.P99 <= 250*time.Millisecond))
 		}
-		goals = append(goals, fmt.Sprintf("%s [%s]", goal, s.label))
+		goals = append(goals, fmt.Sprintf("P5 %s [%s]", goal, s.label))
 		results = append(results, r)
 	}
 	return results, goals, nil
