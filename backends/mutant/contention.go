@@ -19,10 +19,10 @@ import (
 // a time, which is how most specs drive a plugin.
 var contentionMutants = []Mutant{
 	{Name: "insert-lost-in-resize", Breaks: capability.KeyValueBasic,
-		Defect: "a Set of a new key that arrives while the key table grows (at 4096 keys, then each doubling) is acknowledged but lost",
+		Defect: "a Set of a new key that arrives while the key table grows (every 2048 new keys) is acknowledged but lost",
 		unary:  growingTable(false)},
 	{Name: "insert-refused-in-resize", Breaks: capability.KeyValueBasic,
-		Defect: "a Set of a new key that arrives while the key table grows (at 4096 keys, then each doubling) fails with Unavailable instead of waiting",
+		Defect: "a Set of a new key that arrives while the key table grows (every 2048 new keys) fails with Unavailable instead of waiting",
 		unary:  growingTable(true)},
 	{Name: "torn-write", Breaks: capability.KeyValueBasic,
 		Defect: "Set writes a value in two halves without a lock, so concurrent Sets of one key can leave one writer's first half with another's second",
@@ -36,15 +36,20 @@ func init() { all = append(all, contentionMutants...) }
 
 // Sizes of the growingTable mutants.
 const (
-	// tableStart is the key table's first capacity: more keys than any
-	// spec but the contention specs writes with Set.
-	tableStart = 4096
+	// tableStep is the key table's first capacity and what each growth
+	// adds: more keys than any spec but the contention specs writes with
+	// Set at once, and a quarter of the fewest those write (8 000), so each
+	// of them crosses a growth within its first 2 048 keys, while all its
+	// clients are busy, whatever the specs before it wrote. (Doubling made
+	// whether the 8 000-key spec crossed one at all depend on how many keys
+	// the specs before it had left: in one CI run it did not.)
+	tableStep = 2048
 	// resizeTime is how long growing the table takes.
 	resizeTime = 20 * time.Millisecond
 )
 
 // growingTable counts the distinct keys written with Set in a table that
-// never shrinks; the Set that fills it grows it, which takes resizeTime,
+// never shrinks; the Set that fills it grows it by tableStep, which takes resizeTime,
 // during which a Set of another new key is dropped (acknowledged without
 // being written) or, with refuse, answered Unavailable. One client calling
 // one call at a time never sees it: the Set that grows the table waits for
@@ -54,7 +59,7 @@ func growingTable(refuse bool) func() grpc.UnaryServerInterceptor {
 		var (
 			mu       sync.Mutex
 			keys     = map[string]bool{}
-			capacity = tableStart
+			capacity = tableStep
 			resizing bool
 		)
 		return on("Set", func(_ context.Context, req *keyvaluev1.SetRequest, call func(*keyvaluev1.SetRequest) (any, error)) (any, error) {
@@ -73,7 +78,7 @@ func growingTable(refuse bool) func() grpc.UnaryServerInterceptor {
 			keys[req.GetKey()] = true
 			grow := len(keys) >= capacity
 			if grow {
-				capacity *= 2
+				capacity += tableStep
 				resizing = true
 			}
 			mu.Unlock()
