@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,15 +30,7 @@ func TestStartWithAuth(t *testing.T) {
 	o := proxy.DefaultOptions()
 	o.Binary = filepath.Join(bin, "prism-proxy")
 	o.Auth = &ac
-	p, err := proxy.Start(ctx, o, proxy.Namespace{Name: "a", Plugin: filepath.Join(bin, "prism-memstore")})
-	t.Cleanup(func() { _ = p.Stop(context.Background()) })
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	cfg, err := os.ReadFile(p.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, cfg := startReadingConfig(t, ctx, o, proxy.Namespace{Name: "a", Plugin: filepath.Join(bin, "prism-memstore")})
 	if !strings.Contains(string(cfg), "issuer: "+iss.URL()) || !strings.Contains(string(cfg), "jwks_refetch_interval: 1m0s") {
 		t.Errorf("the config lacks the auth section:\n%s", cfg)
 	}

@@ -46,17 +46,9 @@ func TestStartKillPluginStop(t *testing.T) {
 	o.Binary = filepath.Join(bin, "prism-proxy")
 	o.Dir = t.TempDir()
 	memstore := filepath.Join(bin, "prism-memstore")
-	p, err := proxy.Start(ctx, o,
+	p, cfg := startReadingConfig(t, ctx, o,
 		proxy.Namespace{Name: "a", Plugin: memstore, Credentials: map[string]string{"token": "s3cret-value"}},
 		proxy.Namespace{Name: "b", Plugin: memstore, Instance: "b"})
-	t.Cleanup(func() { _ = p.Stop(context.Background()) })
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	cfg, err := os.ReadFile(p.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if strings.Contains(string(cfg), "s3cret-value") || !strings.Contains(string(cfg), "file:") {
 		t.Errorf("the config must reference credentials by file, never hold them:\n%s", cfg)
 	}
@@ -149,7 +141,19 @@ func TestLimitsAreWritten(t *testing.T) {
 	lim := refproxy.DefaultLimits()
 	lim.MaxConcurrentStreams, lim.MaxInFlight = 1024, 40000
 	o.Limits = &lim
-	p, err := proxy.Start(ctx, o, proxy.Namespace{Name: "a", Plugin: filepath.Join(bin, "prism-memstore")})
+	_, cfg := startReadingConfig(t, ctx, o, proxy.Namespace{Name: "a", Plugin: filepath.Join(bin, "prism-memstore")})
+	for _, want := range []string{"max_concurrent_streams: 1024", "max_in_flight: 40000"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+}
+
+// startReadingConfig starts a proxy (stopped when the test ends) and returns
+// it with the config file the harness wrote for it.
+func startReadingConfig(t *testing.T, ctx context.Context, o proxy.Options, nss ...proxy.Namespace) (*proxy.Proxy, []byte) {
+	t.Helper()
+	p, err := proxy.Start(ctx, o, nss...)
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -158,9 +162,5 @@ func TestLimitsAreWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"max_concurrent_streams: 1024", "max_in_flight: 40000"} {
-		if !strings.Contains(string(cfg), want) {
-			t.Errorf("config lacks %q:\n%s", want, cfg)
-		}
-	}
+	return p, cfg
 }
