@@ -165,12 +165,17 @@ func describeBasic(sess func() *session) {
 			}
 			s.track(keys...)
 			// Each call may wait behind the other clients' calls: a correct
-			// plugin that serves one call at a time, at the latency measured
-			// now, answers the last of them after clients × that latency. So
-			// the deadline is twice that when it exceeds the call timeout (a
+			// plugin that serves one call at a time answers the last of them
+			// after clients × what a call costs it. That cost is measured now,
+			// alone and among 100 in flight (a call alone hides what
+			// concurrency costs a plugin: a Python plugin via the proxy took
+			// 2.7 ms alone and longer in the crowd, and a Get missed a
+			// deadline set from the former). So the deadline is twice
+			// clients × the larger when that exceeds the call timeout (a
 			// slow plugin on a loaded machine is not a wrong one), at most
 			// four call timeouts (a plugin that hangs still fails).
-			deadline := max(s.fx.Timeouts.Call, min(2*clients*s.setLatency(keys[0]), 4*s.fx.Timeouts.Call))
+			cost := max(s.setLatency(keys[0]), s.burstCost(keys[:100]))
+			deadline := max(s.fx.Timeouts.Call, min(2*clients*cost, 4*s.fx.Timeouts.Call))
 			ctx := func() context.Context {
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
 				_ = cancel // released at the deadline

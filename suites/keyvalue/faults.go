@@ -236,6 +236,28 @@ func (s *session) setLatency(key string) time.Duration {
 	return slowest
 }
 
+// burstCost is what one Set costs the plugin when many are in flight,
+// measured now: the wall time of n concurrent Sets (of keys[:n]), divided by
+// n. A plugin that serves one call at a time (or is slowed by the others in
+// flight) shows it here and not in setLatency, which times calls alone.
+func (s *session) burstCost(keys []string) time.Duration {
+	GinkgoHelper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(keys))
+	t := time.Now()
+	for _, k := range keys {
+		wg.Go(func() {
+			if _, err := s.kv.Set(s.ctx(), &keyvaluev1.SetRequest{Key: k, Value: []byte("burst")}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	Expect(<-errs).NotTo(HaveOccurred(), "Set in a burst of %d, to measure the cost of a call among many", len(keys))
+	return time.Since(t) / time.Duration(len(keys))
+}
+
 // inflight reads the plugin's calls in flight from health details (-1: not
 // reported); a reported value that is not a count fails the spec.
 func inflight(h *lifecyclev1.HealthCheckResponse) int64 {
