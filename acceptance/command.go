@@ -107,9 +107,8 @@ func reproduceCommand(base string, sr types.SpecReport, reportDir string) string
 		return ""
 	}
 	loc := sr.LeafNodeLocation
-	file := regexp.QuoteMeta(filepath.Base(filepath.Dir(loc.FileName))+"/"+filepath.Base(loc.FileName)) + "$"
 	args := []string{
-		fmt.Sprintf("--ginkgo.focus-file=%s:%d", file, loc.LineNumber),
+		fmt.Sprintf("--ginkgo.focus-file=%s:%d", focusFile(loc), loc.LineNumber),
 		"--ginkgo.focus=" + SpecFocus(sr.FullText()),
 	}
 	if reportDir != "" {

@@ -93,7 +93,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		registrySlot = fs.String("registry-slot", "memstore", "with --pattern registry: the registry slot's backend, memstore or redis")
 		messaging    = fs.String("messaging-slot", "memstore", "with --pattern registry: the messaging slot's backend, memstore, nats or redis")
 	)
-	procs := fs.Int("procs", 1, "split the selected specs over N prism-accept processes, each with its own backend and plugin, merged into one report (a spec's file stays in one process)")
+	procs := fs.Int("procs", 1, "split the selected specs over N prism-accept processes, each with its own backend and plugin, merged into one report (the specs of one container stay in one process)")
 	shardFile := fs.String("shard", "", "internal to --procs: the shard file of one of its processes")
 	backendFile := fs.String("backend-file", "", "a backend definition file (backend.yaml, docs/backend-file.md) describing the backend: its name is the backend")
 	fs.StringVar(&cfg.Pattern, "pattern", "", "certify a pattern of prism-proxy instead of a plugin: registry (the slots' plugins are bin/prism-<backend> next to --proxy)")

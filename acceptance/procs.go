@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -414,7 +415,7 @@ func mergeProcs(cfg Config, sc types.SuiteConfig, specs []previewed, procs []*pr
 		merged.Described = merged.Described && run.Described
 		if merged.Declared == nil {
 			merged.Declared = run.Declared
-		} else if !sameSet(merged.Declared, run.Declared) {
+		} else if !maps.Equal(merged.Declared, run.Declared) {
 			harms = append(harms, fmt.Sprintf("the plugin declared %v in one process and %v in another", merged.Declared, run.Declared))
 		}
 		if run.Setup != nil && (merged.Setup == nil || merged.Setup.Outcome == report.Error && run.Setup.Outcome == report.Failed) {
@@ -457,6 +458,9 @@ func mergeProcs(cfg Config, sc types.SuiteConfig, specs []previewed, procs []*pr
 // order as the preview; a selected spec no process ran, or two ran, is a
 // harness error.
 func mergeSpecs(specs []previewed, runs []*report.Run, harms []string) ([]report.Spec, []string) {
+	if len(runs) == 0 {
+		return nil, harms
+	}
 	for i, run := range runs {
 		if len(run.Specs) != len(specs) {
 			return nil, append(harms, fmt.Sprintf("a process reported %d specs, the preview %d", len(run.Specs), len(specs)))
@@ -481,15 +485,12 @@ func mergeSpecs(specs []previewed, runs []*report.Run, harms []string) ([]report
 		case len(ran) > 1:
 			out[k] = ran[0]
 			out[k].Outcome, out[k].Reason = report.Error, fmt.Sprintf("harness: %d processes of the --procs run ran this spec", len(ran))
-		case p.selected && len(runs) > 0:
+		case p.selected:
 			out[k] = runs[0].Specs[k]
 			out[k].Outcome, out[k].Reason = report.Error, "harness: selected, but no process of the --procs run reported it (the exit reason says which process ended without its reports)"
-		case len(runs) > 0:
+		default:
 			out[k] = runs[0].Specs[k]
 		}
-	}
-	if len(runs) == 0 {
-		return nil, harms
 	}
 	return out, harms
 }
@@ -518,16 +519,4 @@ func writeJudgeFile(dir string, run report.Run) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, judgeFileName), b, 0o644)
-}
-
-func sameSet[K comparable](a, b map[K]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
