@@ -105,13 +105,8 @@ func WithStreamInterceptor(i grpc.StreamServerInterceptor) ServerOption {
 	return func(o *serverOptions) { o.stream = append(o.stream, i) }
 }
 
-// The gRPC server's flow-control windows (launch.StreamWindowBytes and
-// ConnWindowBytes) and its number of call-serving goroutines.
-const (
-	streamWindowBytes = 1 << 20
-	connWindowBytes   = 16 << 20
-	streamWorkers     = 64
-)
+// streamWorkers is the gRPC server's number of call-serving goroutines.
+const streamWorkers = 64
 
 // NewServer returns a Server for d. Use [Server.GRPC] to serve it on a
 // listener of your own (in-process tests), or [Serve] for a plugin process.
@@ -132,11 +127,11 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 		grpc.ForceServerCodecV2(newDecodeCodec(s.failed)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
-		// Static flow-control windows, as the host's (launch.DialOptions):
-		// gRPC's bandwidth-delay estimation would otherwise PING the host on
-		// nearly every call when few are in flight.
-		grpc.InitialWindowSize(streamWindowBytes),
-		grpc.InitialConnWindowSize(connWindowBytes),
+		// Static flow-control windows, the same as the host's
+		// (launch.DialOptions): gRPC's bandwidth-delay estimation would
+		// otherwise PING the host on nearly every call when few are in flight.
+		grpc.InitialWindowSize(handshake.StreamWindowBytes),
+		grpc.InitialConnWindowSize(handshake.ConnWindowBytes),
 		// Calls run on goroutines whose stacks have already grown to the
 		// depth of a call; more at once get a goroutine each, as without.
 		grpc.NumStreamWorkers(streamWorkers),

@@ -36,6 +36,17 @@ const (
 // path is at most 108 bytes; a host:port far less).
 const MaxAddressBytes = 1024
 
+// Flow-control windows both ends of the connection a handshake line
+// announces set (proto/launch's host side, the Go SDK's server side).
+// Setting them turns off gRPC's bandwidth-delay estimation, which otherwise
+// sends a PING (and wakes the other end for its ack) on nearly every call
+// when few calls are in flight: on a local socket the windows never need to
+// grow past these.
+const (
+	StreamWindowBytes = 1 << 20
+	ConnWindowBytes   = 16 << 20
+)
+
 // Line is a parsed handshake line.
 type Line struct {
 	Version int

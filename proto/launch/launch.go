@@ -225,23 +225,15 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 	return p, nil
 }
 
-// Flow-control windows of the host's connection to a plugin. Setting them
-// turns off gRPC's bandwidth-delay estimation, which otherwise sends a PING
-// (and wakes the plugin for its ack) on nearly every call when few calls are
-// in flight: on a local socket the window never needs to grow past these.
-const (
-	StreamWindowBytes = 1 << 20
-	ConnWindowBytes   = 16 << 20
-)
-
 // DialOptions are the gRPC options a host dials a plugin with: plaintext,
-// messages up to MaxMessageBytes, static flow-control windows.
+// messages up to MaxMessageBytes, static flow-control windows
+// (handshake.StreamWindowBytes and ConnWindowBytes).
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
-		grpc.WithInitialWindowSize(StreamWindowBytes),
-		grpc.WithInitialConnWindowSize(ConnWindowBytes),
+		grpc.WithInitialWindowSize(handshake.StreamWindowBytes),
+		grpc.WithInitialConnWindowSize(handshake.ConnWindowBytes),
 	}
 }
 
