@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -39,21 +38,13 @@ func authSeries(ctx context.Context, o Options, logf func(string, ...any)) ([]Re
 	uncached.CacheSize = 0
 	var pxs [3]*hproxy.Proxy
 	for i, ac := range []*auth.Config{nil, &on, &uncached} {
-		po := hproxy.DefaultOptions()
-		po.Binary = o.Proxy
-		po.LogLevel = "warn"
-		po.HealthInterval = 5 * time.Second
+		po := proxyOptions(o)
 		po.Auth = ac
-		px, err := hproxy.Start(ctx, po, hproxy.Namespace{Name: "memstore", Plugin: o.Memstore})
-		if px != nil {
-			defer px.Stop(ctx)
-		}
+		px, err := startServing(ctx, po, hproxy.Namespace{Name: "memstore", Plugin: o.Memstore})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start proxy (auth %v): %w", ac != nil, err)
 		}
-		if err := px.WaitServing(ctx, "memstore"); err != nil {
-			return nil, nil, err
-		}
+		defer px.Stop(ctx)
 		pxs[i] = px
 	}
 	tok := iss.MustMint(iss.Claims("bench", "prism:memstore:read", "prism:memstore:write"))

@@ -123,13 +123,27 @@ func startProxy(ctx context.Context, o Options, r *redisSetup) (*hproxy.Proxy, e
 			nss = append(nss, hproxy.Namespace{Name: "redis-builtin", Builtin: "redis", Config: r.config, Credentials: r.creds})
 		}
 	}
+	return startServing(ctx, proxyOptions(o), nss...)
+}
+
+// proxyOptions are the options every proxy of the bench starts with:
+// o.Proxy, warnings only, health checks every 5 s.
+func proxyOptions(o Options) hproxy.Options {
 	po := hproxy.DefaultOptions()
 	po.Binary = o.Proxy
 	po.LogLevel = "warn"
 	po.HealthInterval = 5 * time.Second
+	return po
+}
+
+// startServing starts prism-proxy with nss and waits until each serves;
+// on an error the proxy is stopped.
+func startServing(ctx context.Context, po hproxy.Options, nss ...hproxy.Namespace) (*hproxy.Proxy, error) {
 	px, err := hproxy.Start(ctx, po, nss...)
 	if err != nil {
-		_ = px.Stop(ctx)
+		if px != nil {
+			_ = px.Stop(ctx)
+		}
 		return nil, err
 	}
 	for _, n := range nss {

@@ -135,23 +135,12 @@ func natsViaProxy(ctx context.Context, o Options, ns *natsSetup, plug []Result, 
 	if o.Builtin {
 		nss = append(nss, hproxy.Namespace{Name: "nats-builtin", Patterns: []string{"pubsub"}, Builtin: "nats", Config: values, Credentials: creds})
 	}
-	po := hproxy.DefaultOptions()
-	po.Binary, po.LogLevel, po.HealthInterval = o.Proxy, "warn", 5*time.Second
-	px, err := hproxy.Start(ctx, po, nss...)
-	if err == nil {
-		for _, n := range nss {
-			if err = px.WaitServing(ctx, n.Name); err != nil {
-				break
-			}
-		}
-	}
-	if px != nil {
-		defer px.Stop(context.Background())
-	}
+	px, err := startServing(ctx, proxyOptions(o), nss...)
 	if err != nil {
 		logf("pubsub via proxy: %v", err)
 		return nil, []string{fmt.Sprintf("P4 PubSub via proxy: not measured (the proxy did not start: %v)", err)}
 	}
+	defer px.Stop(context.Background())
 	var out []Result
 	var goals []string
 	for _, n := range nss {

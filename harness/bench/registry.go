@@ -133,10 +133,7 @@ func redisNATSSlots(ctx context.Context, o Options, logf func(string, ...any)) (
 // registryOn runs the registry series on one slot setup, with a proxy of
 // its own.
 func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, logf func(string, ...any)) ([]Result, []string, error) {
-	po := hproxy.DefaultOptions()
-	po.Binary = o.Proxy
-	po.LogLevel = "warn"
-	po.HealthInterval = 5 * time.Second
+	po := proxyOptions(o)
 	// 10 000 open Receive streams are 10 000 calls in flight, on
 	// connections that each carry registryStreamsPerConn of them.
 	lim := refproxy.DefaultLimits()
@@ -152,17 +149,11 @@ func registryOn(ctx context.Context, o Options, s registrySlots, base *Result, l
 	for _, n := range nss {
 		namespaces = append(namespaces, hproxy.Namespace{Name: n, Patterns: []string{"registry"}, Slots: s.slots, Registry: &cfg})
 	}
-	px, err := hproxy.Start(ctx, po, namespaces...)
+	px, err := startServing(ctx, po, namespaces...)
 	if err != nil {
-		_ = px.Stop(ctx)
 		return nil, nil, err
 	}
 	defer px.Stop(context.Background())
-	for _, n := range nss {
-		if err := px.WaitServing(ctx, n); err != nil {
-			return nil, nil, err
-		}
-	}
 	// Enough connections that no Receive stream waits for a free HTTP/2
 	// stream (a client waits for one without a deadline).
 	var conns []*grpc.ClientConn
