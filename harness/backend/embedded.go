@@ -71,12 +71,16 @@ func newTTLClock(m *miniredis.Miniredis) *ttlClock {
 	return &ttlClock{m: m, last: now, due: now.Add(ttlTick)}
 }
 
-// advance moves the TTLs by the time passed since the last advance and
-// returns what it cost.
-func (c *ttlClock) advance() time.Duration {
+// advance moves the TTLs by the time passed since the last advance, when
+// forced or when an advance is due, and returns what it cost (0 when it
+// did not advance).
+func (c *ttlClock) advance(force bool) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
+	if !force && now.Before(c.due) {
+		return 0
+	}
 	if d := now.Sub(c.last); d > 0 {
 		c.m.FastForward(d)
 		c.last = now
@@ -86,21 +90,12 @@ func (c *ttlClock) advance() time.Duration {
 	return cost
 }
 
-// isDue reports whether an advance is due.
-func (c *ttlClock) isDue() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !time.Now().Before(c.due)
-}
-
 // hook advances the clock before every command that reads or sets a TTL,
 // and before any other when an advance is due (set it again after a
 // Restart, which makes a new server).
 func (c *ttlClock) hook() {
 	c.m.Server().SetPreHook(func(_ *mrserver.Peer, cmd string, args ...string) bool {
-		if touchesTTL(cmd, args) || c.isDue() {
-			c.advance()
-		}
+		c.advance(touchesTTL(cmd, args))
 		return false
 	})
 }
@@ -146,7 +141,7 @@ func (c *ttlClock) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			t.Reset(nextTick(c.advance()))
+			t.Reset(nextTick(c.advance(true)))
 		}
 	}
 }
