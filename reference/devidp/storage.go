@@ -92,6 +92,11 @@ func (s *storage) CreateAuthRequest(_ context.Context, req *oidc.AuthRequest, us
 		challenge: &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for id, old := range s.requests { // forget abandoned logins
+		if a.created.Sub(old.created) > s.cfg.DeviceCodeTTL {
+			s.deleteAuthRequest(id)
+		}
+	}
 	s.requests[a.id] = a
 	return a, nil
 }
@@ -134,13 +139,18 @@ func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
 func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.deleteAuthRequest(id)
+	return nil
+}
+
+// deleteAuthRequest forgets auth request id and its code; s.mu is held.
+func (s *storage) deleteAuthRequest(id string) {
 	delete(s.requests, id)
 	for code, rid := range s.codes {
 		if rid == id {
 			delete(s.codes, code)
 		}
 	}
-	return nil
 }
 
 // completeLogin marks auth request id as authenticated by the user.
@@ -156,9 +166,15 @@ func (s *storage) completeLogin(id string) error {
 }
 
 func (s *storage) newAccess(subject, clientID string, scopes []string) *accessToken {
-	t := &accessToken{id: randomID(), subject: subject, clientID: clientID, scopes: scopes, expires: s.now().Add(s.cfg.AccessTokenTTL)}
+	now := s.now()
+	t := &accessToken{id: randomID(), subject: subject, clientID: clientID, scopes: scopes, expires: now.Add(s.cfg.AccessTokenTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for id, old := range s.access { // forget expired ones: nothing looks them up any more
+		if now.After(old.expires) {
+			delete(s.access, id)
+		}
+	}
 	s.access[t.id] = t
 	return t
 }
@@ -195,6 +211,11 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the refresh token is unknown, used, revoked or expired")
 		}
 		delete(s.refresh, current)
+	}
+	for k, old := range s.refresh { // forget expired ones
+		if !now.Before(old.expires) {
+			delete(s.refresh, k)
+		}
 	}
 	s.refresh[r.token] = r
 	s.mu.Unlock()
@@ -425,29 +446,28 @@ func (s *storage) GetDeviceAuthorizatonState(ctx context.Context, clientID, devi
 	return &st, nil
 }
 
-// deviceByUserCode returns the pending device authorization of userCode.
-func (s *storage) deviceByUserCode(userCode string) (op.DeviceAuthorizationState, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// pendingDevice returns the pending device authorization of userCode; s.mu
+// is held.
+func (s *storage) pendingDevice(userCode string) (*op.DeviceAuthorizationState, error) {
 	d, ok := s.devices[s.users[userCode]]
 	if !ok || s.now().After(d.state.Expires) {
-		return op.DeviceAuthorizationState{}, fmt.Errorf("no pending device authorization has user code %q", userCode)
+		return nil, fmt.Errorf("no pending device authorization has user code %q", userCode)
 	}
 	if d.state.Done || d.state.Denied {
-		return op.DeviceAuthorizationState{}, fmt.Errorf("user code %q was already answered", userCode)
+		return nil, fmt.Errorf("user code %q was already answered", userCode)
 	}
-	return *d.state, nil
+	return d.state, nil
 }
 
 // answerDevice approves (as the user) or denies the authorization of
 // userCode.
 func (s *storage) answerDevice(userCode string, approve bool) error {
-	if _, err := s.deviceByUserCode(userCode); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.devices[s.users[userCode]].state
+	st, err := s.pendingDevice(userCode)
+	if err != nil {
+		return err
+	}
 	if approve {
 		st.Done, st.Subject, st.AMR, st.AuthTime = true, s.cfg.User, []string{"pwd"}, s.now()
 	} else {
