@@ -104,6 +104,8 @@ func TokenSource(ctx context.Context, path string, early time.Duration, httpClie
 }
 
 // persisting refreshes the token and writes it back to the token file.
+// When the issuer refuses the refresh token because another process
+// already used it (the file then holds a newer token), it takes the file's.
 type persisting struct {
 	ctx  context.Context
 	path string
@@ -126,6 +128,12 @@ func (p *persisting) Token() (*oauth2.Token, error) {
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			// Another process (a second prismctl) may have refreshed first:
+			// the refresh token rotated, and the file holds the new one.
+			if cur, lerr := Load(p.path); lerr == nil && cur.Token.RefreshToken != old.RefreshToken && cur.Token.Valid() {
+				p.file = cur
+				return cur.Token, nil
+			}
 			return nil, fmt.Errorf("refresh the token in %s: %s refused the refresh token (%s): %w", p.path, p.file.Issuer, re.ErrorDescription, ErrLoginNeeded)
 		}
 		return nil, fmt.Errorf("refresh the token in %s: %w", p.path, err)

@@ -190,3 +190,32 @@ func TestLoginRefreshesBeforeExpiryAndWritesBack(t *testing.T) {
 		t.Errorf("a failed refresh changed the token file: %v", err)
 	}
 }
+
+func TestTwoProcessesRefreshingAtOnceBothEndWithAToken(t *testing.T) {
+	p := startIdP(t)
+	path := filepath.Join(t.TempDir(), "token")
+	if err := login.Save(path, loginAsUser(t, p.Issuer())); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Both read the file before either refreshes, as two prismctl would.
+	a, err := login.TokenSource(ctx, path, 10*time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := login.TokenSource(ctx, path, 10*time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, err := a.Token()
+	if err != nil {
+		t.Fatalf("first refresh: %v", err)
+	}
+	tb, err := b.Token()
+	if err != nil {
+		t.Fatalf("second refresh, with the refresh token the first one rotated: %v", err)
+	}
+	if tb.AccessToken != ta.AccessToken {
+		t.Error("the second source should take the token the first wrote")
+	}
+}
