@@ -22,6 +22,7 @@ import (
 	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/reference/auth"
+	refdevidp "github.com/prism-suite/prism/reference/devidp"
 	"github.com/prism-suite/prism/suites/fixture"
 )
 
@@ -160,7 +161,7 @@ func (r *Session) setupAuth() {
 			return
 		}
 		ac.Issuer, ac.Audience = a.idp.Issuer, o.Audience
-		ac.Grants.Claim = "groups"
+		ac.Grants.Claim = refdevidp.GroupsClaim
 		ac.Grants.Mapping = map[string]auth.NamespaceGrants{devIdPReaders: {Read: []string{names[1]}}}
 	default:
 		if a.iss, a.err = oidc.Start(oidc.DefaultOptions()); a.err != nil {
