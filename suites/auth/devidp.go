@@ -59,6 +59,9 @@ func describeDevIdP(s func() *session) {
 			Expect(s().call(s().a.Other, Read, t).err).NotTo(HaveOccurred(), "read on %q, granted through grants.mapping", s().a.Other)
 			Expect(s().call(s().a.Other, Write, t).err).To(fixture.HaveCodeNaming(codes.PermissionDenied, s().a.Other),
 				"write on %q, which no group of the user grants", s().a.Other)
+			none := s().a.Namespace + "-none"
+			Expect(s().call(none, Read, t).err).To(fixture.HaveCodeNaming(codes.PermissionDenied, none),
+				"read on %q, a namespace no group names (checked before routing)", none)
 		})
 
 		It("accepts the access token a refresh gives, and refuses the refresh token it replaced", jwtLabel, func() {
