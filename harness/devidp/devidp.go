@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,8 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/net/html"
 	"golang.org/x/oauth2"
+
+	refdevidp "github.com/prism-suite/prism/reference/devidp"
 )
 
 // Options configure Start. Use [DefaultOptions] and change fields.
@@ -52,11 +55,13 @@ type Options struct {
 }
 
 // DefaultOptions returns bin/prism-dev-idp with its defaults (user
-// dev@local.prism, password prism-dev, audience prism-proxy, client
-// prismctl), tokens of 5 minutes and refresh tokens of an hour.
+// dev@local.prism, password prism-dev, groups prism:default:read and
+// prism:default:write, audience prism-proxy, client prismctl), tokens of 5
+// minutes and refresh tokens of an hour.
 func DefaultOptions() Options {
-	return Options{Binary: "bin/prism-dev-idp", User: "dev@local.prism", Password: "prism-dev", Audience: "prism-proxy",
-		ClientID: "prismctl", AccessTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour, StartTimeout: 30 * time.Second}
+	return Options{Binary: "bin/prism-dev-idp", User: refdevidp.DefaultUser, Password: refdevidp.DefaultPassword,
+		Audience: refdevidp.DefaultAudience, ClientID: refdevidp.DefaultClient, Groups: slices.Clone(refdevidp.DefaultGroups),
+		AccessTokenTTL: refdevidp.DefaultAccessTokenTTL, RefreshTokenTTL: time.Hour, StartTimeout: 30 * time.Second}
 }
 
 // IdP is a running prism-dev-idp process.
