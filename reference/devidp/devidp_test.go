@@ -360,6 +360,12 @@ func TestMainRefusesANonLoopbackListenAndKeepsTheKeyFile(t *testing.T) {
 	if err != nil || !k.Equal(sharedKey(t)) {
 		t.Fatalf("LoadKey: %v", err)
 	}
+	// The kid follows the key: the same key file, the same kid after a restart.
+	a, _ := serve(t, func(c *devidp.Config) { c.Key = k })
+	b, _ := serve(t, func(c *devidp.Config) { c.Key = k })
+	if a.KeyID() != b.KeyID() || !strings.HasPrefix(a.KeyID(), "dev-") {
+		t.Errorf("kids %q and %q of one key differ", a.KeyID(), b.KeyID())
+	}
 	if err := os.WriteFile(kf+".bad", []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
