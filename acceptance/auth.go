@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/devidp"
 	"github.com/prism-suite/prism/harness/oidc"
 	hproxy "github.com/prism-suite/prism/harness/proxy"
 	"github.com/prism-suite/prism/harness/target"
@@ -21,6 +22,7 @@ import (
 	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	"github.com/prism-suite/prism/reference/auth"
+	refdevidp "github.com/prism-suite/prism/reference/devidp"
 	"github.com/prism-suite/prism/suites/fixture"
 )
 
@@ -30,7 +32,8 @@ import (
 //     default user off; nats: a users list), which the plugin under test
 //     uses, so that the harness can create users confined to one
 //     namespace's data (harness/backend.Users);
-//   - a test OIDC issuer (harness/oidc) runs in this process;
+//   - a test OIDC issuer (harness/oidc) runs in this process, or with
+//     --issuer dev-idp prism-dev-idp runs as a process (IssuerDevIdP);
 //   - a second reference proxy runs with auth on, trusting that issuer
 //     (jwks_refetch_interval 500ms and jwks_max_age 1s, so that key
 //     rotation shows within a spec), serving two namespaces
@@ -47,9 +50,27 @@ const (
 	authMaxAge          = time.Second
 )
 
+// Issuers of an auth run (Config.Issuer, --issuer).
+const (
+	// IssuerTest is harness/oidc's in-process test issuer, which mints any
+	// token, forged ones included.
+	IssuerTest = "test"
+	// IssuerDevIdP is prism-dev-idp (reference/devidp) run as a process:
+	// its user dev@local.prism gets tokens through the device flow. Its
+	// groups are the proxy's grants (grants.claim: groups): read and write
+	// on the first namespace by the pattern, read on the second through
+	// grants.mapping of the group devIdPReaders. Its refresh tokens live
+	// devIdPRefreshTTL, so that the suite sees one expire.
+	IssuerDevIdP = "dev-idp"
+
+	devIdPReaders    = "prism-suite-readers"
+	devIdPRefreshTTL = 3 * time.Second
+)
+
 // authRun is the auth side of a run with Config.Auth.
 type authRun struct {
-	iss   *oidc.Issuer
+	iss   *oidc.Issuer // IssuerTest
+	idp   *devidp.IdP  // IssuerDevIdP
 	px    *hproxy.Proxy
 	fx    *fixture.Fixture
 	users *recordingUsers // nil when the backend cannot manage users
@@ -128,8 +149,25 @@ func (r *Session) setupAuth() {
 	r.auth = a
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Handshake+r.cfg.Timeouts.Eventually)
 	defer cancel()
-	if a.iss, a.err = oidc.Start(oidc.DefaultOptions()); a.err != nil {
-		return
+	names := []string{r.cfg.Namespace + "-auth-a", r.cfg.Namespace + "-auth-b"}
+	ac := auth.DefaultConfig()
+	switch r.cfg.Issuer {
+	case IssuerDevIdP:
+		o := devidp.DefaultOptions()
+		o.Binary = r.cfg.DevIdPBinary
+		o.Groups = []string{"prism:" + names[0] + ":read", "prism:" + names[0] + ":write", devIdPReaders}
+		o.RefreshTokenTTL = devIdPRefreshTTL
+		if a.idp, a.err = devidp.Start(ctx, o); a.err != nil {
+			return
+		}
+		ac.Issuer, ac.Audience = a.idp.Issuer, o.Audience
+		ac.Grants.Claim = refdevidp.GroupsClaim
+		ac.Grants.Mapping = map[string]auth.NamespaceGrants{devIdPReaders: {Read: []string{names[1]}}}
+	default:
+		if a.iss, a.err = oidc.Start(oidc.DefaultOptions()); a.err != nil {
+			return
+		}
+		ac.Issuer, ac.Audience = a.iss.URL(), a.iss.Audience()
 	}
 	var users backend.Users
 	bu, usersErr := backend.UsersOf(r.inst)
@@ -149,7 +187,6 @@ func (r *Session) setupAuth() {
 			patterns = append(patterns, p)
 		}
 	}
-	names := []string{r.cfg.Namespace + "-auth-a", r.cfg.Namespace + "-auth-b"}
 	var nss []hproxy.Namespace
 	for _, name := range names {
 		n := hproxy.Namespace{Name: name, Patterns: patterns, Plugin: r.cfg.Plugin, Args: r.cfg.PluginArgs,
@@ -169,8 +206,6 @@ func (r *Session) setupAuth() {
 		}
 		nss = append(nss, n)
 	}
-	ac := auth.DefaultConfig()
-	ac.Issuer, ac.Audience = a.iss.URL(), a.iss.Audience()
 	ac.JWKSRefetchInterval, ac.JWKSMaxAge, ac.HTTPTimeout = authRefetchInterval, authMaxAge, 5*time.Second
 	o := hproxy.DefaultOptions()
 	o.Binary = r.cfg.ProxyBinary
@@ -187,7 +222,7 @@ func (r *Session) setupAuth() {
 			return
 		}
 	}
-	r.cfg.Logf("auth: issuer %s; proxy %s with auth on, serving %s and %s at %s after %v", a.iss.URL(), r.cfg.ProxyBinary,
+	r.cfg.Logf("auth: issuer %s (%s); proxy %s with auth on, serving %s and %s at %s after %v", ac.Issuer, r.cfg.Issuer, r.cfg.ProxyBinary,
 		names[0], names[1], a.px.Addr, a.px.ReadyTime.Round(time.Millisecond))
 	if usersErr != nil {
 		r.cfg.Logf("auth: %v: the backend credential specs will be skipped", usersErr)
@@ -203,7 +238,7 @@ func (r *Session) setupAuth() {
 		Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-auth", PluginPID: fx.PluginPID,
 		ProbeUndeclared: fx.ProbeUndeclared,
 		Auth: &fixture.Auth{
-			Issuer: a.iss, Proxy: a.px, Namespace: names[0], Other: names[1],
+			Issuer: a.iss, DevIdP: a.idp, Proxy: a.px, Namespace: names[0], Other: names[1],
 			ClockSkew: ac.ClockSkew, MaxTokenBytes: ac.MaxTokenBytes, RefetchInterval: ac.JWKSRefetchInterval, MaxAge: ac.JWKSMaxAge,
 			MaxTokenLifetime: ac.MaxTokenLifetime,
 			Direct:           target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
@@ -224,5 +259,8 @@ func (r *Session) teardownAuth(ctx context.Context) {
 	}
 	if r.auth.iss != nil {
 		r.auth.iss.Close()
+	}
+	if r.auth.idp != nil {
+		r.auth.idp.Stop()
 	}
 }

@@ -71,6 +71,15 @@ type Config struct {
 	// Auth also certifies auth (auth.go): a test OIDC issuer, a second proxy
 	// with auth on, and backend users confined to one namespace each.
 	Auth bool
+	// Issuer is the OIDC issuer of an Auth run: IssuerTest (default), the
+	// in-process test issuer that mints any token, or IssuerDevIdP,
+	// prism-dev-idp (DevIdPBinary) run as a process, whose tokens a user
+	// gets through the device flow; the specs that need tokens with chosen
+	// claims or keys skip then, saying so.
+	Issuer string
+	// DevIdPBinary is the prism-dev-idp binary of Issuer IssuerDevIdP
+	// (default bin/prism-dev-idp).
+	DevIdPBinary string
 	// Namespace is the namespace the plugin is initialized for.
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.
@@ -131,6 +140,12 @@ func (c Config) clone() Config {
 	if c.ProxyBinary == "" {
 		c.ProxyBinary = "bin/prism-proxy"
 	}
+	if c.Issuer == "" {
+		c.Issuer = IssuerTest
+	}
+	if c.DevIdPBinary == "" {
+		c.DevIdPBinary = "bin/prism-dev-idp"
+	}
 	if c.Via == ViaBuiltin && c.Builtin == "" {
 		c.Builtin = string(c.Backend)
 	}
@@ -154,6 +169,12 @@ func (c Config) Validate() error {
 		return nil
 	default:
 		return fmt.Errorf("config: Pattern (--pattern) %q is not %q", c.Pattern, PatternRegistry)
+	}
+	switch {
+	case c.Issuer != "" && c.Issuer != IssuerTest && c.Issuer != IssuerDevIdP:
+		return fmt.Errorf("config: Issuer (--issuer) %q is not one of %s, %s", c.Issuer, IssuerTest, IssuerDevIdP)
+	case c.Issuer == IssuerDevIdP && !c.Auth:
+		return fmt.Errorf("config: Issuer (--issuer) %s needs Auth (--auth): the issuer is only used by the auth suite", IssuerDevIdP)
 	}
 	if c.Via == ViaBuiltin {
 		if c.Plugin != "" {

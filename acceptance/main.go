@@ -110,6 +110,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Builtin, "builtin", "", "with --via builtin: the driver linked into --proxy to certify (default: the --backend's name; prism-proxy --list-builtins lists them)")
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
 	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
+	fs.StringVar(&cfg.Issuer, "issuer", IssuerTest, "with --auth: the OIDC issuer the auth proxy trusts: test (an in-process issuer that mints any token) or dev-idp (prism-dev-idp, --dev-idp, as a process: tokens come from its device flow, the specs that need forged tokens skip)")
+	fs.StringVar(&cfg.DevIdPBinary, "dev-idp", "bin/prism-dev-idp", "prism-dev-idp binary for --issuer dev-idp")
 	fs.BoolVar(&cfg.ProbeUndeclared, "probe-undeclared", false, "also run the specs of undeclared capabilities, to report those that work but are not declared")
 	fs.StringVar(&cfg.ReportDir, "report-dir", "", "folder for report.json, junit.xml and summary.md (default out/accept/<backend>)")
 	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed recorded in the report and used in resource names")

@@ -40,6 +40,8 @@ certify=(
 	'BACKEND=postgres SUITE=auth'
 	'BACKEND=nats SUITE=auth'
 	'BACKEND=redis SUITE=auth'
+	# The auth suite with prism-dev-idp as the issuer (tokens from its device flow; about 10 s)
+	'BACKEND=memstore SUITE=auth REPORT_DIR=out/accept/memstore-auth-dev-idp -- --issuer dev-idp'
 )
 # Each of them in one process (PROCS=1): they already run JOBS at a time.
 if (($#)); then runs=("$@"); else runs=("${certify[@]/#/PROCS=1 }"); fi

@@ -8,6 +8,19 @@
 //	err = c.KeyValue().Set(ctx, "k", []byte("v"))
 //	v, err := c.KeyValue().Get(ctx, "k") // client.IsNotFound(err) for a missing key
 //
+// # Tokens
+//
+// With auth on, the proxy needs a bearer token on every call:
+// [WithTokenSource] sends the token of any oauth2.TokenSource, asked for
+// each call. The token of prismctl login, refreshed with its refresh token
+// before it expires and written back to its file, comes from
+// reference/login:
+//
+//	path, _ := login.DefaultPath() // $PRISM_TOKEN_FILE or ~/.prism/token
+//	ts, err := login.TokenSource(ctx, path, 0, nil)
+//	...
+//	c, err := client.New("127.0.0.1:7070", client.WithNamespace("orders"), client.WithTokenSource(ts))
+//
 // # Deadlines
 //
 // A call whose context has no deadline gets the client's timeout

@@ -13,12 +13,16 @@
 //	prismctl registry enumerate [FILTER] [--values] [--page-size N]
 //	prismctl registry multicast FILTER PAYLOAD [--meta k=v]... [--at-least-once]
 //	prismctl registry receive IDENTITY [--count N] [--ack]
+//	prismctl login [--issuer URL] [--client-id prismctl]
+//	prismctl logout
 //
 // FILTER is the registry filter's text form (reference/registry/filter), e.g.
 // 'type = "sensor" and floor >= 2'.
 //
 // with --addr (default $PRISM_ADDR or 127.0.0.1:7070), --namespace (default
-// $PRISM_NAMESPACE or "default") and --timeout anywhere on the line.
+// $PRISM_NAMESPACE or "default"), --timeout and --token anywhere on the
+// line. Calls carry the token [TokenSource] gives: --token or $PRISM_TOKEN,
+// else the token file prismctl login wrote (refreshed before it expires).
 package ctl
 
 import (
@@ -53,6 +57,8 @@ Usage:
   prismctl registry enumerate [FILTER] [--values] [--page-size N]
   prismctl registry multicast FILTER PAYLOAD [--meta k=v]... [--at-least-once]
   prismctl registry receive IDENTITY [--count N] [--ack]
+  prismctl login [--issuer URL] [--client-id prismctl]
+  prismctl logout
 
   FILTER is the registry filter's text form, e.g. 'type = "sensor" and floor >= 2'
   ("" selects every identity). Register's --meta values are literals of that
@@ -63,6 +69,13 @@ Flags (anywhere on the line):
   --addr ADDR        proxy address (default $PRISM_ADDR or 127.0.0.1:7070)
   --namespace NS     namespace (default $PRISM_NAMESPACE or "default")
   --timeout D        deadline of each call (default 5s)
+  --token T          bearer token of each call (default $PRISM_TOKEN, else the token
+                     file of prismctl login: $PRISM_TOKEN_FILE or ~/.prism/token)
+
+login runs the OAuth device flow against --issuer (default $PRISM_ISSUER or
+http://127.0.0.1:9400, prism-dev-idp's) as --client-id, prints where to approve,
+and saves the token (0600); later calls refresh it before it expires. logout
+revokes its refresh token and removes the file.
 
 Exit codes: 0 success; 1 the call failed (the gRPC code is printed); 2 bad usage;
 3 kv get of a missing key, or health not SERVING.
@@ -77,8 +90,8 @@ const (
 )
 
 type globals struct {
-	addr, namespace string
-	timeout         time.Duration
+	addr, namespace, token string
+	timeout                time.Duration
 }
 
 func envOr(k, def string) string {
@@ -98,6 +111,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&g.addr, "addr", g.addr, "")
 		fs.StringVar(&g.namespace, "namespace", g.namespace, "")
 		fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+		fs.StringVar(&g.token, "token", "", "")
 		return fs
 	}
 	var (
@@ -108,6 +122,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		count      int
 		meta       []string
 		reg        registryFlags
+		issuer     = envOr(EnvIssuer, DefaultIssuer)
+		clientID   = "prismctl"
 	)
 	fs := newFS("prismctl")
 	fs.DurationVar(&ttl, "ttl", 0, "")
@@ -119,6 +135,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&reg.replace, "replace", false, "")
 	fs.BoolVar(&reg.atLeastOnce, "at-least-once", false, "")
 	fs.BoolVar(&reg.ack, "ack", false, "")
+	fs.StringVar(&issuer, "issuer", issuer, "")
+	fs.StringVar(&clientID, "client-id", clientID, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
 	pos, err := parseInterleaved(fs, args)
@@ -133,14 +151,29 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitUsage
 	}
-	c, err := client.New(g.addr, client.WithNamespace(g.namespace), client.WithTimeout(g.timeout))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch {
+	case len(pos) == 1 && pos[0] == "login":
+		return runLogin(ctx, issuer, clientID, stdout, stderr)
+	case len(pos) == 1 && pos[0] == "logout":
+		return runLogout(ctx, stdout, stderr)
+	}
+	opts := []client.Option{client.WithNamespace(g.namespace), client.WithTimeout(g.timeout)}
+	ts, err := TokenSource(ctx, g.token)
+	if err != nil {
+		fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		return ExitFailed
+	}
+	if ts != nil {
+		opts = append(opts, client.WithTokenSource(ts))
+	}
+	c, err := client.New(g.addr, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "prismctl: %v\n", err)
 		return ExitFailed
 	}
 	defer c.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	want := func(n int, form string) bool {
 		if len(pos) != n {

@@ -11,6 +11,10 @@
 //     specs launch processes of the plugin with backend users the harness
 //     creates (Fixture.Auth.Users), right, wrong, missing and empty, confined
 //     to one namespace's data, and rotate them under load.
+//   - with prism-accept --issuer dev-idp the proxy trusts prism-dev-idp
+//     instead (Fixture.Auth.DevIdP): tokens a user gets through its device
+//     flow are accepted and scoped, refreshed ones too, and revoked or
+//     expired refresh tokens stop working; the specs that mint tokens skip.
 //
 // [Register] only registers specs; it never calls RunSpecs. The fixture is
 // read when each spec runs: without Fixture.Auth every spec is skipped with
@@ -70,7 +74,17 @@ func Register(p fixture.Provider) bool {
 		describeNamespaces(get)
 		describeCredentials(get)
 		describeRotation(get)
+		describeDevIdP(get)
 	})
+}
+
+// needMinter skips a spec that mints its own tokens when the proxy trusts
+// prism-dev-idp, which issues only its user's real tokens.
+func (s *session) needMinter() {
+	if s.iss == nil {
+		Skip("the auth proxy trusts prism-dev-idp (prism-accept --issuer dev-idp), which issues only its user's tokens: " +
+			"this spec needs tokens with chosen claims or keys, which the test issuer (--issuer test) mints")
+	}
 }
 
 // Access is what a data call needs: read or write.

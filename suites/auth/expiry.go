@@ -29,6 +29,7 @@ func (s *session) expiring() (string, time.Time) {
 
 func describeExpiry(s func() *session) {
 	Describe("Time moving on", jwtLabel, func() {
+		BeforeEach(func() { s().needMinter() })
 		It("refuses a token on the next unary call once it expires, though it was accepted (and could be cached) before", func() {
 			// Writes: a unary call whatever the plugin declares (a read is a
 			// subscription on a PubSub-only plugin).

@@ -15,6 +15,7 @@ import (
 
 func describeNamespaces(s func() *session) {
 	Describe("Namespaces", nsLabel, func() {
+		BeforeEach(func() { s().needMinter() })
 		// as returns a token with the given grants.
 		as := func(scope ...string) string { return bearer(s().mint(s().iss.Claims("prism-auth-suite", scope...))) }
 

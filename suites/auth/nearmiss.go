@@ -67,6 +67,7 @@ func (s *session) edge(offset func(skew, margin time.Duration) time.Duration) in
 
 func describeNearMisses(s func() *session) {
 	Describe("Near misses", func() {
+		BeforeEach(func() { s().needMinter() })
 		DescribeTable("a token that almost passes is refused, beside its twin that just passes:",
 			func(m nearMiss) {
 				what := CurrentSpecReport().LeafNodeText

@@ -38,6 +38,7 @@ func unix(t time.Time) int64 { return t.Unix() }
 
 func describeTokens(s func() *session) {
 	Describe("Tokens", jwtLabel, func() {
+		BeforeEach(func() { s().needMinter() })
 		DescribeTable("are rejected with Unauthenticated and the generic message:",
 			func(mk token) {
 				s().expectRejected(CurrentSpecReport().LeafNodeText, bearer(mk(s())))
@@ -229,6 +230,7 @@ func keyHeader(header, kidText string, issuerKID bool) TableEntry {
 
 func describeKeys(s func() *session) {
 	Describe("Issuer keys", jwtLabel, func() {
+		BeforeEach(func() { s().needMinter() })
 		// newKey makes a key, publishes it and unpublishes it at cleanup.
 		newKey := func(kid string) *oidc.Key {
 			GinkgoHelper()
