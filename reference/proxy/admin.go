@@ -614,4 +614,3 @@ func (s *adminServer) RestartPlugin(ctx context.Context, req *adminv1.RestartPlu
 	}
 	return &adminv1.RestartPluginResponse{}, nil
 }
-

@@ -28,9 +28,9 @@ type AuditEntry struct {
 	Namespace string `json:"namespace,omitempty"`
 	Plugin    string `json:"plugin,omitempty"`
 	// Revision is the namespace's revision after the change.
-	Revision int64 `json:"revision,omitempty"`
-	Before   any   `json:"before,omitempty"`
-	After    any   `json:"after,omitempty"`
+	Revision int64  `json:"revision,omitempty"`
+	Before   any    `json:"before,omitempty"`
+	After    any    `json:"after,omitempty"`
 	Outcome  string `json:"outcome"`
 	Error    string `json:"error,omitempty"`
 }

@@ -129,10 +129,10 @@ type host struct {
 	// calls counts the forwarded calls in flight on the host, so a host no
 	// namespace uses any more is stopped after they finish.
 	calls atomic.Int64
-	log     *slog.Logger
-	m       *metrics
-	rnd     func() float64
-	onChg   func()
+	log   *slog.Logger
+	m     *metrics
+	rnd   func() float64
+	onChg func()
 	// stderr receives the plugin's stderr, line by line.
 	stderr io.Writer
 

@@ -180,11 +180,11 @@ type Proxy struct {
 	// routes is the routing table: replaced whole on every change, so a
 	// call sees one consistent version of it.
 	routes atomic.Pointer[routes]
-	admin  *adminState // admin.go; nil without cfg.Admin
-	unary      map[string]bool // full method → unary, for the forwarded services' known methods
+	admin  *adminState     // admin.go; nil without cfg.Admin
+	unary  map[string]bool // full method → unary, for the forwarded services' known methods
 	// methodNames are the forwarded services' known methods, for metrics.
 	methodNames []string
-	codec      rawCodec
+	codec       rawCodec
 
 	grpc    *grpc.Server
 	health  *health.Server
