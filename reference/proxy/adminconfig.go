@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -72,7 +73,7 @@ func (c Config) checkAdmin() []error {
 	}
 	if err := checkHostPort(a.Listen); err != nil {
 		add("admin.listen", "%v", err)
-	} else if a.Listen == c.Listen {
+	} else if _, port, _ := net.SplitHostPort(a.Listen); a.Listen == c.Listen && port != "0" {
 		add("admin.listen", "%q is the data plane's listen address; the admin API needs its own", a.Listen)
 	}
 	if a.Role.Claim == "" {
