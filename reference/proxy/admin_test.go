@@ -197,8 +197,8 @@ func TestAdminLiveChanges(t *testing.T) {
 	if _, err := r.admin.DeleteNamespace(ctx, &adminv1.DeleteNamespaceRequest{Name: "live", Revision: 2}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	_, err = r.kv.Get(r.data(t, "live"), &keyvaluev1.GetRequest{Key: "hold"})
-	wantCode(t, "Get after Delete", err, codes.NotFound)
+	_, err = r.kv.Exists(r.data(t, "live"), &keyvaluev1.ExistsRequest{Key: "hold"})
+	wantCode(t, "Exists after Delete", err, codes.NotFound)
 	waitFor(t, "the deleted namespace's driver to be closed", func() bool { return r.closed.Load() == 2 })
 	_, err = r.kv.Set(r.data(t, "static"), &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")})
 	wantCode(t, "Set on the config namespace after the changes", err, codes.OK)
@@ -267,8 +267,8 @@ func TestAdminBadChangesChangeNothing(t *testing.T) {
 	if n := len(l.GetNamespaces()); n != 2 {
 		t.Errorf("List after refused changes: %d namespaces (%v), want 2", n, l.GetNamespaces())
 	}
-	_, err = r.kv.Get(r.data(t, "bad"), &keyvaluev1.GetRequest{Key: "k"})
-	wantCode(t, "Get on a refused namespace", err, codes.NotFound)
+	_, err = r.kv.Exists(r.data(t, "bad"), &keyvaluev1.ExistsRequest{Key: "k"})
+	wantCode(t, "Exists on a refused namespace", err, codes.NotFound)
 }
 
 // TestAdminConcurrentUpdatesLoseNone: updates based on the same revision:
@@ -336,8 +336,8 @@ func TestAdminStorePersistsAndIsShared(t *testing.T) {
 		t.Fatalf("Delete through the third proxy: %v", err)
 	}
 	waitFor(t, "the first proxy to drop the deleted namespace", func() bool {
-		_, err := r.kv.Get(r.data(t, "live"), &keyvaluev1.GetRequest{Key: "k"})
-		return status.Code(err) == codes.NotFound
+		_, err := r.kv.Exists(r.data(t, "live"), &keyvaluev1.ExistsRequest{Key: "k"})
+		return status.Code(err) == codes.NotFound // Exists answers NotFound only for the namespace
 	})
 }
 
