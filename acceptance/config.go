@@ -71,6 +71,9 @@ type Config struct {
 	// Auth also certifies auth (auth.go): a test OIDC issuer, a second proxy
 	// with auth on, and backend users confined to one namespace each.
 	Auth bool
+	// Admin also certifies the proxy's admin API (admin.go): a test OIDC
+	// issuer and two proxies with the admin API on sharing one admin store.
+	Admin bool
 	// Namespace is the namespace the plugin is initialized for.
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.
