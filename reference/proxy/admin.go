@@ -146,16 +146,7 @@ func (p *Proxy) pollStore(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		doc, raw, err := a.store.read()
-		if err != nil {
-			p.log.Error("admin store", "error", err.Error())
-			continue
-		}
-		p.mu.Lock()
-		if !p.closed {
-			p.reconcile(doc, raw)
-		}
-		p.mu.Unlock()
+		p.refresh()
 	}
 }
 
@@ -487,18 +478,21 @@ func namespaceOut(ns *namespace) *adminv1.Namespace {
 	return &adminv1.Namespace{Name: ns.Name, Spec: ns.spec, Revision: ns.revision, Source: ns.source}
 }
 
-// refresh applies the store's current content before a read.
+// refresh applies the store's current content (before a read, and every
+// poll). It reads the file under p.mu: a content read before a change of
+// this proxy's was written must never be applied after it.
 func (p *Proxy) refresh() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
 	doc, raw, err := p.admin.store.read()
 	if err != nil {
 		p.log.Error("admin store", "error", err.Error())
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.closed {
-		p.reconcile(doc, raw)
-	}
+	p.reconcile(doc, raw)
 }
 
 func (s *adminServer) GetNamespace(_ context.Context, req *adminv1.GetNamespaceRequest) (*adminv1.GetNamespaceResponse, error) {

@@ -412,3 +412,30 @@ func TestAdminConfigNeedsAuth(t *testing.T) {
 }
 
 var _ grpc.ClientConnInterface = (*grpc.ClientConn)(nil)
+
+// TestAdminPollNeverUndoesAChange: the store poll, running all the time,
+// never applies a store content read before a change of this proxy's after
+// it (which would take a created namespace away again for a moment).
+func TestAdminPollNeverUndoesAChange(t *testing.T) {
+	r := newAdminRig(t)
+	r.cfg.Admin.Store.PollInterval = time.Millisecond
+	r.cfg.Admin.Store.File = filepath.Join(t.TempDir(), "store.json")
+	_, kvc, admin := r.start(t)
+	ctx := r.ctx(t, r.adminTk)
+	for i := range 40 {
+		name := "live"
+		if i%2 == 1 {
+			name = "other"
+		}
+		c, err := admin.CreateNamespace(ctx, &adminv1.CreateNamespaceRequest{Spec: gatedSpec(name, "x")})
+		if err != nil || c.GetNamespace().GetName() != name {
+			t.Fatalf("Create %d: %v, %v", i, c, err)
+		}
+		if _, err := kvc.Exists(r.data(t, name), &keyvaluev1.ExistsRequest{Key: "k"}); err != nil {
+			t.Fatalf("Exists right after Create %d: %v", i, err)
+		}
+		if _, err := admin.DeleteNamespace(ctx, &adminv1.DeleteNamespaceRequest{Name: name}); err != nil {
+			t.Fatalf("Delete %d: %v", i, err)
+		}
+	}
+}

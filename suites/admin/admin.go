@@ -57,7 +57,14 @@ func Register(p fixture.Provider) bool {
 			}
 			fixture.Gate(fx)
 			s = newSession(fx)
-			DeferCleanup(s.cleanup)
+		})
+		// An AfterEach, not DeferCleanup: it runs before an enclosing
+		// Ordered container's AfterAll stops the proxies.
+		AfterEach(func() {
+			if s != nil {
+				s.cleanup()
+				s = nil
+			}
 		})
 		get := func() *session { return s }
 		describeAccess(get)
@@ -156,8 +163,11 @@ func (s *session) mustCreate(px *proxy.Proxy, spec string) *adminv1.Namespace {
 
 // cleanup deletes what the spec created, in reverse order.
 func (s *session) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.fx.Timeouts.Eventually)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token(adminSubject, true))
 	for i := len(s.created) - 1; i >= 0; i-- {
-		_, err := client(s.a.Proxy).DeleteNamespace(s.admin(), &adminv1.DeleteNamespaceRequest{Name: s.created[i]})
+		_, err := client(s.a.Proxy).DeleteNamespace(ctx, &adminv1.DeleteNamespaceRequest{Name: s.created[i]})
 		if status.Code(err) != codes.NotFound {
 			Expect(err).NotTo(HaveOccurred(), "clean up namespace %s", s.created[i])
 		}
@@ -371,9 +381,11 @@ func describePersistence(s func() *session) {
 			o := s().a.Second.Options()
 			o.Dir = "" // a fresh run folder: only the store file is shared
 			px, err := proxy.Start(ctx, o)
-			if px != nil {
-				DeferCleanup(px.Stop)
-			}
+			defer func() {
+				sctx, scancel := context.WithTimeout(context.Background(), s().within())
+				defer scancel()
+				Expect(px.Stop(sctx)).To(Succeed(), "stop the third proxy")
+			}()
 			if err != nil {
 				fixture.HarnessFail(fmt.Errorf("start a third proxy on the admin store: %w", err))
 			}
