@@ -40,6 +40,8 @@ certify=(
 	'BACKEND=postgres SUITE=auth'
 	'BACKEND=nats SUITE=auth'
 	'BACKEND=redis SUITE=auth'
+	# The proxy's admin API (suites/admin): two proxies sharing an admin store, namespaces on its memstore builtin.
+	'BACKEND=memstore SUITE=admin'
 )
 # Each of them in one process (PROCS=1): they already run JOBS at a time.
 if (($#)); then runs=("$@"); else runs=("${certify[@]/#/PROCS=1 }"); fi
