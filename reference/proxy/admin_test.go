@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -438,4 +439,50 @@ func TestAdminPollNeverUndoesAChange(t *testing.T) {
 			t.Fatalf("Delete %d: %v", i, err)
 		}
 	}
+}
+
+// TestAdminStopsAPluginProcessNoNamespaceUses: a plugin process started
+// for an admin namespace is stopped when the namespace is deleted, and one
+// shared with another namespace keeps running until neither uses it.
+func TestAdminStopsAPluginProcessNoNamespaceUses(t *testing.T) {
+	r := newAdminRig(t)
+	ctx := r.ctx(t, r.adminTk)
+	spec := func(name string) string {
+		return "name: " + name + "\npattern: keyvalue\nplugin: {binary: " + memstore + ", instance: shared}\n"
+	}
+	for _, n := range []string{"live", "other"} {
+		if _, err := r.admin.CreateNamespace(ctx, &adminv1.CreateNamespaceRequest{Spec: spec(n)}); err != nil {
+			t.Fatalf("Create %s: %v", n, err)
+		}
+	}
+	st, err := r.admin.Status(ctx, &adminv1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for _, pl := range st.GetPlugins() {
+		if pl.GetMode() == "process" {
+			if pid != 0 {
+				t.Fatalf("two plugin processes for identical plugin blocks: %v", st.GetPlugins())
+			}
+			pid = int(pl.GetPid())
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no plugin process in Status: %v", st.GetPlugins())
+	}
+	alive := func() bool { return syscall.Kill(pid, 0) == nil }
+	if _, err := r.admin.DeleteNamespace(ctx, &adminv1.DeleteNamespaceRequest{Name: "live"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.kv.Set(r.data(t, "other"), &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Errorf("Set on the namespace still using the shared process: %v", err)
+	}
+	if !alive() {
+		t.Fatal("the shared plugin process stopped while a namespace still uses it")
+	}
+	if _, err := r.admin.DeleteNamespace(ctx, &adminv1.DeleteNamespaceRequest{Name: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin process to exit once no namespace uses it", func() bool { return !alive() })
 }
