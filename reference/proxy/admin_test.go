@@ -486,3 +486,36 @@ func TestAdminStopsAPluginProcessNoNamespaceUses(t *testing.T) {
 	}
 	waitFor(t, "the plugin process to exit once no namespace uses it", func() bool { return !alive() })
 }
+
+// TestAdminDrainAndRestartAPlugin: a drained plugin's namespaces answer
+// Unavailable until it is restarted; an unknown id is NotFound.
+func TestAdminDrainAndRestartAPlugin(t *testing.T) {
+	r := newAdminRig(t)
+	ctx := r.ctx(t, r.adminTk)
+	st, err := r.admin.Status(ctx, &adminv1.StatusRequest{})
+	if err != nil || len(st.GetPlugins()) != 1 || len(st.GetNamespaces()) != 1 || !st.GetNamespaces()[0].GetServing() {
+		t.Fatalf("Status: %v, %v; want one serving namespace and its plugin", st, err)
+	}
+	id := st.GetPlugins()[0].GetId()
+	if st.GetNamespaces()[0].GetPlugins()[0] != id || st.GetPlugins()[0].GetState() != "up" {
+		t.Errorf("Status: %v; want namespace static on plugin %s, up", st, id)
+	}
+	_, err = r.admin.DrainPlugin(ctx, &adminv1.DrainPluginRequest{Id: "nope"})
+	wantCode(t, "DrainPlugin of an unknown id", err, codes.NotFound)
+	if _, err := r.admin.DrainPlugin(ctx, &adminv1.DrainPluginRequest{Id: id}); err != nil {
+		t.Fatalf("DrainPlugin: %v", err)
+	}
+	_, err = r.kv.Exists(r.data(t, "static"), &keyvaluev1.ExistsRequest{Key: "k"})
+	wantCode(t, "Exists on a drained plugin's namespace", err, codes.Unavailable)
+	if _, err := r.admin.RestartPlugin(ctx, &adminv1.RestartPluginRequest{Id: id}); err != nil {
+		t.Fatalf("RestartPlugin: %v", err)
+	}
+	_, err = r.kv.Exists(r.data(t, "static"), &keyvaluev1.ExistsRequest{Key: "k"})
+	wantCode(t, "Exists after RestartPlugin", err, codes.OK)
+	b, _ := os.ReadFile(r.cfg.Admin.AuditLog)
+	for _, want := range []string{`"action":"plugin.drain","plugin":"nope"`, `"action":"plugin.drain","plugin":"` + id + `"`, `"action":"plugin.restart","plugin":"` + id + `"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the audit log lacks %s:\n%s", want, b)
+		}
+	}
+}
