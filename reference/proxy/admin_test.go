@@ -22,6 +22,7 @@ import (
 	"github.com/prism-suite/prism/harness/oidc"
 	adminv1 "github.com/prism-suite/prism/proto/prism/admin/v1"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
+	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
 	"github.com/prism-suite/prism/reference/auth"
 	"github.com/prism-suite/prism/reference/proxy"
 )
@@ -518,4 +519,52 @@ func TestAdminDrainAndRestartAPlugin(t *testing.T) {
 			t.Errorf("the audit log lacks %s:\n%s", want, b)
 		}
 	}
+}
+
+// TestAdminKeepsAReplacedPluginForItsOpenStream: after an update moves a
+// namespace to another plugin, a subscription opened before it stays open
+// on the old plugin (which no namespace uses any more) until the client
+// ends it; only then is the old plugin stopped.
+func TestAdminKeepsAReplacedPluginForItsOpenStream(t *testing.T) {
+	r := newAdminRig(t)
+	ctx := r.ctx(t, r.adminTk)
+	spec := func(instance string) string {
+		return "name: live\npatterns: [keyvalue, pubsub]\nplugin: {builtin: gated, instance: " + instance + "}\n"
+	}
+	if _, err := r.admin.CreateNamespace(ctx, &adminv1.CreateNamespaceRequest{Spec: spec("one")}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	sctx, cancel := context.WithCancel(r.data(t, "live"))
+	sub, err := pubsubv1.NewPubSubClient(dial(t, r.p.Addr())).Subscribe(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Send(&pubsubv1.SubscribeRequest{Request: &pubsubv1.SubscribeRequest_Subscription{
+		Subscription: &pubsubv1.Subscription{Topic: "t"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := sub.Recv(); err != nil || ev.GetSubscribed() == nil {
+		t.Fatalf("first event: %v, %v; want Subscribed", ev, err)
+	}
+	if _, err := r.admin.UpdateNamespace(ctx, &adminv1.UpdateNamespaceRequest{Spec: spec("two"), Revision: 1}); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := sub.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Fatalf("the subscription opened before the update ended with it: %v", err)
+	case <-time.After(300 * time.Millisecond): // a bounded look for an end that must not come
+	}
+	if n := r.closed.Load(); n != 0 {
+		t.Fatalf("the old plugin was stopped (%d) with a subscription open on it", n)
+	}
+	cancel()
+	if err := <-ended; status.Code(err) != codes.Canceled {
+		t.Errorf("the subscription after the client cancelled it: %v, want Canceled", err)
+	}
+	waitFor(t, "the old plugin to be stopped once its subscription ended", func() bool { return r.closed.Load() == 1 })
 }
