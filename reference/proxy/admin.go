@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +76,9 @@ func (p *Proxy) setupAdmin() error {
 		c.Store.PollInterval = DefaultAdminPollInterval
 	}
 	a := &adminState{cfg: c, store: &fileStore{path: c.Store.File}, failed: map[string]int64{}}
+	if fi, err := os.Stat(filepath.Dir(c.Store.File)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("admin.store.file: %s: its folder does not exist", c.Store.File)
+	}
 	doc, raw, err := a.store.read()
 	if err != nil {
 		return fmt.Errorf("admin.store.file: %w", err)

@@ -568,3 +568,15 @@ func TestAdminKeepsAReplacedPluginForItsOpenStream(t *testing.T) {
 	}
 	waitFor(t, "the old plugin to be stopped once its subscription ended", func() bool { return r.closed.Load() == 1 })
 }
+
+func TestAdminStoreFolderMustExist(t *testing.T) {
+	r := newAdminRig(t)
+	cfg := r.cfg
+	a := *cfg.Admin
+	a.Store.File = filepath.Join(t.TempDir(), "missing", "store.json")
+	cfg.Admin = &a
+	_, err := proxy.New(cfg, r.builtins()...)
+	if err == nil || !strings.Contains(err.Error(), "admin.store.file") {
+		t.Errorf("New with a store in a folder that does not exist: %v, want an error naming admin.store.file", err)
+	}
+}
