@@ -403,18 +403,19 @@ func describePersistence(s func() *session) {
 			_, err = a.DeleteNamespace(s().admin(), &adminv1.DeleteNamespaceRequest{Name: ns})
 			Expect(err).NotTo(HaveOccurred(), "DeleteNamespace")
 			want := []string{
-				adminSubject + " namespace.create OK",
-				adminSubject + " namespace.update OK",
-				adminSubject + " namespace.update Aborted",
-				adminSubject + " namespace.delete OK",
+				adminSubject + " namespace.create OK after",
+				adminSubject + " namespace.update OK before after",
+				adminSubject + " namespace.update Aborted after",
+				adminSubject + " namespace.delete OK before",
 			}
-			Expect(auditOf(s().a.AuditLog, ns)).To(Equal(want), "the audit log's lines for namespace %s (subject, action, outcome)", ns)
+			Expect(auditOf(s().a.AuditLog, ns)).To(Equal(want),
+				"the audit log's lines for namespace %s (subject, action, outcome, whether it has before and after)", ns)
 		})
 	})
 }
 
 // auditOf reads the audit log's lines for namespace ns as "subject action
-// outcome", with outcome ok written OK.
+// outcome [before] [after]", with outcome ok written OK.
 func auditOf(path, ns string) []string {
 	GinkgoHelper()
 	b, err := os.ReadFile(path)
@@ -436,7 +437,14 @@ func auditOf(path, ns string) []string {
 		if e.Outcome == "ok" {
 			e.Outcome = "OK"
 		}
-		out = append(out, e.Subject+" "+e.Action+" "+e.Outcome)
+		line := e.Subject + " " + e.Action + " " + e.Outcome
+		if e.Before != nil {
+			line += " before"
+		}
+		if e.After != nil {
+			line += " after"
+		}
+		out = append(out, line)
 	}
 	return out
 }
