@@ -124,9 +124,11 @@ func (c Config) authBackend(o backend.Options) backend.Options {
 }
 
 // proxyDeclares reports whether the run declares capability n for the
-// reference proxy (auth.jwt and auth.namespace with Config.Auth).
+// reference proxy (auth.jwt and auth.namespace with Config.Auth,
+// admin.namespaces with Config.Admin).
 func (r *Session) proxyDeclares(n capability.Name) bool {
-	return r.cfg.Auth && slices.Contains(capability.ProxyCapabilities, n)
+	return (r.cfg.Auth && slices.Contains(capability.ProxyAuthCapabilities, n)) ||
+		(r.cfg.Admin && n == capability.AdminNamespaces)
 }
 
 // authFixture is the provider of the auth suite.
@@ -229,7 +231,7 @@ func (r *Session) setupAuth() {
 	}
 
 	desc := proto.Clone(r.desc).(*lifecyclev1.DescribeResponse)
-	for _, c := range capability.ProxyCapabilities {
+	for _, c := range capability.ProxyAuthCapabilities {
 		desc.Capabilities = append(desc.Capabilities, &lifecyclev1.Capability{Name: string(c), InterfaceVersion: "v1"})
 	}
 	fx := r.fx

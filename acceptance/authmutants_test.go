@@ -118,7 +118,7 @@ func TestAuthIsCertifiedForTheProxy(t *testing.T) {
 	}
 	rep, code, out := accept(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore",
 		"--proxy", filepath.Join(bin, "prism-proxy"), "--auth", "--label-filter", "auth")
-	for _, c := range capability.ProxyCapabilities {
+	for _, c := range capability.ProxyAuthCapabilities {
 		if v := rep.Verdict(string(c)); v != report.Certified {
 			t.Errorf("%s: %q, want certified\n%s", c, v, out)
 		}

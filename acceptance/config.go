@@ -80,6 +80,9 @@ type Config struct {
 	// DevIdPBinary is the prism-dev-idp binary of Issuer IssuerDevIdP
 	// (default bin/prism-dev-idp).
 	DevIdPBinary string
+	// Admin also certifies the proxy's admin API (admin.go): a test OIDC
+	// issuer and two proxies with the admin API on sharing one admin store.
+	Admin bool
 	// Namespace is the namespace the plugin is initialized for.
 	Namespace string
 	// Require lists capabilities the run requires; one not declared fails the run.

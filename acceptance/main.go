@@ -34,6 +34,7 @@ capability. Reports go to --report-dir.
 
 Usage:
   prism-accept --plugin ./bin/my-plugin --backend redis [flags] [--ginkgo.* flags]
+  prism-accept --plugin ./bin/prism-memstore --backend memstore --admin --label-filter admin   # the proxy's admin API
   prism-accept --pattern registry --registry-slot memstore|redis --messaging-slot memstore|nats|redis [flags]
   prism-accept new-plugin --lang go|python NAME   # write a new plugin (prism-accept new-plugin --help)
 
@@ -109,6 +110,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	})
 	fs.StringVar(&cfg.Builtin, "builtin", "", "with --via builtin: the driver linked into --proxy to certify (default: the --backend's name; prism-proxy --list-builtins lists them)")
 	fs.StringVar(&cfg.ProxyBinary, "proxy", "bin/prism-proxy", "prism-proxy binary for --via proxy or both")
+	fs.BoolVar(&cfg.Admin, "admin", false, "also certify the proxy's admin API: start a test OIDC issuer and two proxies (--proxy) with the admin API on, sharing an admin store; --label-filter admin runs only those specs")
 	fs.BoolVar(&cfg.Auth, "auth", false, "also certify auth: start a test OIDC issuer, a proxy with auth on (--proxy) and backend users per namespace; --label-filter auth runs only those specs")
 	fs.StringVar(&cfg.Issuer, "issuer", IssuerTest, "with --auth: the OIDC issuer the auth proxy trusts: test (an in-process issuer that mints any token) or dev-idp (prism-dev-idp, --dev-idp, as a process: tokens come from its device flow, the specs that need forged tokens skip)")
 	fs.StringVar(&cfg.DevIdPBinary, "dev-idp", "bin/prism-dev-idp", "prism-dev-idp binary for --issuer dev-idp")

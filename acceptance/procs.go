@@ -436,7 +436,7 @@ func mergeProcs(cfg Config, sc types.SuiteConfig, specs []previewed, procs []*pr
 		if c.Reason != "" || !c.Declared {
 			continue
 		}
-		if old := base.Capability(c.Name); old != nil && old.Reason == proxyDeclaresReason {
+		if old := base.Capability(c.Name); old != nil && (old.Reason == proxyDeclaresReason || old.Reason == proxyDeclaresAdminReason) {
 			caps[i].Reason = old.Reason
 		}
 	}

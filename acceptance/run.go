@@ -24,6 +24,7 @@ import (
 	"github.com/prism-suite/prism/proto/capability"
 	"github.com/prism-suite/prism/proto/handshake"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	adminsuite "github.com/prism-suite/prism/suites/admin"
 	authsuite "github.com/prism-suite/prism/suites/auth"
 	"github.com/prism-suite/prism/suites/fixture"
 	"github.com/prism-suite/prism/suites/keyvalue"
@@ -57,6 +58,7 @@ type Session struct {
 	pfx      *fixture.Fixture // the fixture whose target goes through px
 	proxyErr error            // the proxy did not start: every via-proxy spec reports error
 	auth     *authRun         // with --auth (auth.go)
+	admin    *adminRun        // with --admin (admin.go)
 
 	// Interrupts (main.go): stop is cancelled by the first SIGINT or
 	// SIGTERM, which cuts a setup short; setupDone is closed when setup
@@ -122,6 +124,9 @@ func Specs(cfg Config) *Session {
 		}
 		if r.cfg.Auth {
 			authsuite.Register(r.authFixture)
+		}
+		if r.cfg.Admin {
+			adminsuite.Register(r.adminFixture)
 		}
 	})
 	return r
@@ -262,6 +267,9 @@ func (r *Session) setup() {
 	}
 	if r.cfg.Auth {
 		r.setupAuth()
+	}
+	if r.cfg.Admin {
+		r.setupAdmin()
 	}
 }
 
@@ -411,6 +419,7 @@ func (r *Session) teardown() {
 		}
 	}
 	r.teardownAuth(ctx)
+	r.teardownAdmin(ctx)
 	if r.px != nil {
 		if err := r.px.Stop(ctx); err != nil {
 			r.cfg.Logf("proxy: %v", err)
@@ -606,6 +615,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 	for i, c := range rep.Capabilities {
 		if c.Declared && c.Reason == "" && r.proxyDeclares(capability.Name(c.Name)) {
 			rep.Capabilities[i].Reason = proxyDeclaresReason
+			if capability.Name(c.Name) == capability.AdminNamespaces {
+				rep.Capabilities[i].Reason = proxyDeclaresAdminReason
+			}
 		}
 	}
 	r.redact(rep)
@@ -624,6 +636,10 @@ func backendInfoOf(cfg Config) backend.Info {
 // proxyDeclaresReason is the reason of a capability the reference proxy
 // declares (with --auth), not the plugin.
 const proxyDeclaresReason = "the reference proxy's (--auth)"
+
+// proxyDeclaresAdminReason is the reason of admin.namespaces, which the
+// reference proxy declares with --admin.
+const proxyDeclaresAdminReason = "the reference proxy's (--admin)"
 
 // markInterrupted makes rep say the run was interrupted by sig: whatever the
 // specs that ran say, the run is not a verdict.

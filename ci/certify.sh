@@ -42,6 +42,8 @@ certify=(
 	'BACKEND=redis SUITE=auth'
 	# The auth suite with prism-dev-idp as the issuer (tokens from its device flow; about 10 s)
 	'BACKEND=memstore SUITE=auth REPORT_DIR=out/accept/memstore-auth-dev-idp -- --issuer dev-idp'
+	# The proxy's admin API (suites/admin): two proxies sharing an admin store, namespaces on its memstore builtin.
+	'BACKEND=memstore SUITE=admin'
 )
 # Each of them in one process (PROCS=1): they already run JOBS at a time.
 if (($#)); then runs=("$@"); else runs=("${certify[@]/#/PROCS=1 }"); fi

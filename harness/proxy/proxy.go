@@ -108,6 +108,10 @@ type Options struct {
 	// from refproxy.DefaultLimits and change fields); nil keeps the proxy's
 	// defaults.
 	Limits *refproxy.Limits
+	// Admin, when set, is written as the config's admin: section (it needs
+	// Auth): the proxy then serves the admin API (prism.admin.v1) at
+	// [Proxy.AdminAddr]. Relative paths in it are relative to Dir.
+	Admin *refproxy.AdminConfig
 }
 
 // DefaultOptions returns: bin/prism-proxy, 30 s to start, 10 s drain, 5 s
@@ -134,6 +138,10 @@ type Proxy struct {
 	// Version is the version the proxy wrote in its address file ("" from
 	// a proxy too old to write one).
 	Version string
+	// AdminAddr is the admin API's address, and AdminConn a connection to
+	// it, when Options.Admin is set.
+	AdminAddr string
+	AdminConn *grpc.ClientConn
 
 	opts       Options
 	namespaces []Namespace
@@ -225,9 +233,17 @@ func Start(ctx context.Context, opts Options, namespaces ...Namespace) (*Proxy, 
 	if err != nil {
 		return p, err
 	}
-	p.Addr, p.MetricsAddr, p.Version = addrs.GRPC, addrs.Metrics, addrs.Version
+	p.Addr, p.MetricsAddr, p.Version, p.AdminAddr = addrs.GRPC, addrs.Metrics, addrs.Version, addrs.Admin
 	if p.Conn, err = target.Dial(p.Addr); err != nil {
 		return p, fmt.Errorf("dial proxy at %s: %w", p.Addr, err)
+	}
+	if opts.Admin != nil {
+		if p.AdminAddr == "" {
+			return p, fmt.Errorf("start proxy: the config has admin: but the proxy wrote no admin address (too old a prism-proxy?)")
+		}
+		if p.AdminConn, err = target.Dial(p.AdminAddr); err != nil {
+			return p, fmt.Errorf("dial proxy admin API at %s: %w", p.AdminAddr, err)
+		}
 	}
 	if err := p.WaitServing(ctx, ""); err != nil {
 		return p, err
@@ -253,21 +269,23 @@ func writeConfig(dir string, opts Options, namespaces []Namespace) (string, erro
 		Registry *registry.Config  `yaml:"registry,omitempty"`
 	}
 	cfg := struct {
-		Listen         string            `yaml:"listen"`
-		MetricsListen  string            `yaml:"metrics_listen"`
-		LogLevel       string            `yaml:"log_level"`
-		DrainTimeout   string            `yaml:"drain_timeout"`
-		HealthInterval string            `yaml:"health_interval"`
-		Restart        map[string]string `yaml:"restart"`
-		Namespaces     []ns              `yaml:"namespaces"`
-		Auth           *auth.Config      `yaml:"auth,omitempty"`
-		Limits         *refproxy.Limits  `yaml:"limits,omitempty"`
+		Listen         string                `yaml:"listen"`
+		MetricsListen  string                `yaml:"metrics_listen"`
+		LogLevel       string                `yaml:"log_level"`
+		DrainTimeout   string                `yaml:"drain_timeout"`
+		HealthInterval string                `yaml:"health_interval"`
+		Restart        map[string]string     `yaml:"restart"`
+		Namespaces     []ns                  `yaml:"namespaces"`
+		Auth           *auth.Config          `yaml:"auth,omitempty"`
+		Limits         *refproxy.Limits      `yaml:"limits,omitempty"`
+		Admin          *refproxy.AdminConfig `yaml:"admin,omitempty"`
 	}{
 		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", LogLevel: opts.LogLevel,
 		DrainTimeout: opts.DrainTimeout.String(), HealthInterval: opts.HealthInterval.String(),
 		Restart: map[string]string{"initial_backoff": opts.InitialBackoff.String(), "max_backoff": opts.MaxBackoff.String()},
 		Auth:    opts.Auth,
 		Limits:  opts.Limits,
+		Admin:   opts.Admin,
 	}
 	block := func(name string, s Slot) (plugin, error) {
 		pl := plugin{Builtin: s.Builtin, Args: s.Args, Config: s.Config, Instance: s.Instance}
@@ -563,6 +581,9 @@ func (p *Proxy) Stop(ctx context.Context) error {
 		return nil
 	}
 	defer p.cleanup()
+	if p.AdminConn != nil {
+		_ = p.AdminConn.Close()
+	}
 	if p.Conn != nil {
 		_ = p.Conn.Close()
 	}

@@ -55,9 +55,20 @@ const (
 	AuthRotation           Name = "auth.rotation"
 )
 
+// The capability of the reference proxy's admin API. No plugin declares it:
+// a run that certifies the admin API (prism-accept --admin) declares it for
+// the proxies it starts.
+const AdminNamespaces Name = "admin.namespaces"
+
 // ProxyCapabilities are the capabilities of the reference proxy rather than
-// of a plugin: a run declares them for the proxy when it certifies its auth.
-var ProxyCapabilities = []Name{AuthJWT, AuthNamespace}
+// of a plugin: a run declares auth.jwt and auth.namespace for the proxy when
+// it certifies its auth (--auth), and admin.namespaces when it certifies its
+// admin API (--admin).
+var ProxyCapabilities = []Name{AuthJWT, AuthNamespace, AdminNamespaces}
+
+// ProxyAuthCapabilities are the proxy's auth capabilities, which a run with
+// --auth declares.
+var ProxyAuthCapabilities = []Name{AuthJWT, AuthNamespace}
 
 // Lifecycle is not declared by plugins: every plugin must pass its specs
 // (handshake, health, Initialize validation, Stop, exit on stdin close).
@@ -132,6 +143,12 @@ var all = []Info{
 	{AuthNamespace, "v1", "auth", "(The proxy's.) A valid token reads and writes only the namespaces its grants " +
 		"name, read and write apart; anything else is PermissionDenied; the token is stripped before the call is " +
 		"forwarded, so plugins never see it.", false},
+	{AdminNamespaces, "v1", "admin", "(The proxy's.) The admin API (prism.admin.v1) refuses a call without a valid " +
+		"token (Unauthenticated) or without the admin role (PermissionDenied); a created namespace serves at once, " +
+		"and through a second proxy sharing the admin store; an update sends new calls to the new config while a call " +
+		"in flight finishes on the old one; a deleted namespace answers NotFound; an invalid namespace is InvalidArgument " +
+		"naming the field and changes nothing; of concurrent updates of one revision exactly one wins (the others are " +
+		"Aborted); a restarted proxy serves the stored namespaces; the audit log has each change with its subject.", false},
 	{AuthBackendCredentials, "v1", "auth", "The plugin authenticates to its backend with the credentials passed " +
 		"apart from config: valid ones work; wrong, missing or empty ones fail Initialize (Unauthenticated, or " +
 		"InvalidArgument naming the credential) without echoing a secret; a namespace's backend user cannot touch " +

@@ -72,6 +72,20 @@ type Principal struct {
 	KeyID string
 
 	grants grants
+	// payload is the verified token's claims set, as signed (for Claim).
+	payload []byte
+}
+
+// Claim returns the value of the token's claim name (JSON-decoded: a
+// string, a number, a bool, []any or map[string]any), and whether the
+// token has it. The admin API reads its role claim with it.
+func (p *Principal) Claim(name string) (any, bool) {
+	var m map[string]any
+	if err := json.Unmarshal(p.payload, &m); err != nil {
+		return nil, false
+	}
+	v, ok := m[name]
+	return v, ok
 }
 
 // Allows reports whether the principal has access a on namespace.
@@ -392,7 +406,7 @@ func (a *Authorizer) verify(ctx context.Context, token string, now time.Time) (*
 		}
 	}
 
-	p := &Principal{ExpiresAt: exp, KeyID: hdr.kid}
+	p := &Principal{ExpiresAt: exp, KeyID: hdr.kid, payload: payload}
 	p.Subject, _ = tok.Subject()
 	p.Issuer, _ = tok.Issuer()
 	var gv any

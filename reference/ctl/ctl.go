@@ -15,6 +15,8 @@
 //	prismctl registry receive IDENTITY [--count N] [--ack]
 //	prismctl login [--issuer URL] [--client-id prismctl]
 //	prismctl logout
+//	prismctl admin namespace create|update|delete|get|list|status ...
+//	prismctl admin plugin drain|restart ID
 //
 // FILTER is the registry filter's text form (reference/registry/filter), e.g.
 // 'type = "sensor" and floor >= 2'.
@@ -59,6 +61,7 @@ Usage:
   prismctl registry receive IDENTITY [--count N] [--ack]
   prismctl login [--issuer URL] [--client-id prismctl]
   prismctl logout
+  prismctl admin ...               the proxy's admin API (prismctl admin --help)
 
   FILTER is the registry filter's text form, e.g. 'type = "sensor" and floor >= 2'
   ("" selects every identity). Register's --meta values are literals of that
@@ -104,6 +107,9 @@ func envOr(k, def string) string {
 // Main runs prismctl with args (without the program name) and returns the
 // exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "admin" {
+		return runAdmin(args[1:], stdout, stderr)
+	}
 	g := globals{addr: envOr("PRISM_ADDR", "127.0.0.1:7070"), namespace: envOr("PRISM_NAMESPACE", "default"), timeout: client.DefaultTimeout}
 	newFS := func(name string) *flag.FlagSet {
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)

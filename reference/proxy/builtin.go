@@ -54,31 +54,38 @@ func (c Config) checkBuiltins(known map[string]*builtin) error {
 	}
 	var errs []string
 	for i, ns := range c.Namespaces {
-		at := fmt.Sprintf("namespaces[%d] (%s)", i, ns.Name)
-		pat, perr := ns.pattern()
-		if perr != nil {
-			continue
-		}
-		slots, paths, err := ns.slots(pat)
-		if err != nil {
-			continue
-		}
-		seen := map[string]bool{}
-		for _, s := range pat.Slots {
-			spec, path := slots[s.Name], paths[s.Name]
-			if spec == nil || spec.Builtin == "" || seen[path] {
-				continue
-			}
-			seen[path] = true
-			if known[spec.Builtin] == nil {
-				errs = append(errs, fmt.Sprintf("%s%s.builtin: %q is not a driver linked into this proxy; known: %s", at, path, spec.Builtin, list))
-			}
-		}
+		errs = append(errs, ns.checkBuiltins(fmt.Sprintf("namespaces[%d] (%s)", i, ns.Name), known, list)...)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// checkBuiltins names every plugin block of ns (at is where ns is) whose
+// builtin is not in known; list names the known ones.
+func (ns Namespace) checkBuiltins(at string, known map[string]*builtin, list string) []string {
+	pat, perr := ns.pattern()
+	if perr != nil {
+		return nil
+	}
+	slots, paths, err := ns.slots(pat)
+	if err != nil {
+		return nil
+	}
+	var errs []string
+	seen := map[string]bool{}
+	for _, s := range pat.Slots {
+		spec, path := slots[s.Name], paths[s.Name]
+		if spec == nil || spec.Builtin == "" || seen[path] {
+			continue
+		}
+		seen[path] = true
+		if known[spec.Builtin] == nil {
+			errs = append(errs, fmt.Sprintf("%s%s.builtin: %q is not a driver linked into this proxy; known: %s", at, path, spec.Builtin, list))
+		}
+	}
+	return errs
 }
 
 // launchBuiltin starts a fresh driver of the host's builtin in process and

@@ -92,6 +92,9 @@ type Config struct {
 	Auth *auth.Config `yaml:"auth,omitempty"`
 	// Limits bound what clients can make the proxy hold (see [Limits]).
 	Limits Limits `yaml:"limits"`
+	// Admin turns on the admin API (prism.admin.v1) on its own listener
+	// (see [AdminConfig]); nil is off. It needs Auth.
+	Admin *AdminConfig `yaml:"admin,omitempty"`
 
 	// dir is the folder relative paths are resolved against ("" = cwd).
 	dir string
@@ -263,49 +266,63 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if len(c.Namespaces) == 0 {
-		add("namespaces", "at least one namespace is required")
+	if len(c.Namespaces) == 0 && c.Admin == nil {
+		add("namespaces", "at least one namespace is required (or an admin: block, to add them through the admin API)")
 	}
+	errs = append(errs, c.checkAdmin()...)
 	seen := map[string]int{}
 	for i, ns := range c.Namespaces {
 		at := fmt.Sprintf("namespaces[%d]", i)
 		if ns.Name != "" {
 			at += " (" + ns.Name + ")"
 		}
-		switch {
-		case ns.Name == "":
-			add(at+".name", "is required")
-		case !nameRE.MatchString(ns.Name):
-			add(at+".name", "%q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", ns.Name)
-		default:
+		if ns.Name != "" && nameRE.MatchString(ns.Name) {
 			if j, dup := seen[ns.Name]; dup {
 				add(at+".name", "%q is already the name of namespaces[%d]", ns.Name, j)
 			}
 			seen[ns.Name] = i
 		}
-		pat, perr := ns.pattern()
-		if perr != nil {
-			add(at+perr.path, "%s", perr.msg)
-			continue
-		}
-		errs = append(errs, ns.checkRegistry(at)...)
-		slots, paths, err := ns.slots(pat)
-		if err != nil {
-			add(at+err.path, "%s", err.msg)
-			continue
-		}
-		for _, s := range pat.Slots {
-			spec := slots[s.Name]
-			if spec == nil {
-				add(at+".slots."+s.Name, "is required by pattern %s", s.Pattern)
-				continue
-			}
-			for _, e := range c.checkPlugin(spec) {
-				add(at+paths[s.Name]+e.path, "%s", e.msg)
-			}
-		}
+		errs = append(errs, c.checkNamespace(at, ns)...)
 	}
 	return errors.Join(errs...)
+}
+
+// checkNamespace validates one namespace; at is where it is
+// ("namespaces[2] (orders)" in a config file, "namespace (orders)" in an
+// admin call), and every error starts with it and the field.
+func (c Config) checkNamespace(at string, ns Namespace) []error {
+	var errs []error
+	add := func(path, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case ns.Name == "":
+		add(at+".name", "is required")
+	case !nameRE.MatchString(ns.Name):
+		add(at+".name", "%q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", ns.Name)
+	}
+	pat, perr := ns.pattern()
+	if perr != nil {
+		add(at+perr.path, "%s", perr.msg)
+		return errs
+	}
+	errs = append(errs, ns.checkRegistry(at)...)
+	slots, paths, err := ns.slots(pat)
+	if err != nil {
+		add(at+err.path, "%s", err.msg)
+		return errs
+	}
+	for _, s := range pat.Slots {
+		spec := slots[s.Name]
+		if spec == nil {
+			add(at+".slots."+s.Name, "is required by pattern %s", s.Pattern)
+			continue
+		}
+		for _, e := range c.checkPlugin(spec) {
+			add(at+paths[s.Name]+e.path, "%s", e.msg)
+		}
+	}
+	return errs
 }
 
 type pathErr struct{ path, msg string }
@@ -492,7 +509,16 @@ func checkShape(root *yaml.Node) error {
 		return fmt.Errorf("line %d: the config must be a mapping", doc.Line)
 	}
 	var errs []error
-	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits")...)
+	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits", "admin")...)
+	if a := child(doc, "admin"); a != nil {
+		errs = append(errs, checkKeys(a, "admin", "listen", "role", "store", "audit_log")...)
+		if r := child(a, "role"); r != nil {
+			errs = append(errs, checkKeys(r, "admin.role", "claim", "value")...)
+		}
+		if st := child(a, "store"); st != nil {
+			errs = append(errs, checkKeys(st, "admin.store", "file", "namespace", "poll_interval")...)
+		}
+	}
 	if l := child(doc, "limits"); l != nil {
 		errs = append(errs, checkKeys(l, "limits", "max_receive_bytes", "service_receive_bytes", "max_concurrent_streams", "max_header_bytes",
 			"max_in_flight", "first_message_timeout", "keepalive_min_time", "idle_timeout", "max_health_watchers")...)
@@ -511,22 +537,28 @@ func checkShape(root *yaml.Node) error {
 			if n := child(ns, "name"); n != nil && n.Kind == yaml.ScalarNode && n.Value != "" {
 				at += " (" + n.Value + ")"
 			}
-			if ns.Kind != yaml.MappingNode {
-				errs = append(errs, fmt.Errorf("%s: line %d: must be a mapping", at, ns.Line))
-				continue
-			}
-			errs = append(errs, checkKeys(ns, at, "name", "pattern", "patterns", "plugin", "slots", "registry")...)
-			if p := child(ns, "plugin"); p != nil {
-				errs = append(errs, checkPluginShape(p, at+".plugin")...)
-			}
-			if s := child(ns, "slots"); s != nil && s.Kind == yaml.MappingNode {
-				for j := 0; j+1 < len(s.Content); j += 2 {
-					errs = append(errs, checkPluginShape(s.Content[j+1], at+".slots."+s.Content[j].Value)...)
-				}
-			}
+			errs = append(errs, checkNamespaceShape(ns, at)...)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkNamespaceShape checks one namespace's YAML before it is decoded:
+// unknown fields and inline credentials, named with at and the field.
+func checkNamespaceShape(ns *yaml.Node, at string) []error {
+	if ns.Kind != yaml.MappingNode {
+		return []error{fmt.Errorf("%s: line %d: must be a mapping", at, ns.Line)}
+	}
+	errs := checkKeys(ns, at, "name", "pattern", "patterns", "plugin", "slots", "registry")
+	if p := child(ns, "plugin"); p != nil {
+		errs = append(errs, checkPluginShape(p, at+".plugin")...)
+	}
+	if s := child(ns, "slots"); s != nil && s.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(s.Content); j += 2 {
+			errs = append(errs, checkPluginShape(s.Content[j+1], at+".slots."+s.Content[j].Value)...)
+		}
+	}
+	return errs
 }
 
 func checkPluginShape(p *yaml.Node, at string) []error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,11 +122,17 @@ type host struct {
 	// builtin is the linked driver of a builtin plugin block, else nil.
 	builtin *builtin
 	cfg     *Config
-	uses    []*slotUse
-	log     *slog.Logger
-	m       *metrics
-	rnd     func() float64
-	onChg   func()
+	// uses are the namespace slots the host serves; the admin API adds and
+	// removes them while the host runs (usesMu; read with usesNow).
+	usesMu sync.Mutex
+	uses   []*slotUse
+	// calls counts the forwarded calls in flight on the host, so a host no
+	// namespace uses any more is stopped after they finish.
+	calls atomic.Int64
+	log   *slog.Logger
+	m     *metrics
+	rnd   func() float64
+	onChg func()
 	// stderr receives the plugin's stderr, line by line.
 	stderr io.Writer
 
@@ -145,11 +152,66 @@ type host struct {
 	done       chan struct{}
 }
 
+// usesNow returns the host's slot uses as they are now.
+func (h *host) usesNow() []*slotUse {
+	h.usesMu.Lock()
+	defer h.usesMu.Unlock()
+	return slices.Clone(h.uses)
+}
+
+// addUse adds a namespace slot to the host. A host that is up already
+// checks the slot's capabilities against what its plugin declared (a
+// starting one checks them in bringUp).
+func (h *host) addUse(u *slotUse) {
+	h.usesMu.Lock()
+	h.uses = append(h.uses, u)
+	h.usesMu.Unlock()
+	if lv := h.cur.Load(); lv != nil && lv.desc != nil {
+		h.admit(declaredOf(lv.desc), lv.desc.GetName(), u)
+	}
+}
+
+// removeUse removes a namespace slot and returns how many remain.
+func (h *host) removeUse(u *slotUse) int {
+	h.usesMu.Lock()
+	defer h.usesMu.Unlock()
+	h.uses = slices.DeleteFunc(h.uses, func(x *slotUse) bool { return x == u })
+	return len(h.uses)
+}
+
+func declaredOf(desc *lifecyclev1.DescribeResponse) capability.Set {
+	declared := capability.Set{}
+	for _, c := range desc.GetCapabilities() {
+		declared[capability.Name(c.GetName())] = true
+	}
+	return declared
+}
+
+// admit checks that the plugin declares what slot use u needs, and records
+// the refusal when it does not; it reports whether u is accepted.
+func (h *host) admit(declared capability.Set, plugin string, u *slotUse) bool {
+	var missing []string
+	for _, c := range u.slot.Requires {
+		if !declared.Has(c) {
+			missing = append(missing, string(c))
+		}
+	}
+	if len(missing) > 0 {
+		reason := fmt.Sprintf("namespace %q refused: plugin %q does not declare %s, which pattern %s needs",
+			u.ns.Name, handshake.Truncate(plugin, handshake.TruncateLimit), strings.Join(missing, ", "), u.slot.Pattern)
+		u.refused.Store(&reason)
+		h.log.Error("namespace refused", "namespace", u.ns.Name, "slot", u.slot.Name, "reason", reason)
+		return false
+	}
+	u.refused.Store(nil)
+	return true
+}
+
 // initNamespace is the namespace sent in Initialize: the namespace's name
 // when the process serves one namespace, else "" (it serves several).
 func (h *host) initNamespace() string {
 	name := ""
-	for _, u := range h.uses {
+	for _, u := range h.usesNow() {
 		if name != "" && u.ns.Name != name {
 			return ""
 		}
@@ -165,7 +227,7 @@ func (h *host) setState(s hostState, errText string) {
 	h.mu.Lock()
 	h.state, h.lastErr = s, errText
 	h.mu.Unlock()
-	for _, u := range h.uses {
+	for _, u := range h.usesNow() {
 		up := 0.0
 		if s == stateUp && u.refusal() == "" {
 			up = 1
@@ -187,6 +249,7 @@ func (h *host) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.settled = make(chan struct{})
+	h.settleOnce = sync.Once{} // a restart (admin RestartPlugin) settles again
 	h.done = make(chan struct{})
 	h.setState(stateStarting, "")
 	go h.run(ctx)
@@ -260,7 +323,7 @@ func (h *host) run(ctx context.Context) {
 			h.mu.Lock()
 			h.restarts++
 			h.mu.Unlock()
-			for _, u := range h.uses {
+			for _, u := range h.usesNow() {
 				h.m.restarts.WithLabelValues(u.ns.Name, u.slot.Name).Inc()
 			}
 			if lv.proc != nil {
@@ -299,7 +362,7 @@ func (h *host) lastError() string {
 
 func (h *host) namespaceNames() []string {
 	var out []string
-	for _, u := range h.uses {
+	for _, u := range h.usesNow() {
 		out = append(out, u.ns.Name+"/"+u.slot.Name)
 	}
 	return out
@@ -332,30 +395,20 @@ func (h *host) bringUp(ctx context.Context, lv *live, stop func()) (*live, error
 	if err != nil {
 		return fail(fmt.Errorf("describe: %w", err))
 	}
-	declared := capability.Set{}
-	for _, c := range desc.GetCapabilities() {
-		declared[capability.Name(c.GetName())] = true
-	}
+	declared := declaredOf(desc)
 	accepted := 0
-	for _, u := range h.uses {
-		var missing []string
-		for _, c := range u.slot.Requires {
-			if !declared.Has(c) {
-				missing = append(missing, string(c))
-			}
+	uses := h.usesNow()
+	for _, u := range uses {
+		if h.admit(declared, desc.GetName(), u) {
+			accepted++
 		}
-		if len(missing) > 0 {
-			reason := fmt.Sprintf("namespace %q refused: plugin %q does not declare %s, which pattern %s needs",
-				u.ns.Name, handshake.Truncate(desc.GetName(), handshake.TruncateLimit), strings.Join(missing, ", "), u.slot.Pattern)
-			u.refused.Store(&reason)
-			h.log.Error("namespace refused", "namespace", u.ns.Name, "slot", u.slot.Name, "reason", reason)
-			continue
-		}
-		u.refused.Store(nil)
-		accepted++
 	}
 	if accepted == 0 {
-		return fail(errPermanent{fmt.Errorf("plugin %q serves no namespace: %s", handshake.Truncate(desc.GetName(), handshake.TruncateLimit), h.uses[0].refusal())})
+		why := "no namespace uses it any more"
+		if len(uses) > 0 {
+			why = uses[0].refusal()
+		}
+		return fail(errPermanent{fmt.Errorf("plugin %q serves no namespace: %s", handshake.Truncate(desc.GetName(), handshake.TruncateLimit), why)})
 	}
 	creds, err := h.cfg.credentials(h.spec)
 	if err != nil {
@@ -370,7 +423,7 @@ func (h *host) bringUp(ctx context.Context, lv *live, stop func()) (*live, error
 		err = fmt.Errorf("initialize: %w", err)
 		if status.Code(err) == codes.InvalidArgument {
 			err = errPermanent{err}
-			for _, u := range h.uses {
+			for _, u := range h.usesNow() {
 				reason := fmt.Sprintf("namespace %q refused: its plugin rejected the config: %s", u.ns.Name,
 					handshake.Truncate(status.Convert(err).Message(), maxErrorBytes))
 				u.refused.Store(&reason)
@@ -435,7 +488,7 @@ func (h *host) checkHealth(ctx context.Context, lv *live) error {
 	changed := h.health != st
 	h.health = st
 	h.mu.Unlock()
-	for _, u := range h.uses {
+	for _, u := range h.usesNow() {
 		h.m.setHealth(u.ns.Name, u.slot.Name, st)
 	}
 	if changed && err == nil {

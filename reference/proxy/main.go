@@ -76,7 +76,9 @@ func tuneGC() {
 type Addrs struct {
 	GRPC    string `json:"grpc"`
 	Metrics string `json:"metrics,omitempty"`
-	PID     int    `json:"pid"`
+	// Admin is the admin API's address (admin.listen), when it is on.
+	Admin string `json:"admin,omitempty"`
+	PID   int    `json:"pid"`
 	// Version is the proxy's [Version].
 	Version string `json:"version,omitempty"`
 }
@@ -156,7 +158,7 @@ func Main(args []string, stderr io.Writer, opts ...Option) int {
 		return 1
 	}
 	if *addrFile != "" {
-		if err := writeAddrs(*addrFile, Addrs{GRPC: p.Addr(), Metrics: p.MetricsAddr(), PID: os.Getpid(), Version: Version}); err != nil {
+		if err := writeAddrs(*addrFile, Addrs{GRPC: p.Addr(), Metrics: p.MetricsAddr(), Admin: p.AdminAddr(), PID: os.Getpid(), Version: Version}); err != nil {
 			fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
 			_ = p.Shutdown(context.Background())
 			return 1

@@ -121,6 +121,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,14 +162,29 @@ type Proxy struct {
 	cfg    Config
 	log    *slog.Logger
 	stderr io.Writer
+	sw     *syncWriter // serialises the log and the plugins' stderr
 	m      *metrics
 	rnd    func() float64
 
-	hosts      []*host
-	builtins   map[string]*builtin // WithBuiltin
-	namespaces map[string]*namespace
-	unary      map[string]bool // full method → unary, for the forwarded services' known methods
-	codec      rawCodec
+	// mu serialises changes of the namespaces and hosts (New, the admin
+	// API, the admin store's poll) and guards hosts, byID and listening.
+	mu        sync.Mutex
+	hosts     []*host
+	byID      map[string]*host
+	listening bool
+	closed    bool
+	// retiring counts the hosts being stopped after their last namespace
+	// went away (live.go); Shutdown waits for them.
+	retiring sync.WaitGroup
+	builtins map[string]*builtin // WithBuiltin
+	// routes is the routing table: replaced whole on every change, so a
+	// call sees one consistent version of it.
+	routes atomic.Pointer[routes]
+	admin  *adminState     // admin.go; nil without cfg.Admin
+	unary  map[string]bool // full method → unary, for the forwarded services' known methods
+	// methodNames are the forwarded services' known methods, for metrics.
+	methodNames []string
+	codec       rawCodec
 
 	grpc    *grpc.Server
 	health  *health.Server
@@ -199,6 +215,12 @@ type namespace struct {
 	patternText string
 	// registry serves the Registry service for a registry namespace.
 	registry *registry.Coordinator
+	// source is "config" (the YAML file) or "admin" (the admin API).
+	source string
+	// revision is an admin namespace's revision (0 for config ones).
+	revision int64
+	// spec is an admin namespace's spec as it was given (YAML).
+	spec string
 }
 
 // Option configures New.
@@ -216,7 +238,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, m: newMetrics(), rnd: newRand(), namespaces: map[string]*namespace{},
+	p := &Proxy{cfg: cfg, m: newMetrics(), rnd: newRand(), byID: map[string]*host{},
 		unary: map[string]bool{}, codec: newRawCodec(), served: make(chan error, 2), health: health.NewServer()}
 	for _, o := range opts {
 		o(p)
@@ -228,6 +250,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		p.stderr = os.Stderr
 	}
 	sw := &syncWriter{w: p.stderr}
+	p.sw = sw
 	if p.log == nil {
 		var lvl slog.Level
 		_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
@@ -240,60 +263,31 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	_, _ = rand.Read(b[:])
 	p.reqPrefix = hex.EncodeToString(b[:]) + "-"
 
-	var methods []string
 	for _, sd := range forwardedServices() {
 		for i := range sd.Methods().Len() {
 			md := sd.Methods().Get(i)
 			full := "/" + string(sd.FullName()) + "/" + string(md.Name())
 			p.unary[full] = !md.IsStreamingClient() && !md.IsStreamingServer()
-			methods = append(methods, full)
+			p.methodNames = append(p.methodNames, full)
 		}
 	}
-
-	byIdentity := map[string]*host{}
+	p.routes.Store(&routes{byName: map[string]*namespace{}})
 	for _, nsCfg := range cfg.Namespaces {
-		ns := &namespace{Namespace: nsCfg, byService: map[string]*slotUse{}, methods: map[string]*methodMetrics{}}
-		pat, _ := nsCfg.pattern()
-		slots, _, _ := nsCfg.slots(pat)
-		for _, s := range pat.Slots {
-			spec := slots[s.Name]
-			id := cfg.identity(spec)
-			h := byIdentity[id]
-			if h == nil {
-				h = &host{id: id, spec: spec, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
-					stderr: &lineWriter{out: sw}, builtin: p.builtins[spec.Builtin]}
-				byIdentity[id] = h
-				p.hosts = append(p.hosts, h)
-			}
-			u := &slotUse{ns: ns, slot: s, host: h}
-			p.m.mode.WithLabelValues(ns.Name, s.Name, modeOf(h.builtin != nil)).Set(1)
-			h.uses = append(h.uses, u)
-			ns.uses = append(ns.uses, u)
-			for _, svc := range s.Services {
-				ns.byService[svc] = u
-			}
-		}
-		for _, full := range methods {
-			ns.methods[full] = p.m.forMethod(ns.Name, full)
-		}
-		ns.unknown = p.m.forMethod(ns.Name, labelUnknownMethod)
-		ns.inflight = p.m.inflight.WithLabelValues(ns.Name)
-		for i, pt := range nsCfg.PatternList() {
-			if i > 0 {
-				ns.patternText += "+"
-			}
-			ns.patternText += string(pt)
-		}
-		if err := p.setupRegistry(ns); err != nil {
+		pl, err := p.plan(nsCfg, sourceConfig, 0, "")
+		if err != nil {
 			return nil, err
 		}
-		p.namespaces[ns.Name] = ns
+		p.commit(pl)
 	}
 	for _, h := range p.hosts {
 		h.log = p.log.With("plugin_host", h.id, "namespaces", h.namespaceNames())
 		if len(h.uses) > 1 {
 			h.log.Info("namespaces share one plugin process (identical plugin blocks), and so the same data")
 		}
+	}
+	if err := p.setupAdmin(); err != nil {
+		p.closeRegistries()
+		return nil, err
 	}
 	return p, nil
 }
@@ -305,7 +299,10 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if err := p.Listen(ctx); err != nil {
 		return err
 	}
-	for _, h := range p.hosts {
+	p.mu.Lock()
+	hosts := slices.Clone(p.hosts)
+	p.mu.Unlock()
+	for _, h := range hosts {
 		select {
 		case <-h.settled:
 		case <-ctx.Done():
@@ -321,9 +318,12 @@ func (p *Proxy) Start(ctx context.Context) error {
 // NOT_SERVING) with the reason until it serves. Use [Proxy.Addr] for the
 // address and [Proxy.Shutdown] to stop.
 func (p *Proxy) Listen(ctx context.Context) error {
+	p.mu.Lock()
+	p.listening = true
 	for _, h := range p.hosts {
 		h.start()
 	}
+	p.mu.Unlock()
 
 	watch := &healthWatchGate{max: int64(p.cfg.Limits.MaxHealthWatchers), authz: p.auth.a}
 	opts := append([]grpc.ServerOption{
@@ -345,6 +345,9 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	reflectionv1.RegisterServerReflectionServer(p.grpc, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(p.grpc, reflection.NewServer(ropts))
 	p.updateHealth()
+	p.mu.Lock()
+	hosts := slices.Clone(p.hosts)
+	p.mu.Unlock()
 
 	var err error
 	if p.lis, err = net.Listen("tcp", p.cfg.Listen); err != nil {
@@ -370,7 +373,12 @@ func (p *Proxy) Listen(ctx context.Context) error {
 			p.served <- fmt.Errorf("serve grpc: %w", err)
 		}
 	}()
-	p.log.Info("serving", "version", Version, "grpc", p.Addr(), "metrics", p.MetricsAddr(), "namespaces", len(p.namespaces), "plugin_processes", len(p.hosts))
+	if err := p.listenAdmin(ctx); err != nil {
+		p.grpc.Stop()
+		return err
+	}
+	p.log.Info("serving", "version", Version, "grpc", p.Addr(), "metrics", p.MetricsAddr(), "admin", p.AdminAddr(),
+		"namespaces", len(p.routes.Load().byName), "plugin_processes", len(hosts))
 	return nil
 }
 
@@ -417,11 +425,17 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 				<-done
 			}
 		}
+		p.stopAdmin()
 		p.closeRegistries()
 		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		p.mu.Lock()
+		p.closed = true
+		hosts := slices.Clone(p.hosts)
+		p.mu.Unlock()
+		p.waitRetired(pctx)
 		var wg sync.WaitGroup
-		for _, h := range p.hosts {
+		for _, h := range hosts {
 			wg.Add(1)
 			go func() { defer wg.Done(); h.stop(pctx) }()
 		}
@@ -442,7 +456,7 @@ func (p *Proxy) updateHealth() {
 	if p.health == nil {
 		return
 	}
-	for name, ns := range p.namespaces {
+	for name, ns := range p.routes.Load().byName {
 		st := healthpb.HealthCheckResponse_SERVING
 		for _, u := range ns.uses {
 			if u.refusal() != "" || u.host.cur.Load() == nil || u.host.unhealthy() {
@@ -492,7 +506,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	if err := checkRequestID(md); err != nil {
 		return err
 	}
-	ns := p.namespaces[nsName]
+	ns := p.lookup(nsName)
 	if ns == nil {
 		return status.Errorf(codes.NotFound, "namespace %q is not configured on this proxy (%s)", nsName, NamespaceKey)
 	}
@@ -522,6 +536,8 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 	if r := u.refusal(); r != "" {
 		return status.Error(codes.FailedPrecondition, r)
 	}
+	u.host.calls.Add(1)
+	defer u.host.calls.Add(-1)
 	lv := u.host.cur.Load()
 	if lv == nil {
 		return u.host.unavailable(ns.Name)
@@ -914,8 +930,9 @@ type SlotStatus struct {
 // Status returns the proxy's state.
 func (p *Proxy) Status() Status {
 	s := Status{Draining: p.draining.Load(), InFlight: p.inflight.Load()}
-	for _, nsCfg := range p.cfg.Namespaces {
-		ns := p.namespaces[nsCfg.Name]
+	rt := p.routes.Load()
+	for _, name := range rt.order {
+		ns := rt.byName[name]
 		n := NamespaceStatus{Name: ns.Name, Patterns: ns.PatternList(), Serving: true}
 		for _, u := range ns.uses {
 			st, pid, restarts, lastErr, health := u.host.snapshot()

@@ -108,7 +108,7 @@ func (p *Proxy) registryLookup(ctx context.Context, full string) (*registry.Coor
 	if err := checkRequestID(md); err != nil {
 		return nil, nil, err
 	}
-	ns := p.namespaces[nsName]
+	ns := p.lookup(nsName)
 	if ns == nil {
 		return nil, nil, status.Errorf(codes.NotFound, "namespace %q is not configured on this proxy (%s)", nsName, NamespaceKey)
 	}
@@ -153,7 +153,7 @@ func (p *Proxy) registryLookup(ctx context.Context, full string) (*registry.Coor
 
 // closeRegistries stops the coordinators' background work.
 func (p *Proxy) closeRegistries() {
-	for _, ns := range p.namespaces {
+	for _, ns := range p.routes.Load().byName {
 		if ns.registry != nil {
 			ns.registry.Close()
 		}
