@@ -1,0 +1,126 @@
+package nemesis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prism-suite/prism/harness/nemesis"
+)
+
+// recorder is a Cluster that records what is done to it; it tests the
+// schedule, not a backend.
+type recorder struct {
+	mu        sync.Mutex
+	calls     []string
+	down      map[string]bool
+	noSupport nemesis.Kind
+	failHeal  bool
+}
+
+func (r *recorder) log(s string) { r.mu.Lock(); r.calls = append(r.calls, s); r.mu.Unlock() }
+
+func (r *recorder) Nodes(context.Context) ([]nemesis.Node, error) {
+	return []nemesis.Node{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}}, nil
+}
+func (r *recorder) Supports(k nemesis.Kind) (bool, string) {
+	if k == r.noSupport {
+		return false, "not here"
+	}
+	return true, ""
+}
+func (r *recorder) set(op, id string, down bool) error {
+	r.log(op + " " + id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down == nil {
+		r.down = map[string]bool{}
+	}
+	r.down[id] = down
+	return nil
+}
+func (r *recorder) Kill(_ context.Context, id string) error    { return r.set("kill", id, true) }
+func (r *recorder) Restart(_ context.Context, id string) error { return r.heal("restart", id) }
+func (r *recorder) Pause(_ context.Context, id string) error   { return r.set("pause", id, true) }
+func (r *recorder) Resume(_ context.Context, id string) error  { return r.heal("resume", id) }
+func (r *recorder) Disconnect(_ context.Context, id string) error {
+	return r.set("disconnect", id, true)
+}
+func (r *recorder) Reconnect(_ context.Context, id string) error { return r.heal("reconnect", id) }
+func (r *recorder) heal(op, id string) error {
+	if r.failHeal {
+		r.log(op + " " + id + " failed")
+		return errors.New("heal failed")
+	}
+	return r.set(op, id, false)
+}
+func (r *recorder) Leader(context.Context, string) (string, error) { return "n2", nil }
+func (r *recorder) WaitHealthy(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, d := range r.down {
+		if d {
+			return fmt.Errorf("%s down", id)
+		}
+	}
+	return nil
+}
+
+func TestRunHealsEveryFaultEvenWhenTheRunEndsDuringOne(t *testing.T) {
+	r := &recorder{}
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	events, err := nemesis.Run(ctx, r, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Kill, nemesis.Pause, nemesis.Partition, nemesis.KillLeader},
+		LeaderKey: "k", Hold: 40 * time.Millisecond, Gap: 10 * time.Millisecond, Seed: 7}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) < 2 {
+		t.Fatalf("%d events in 250ms of 50ms faults, want several: %v", len(events), r.calls)
+	}
+	if err := r.WaitHealthy(context.Background()); err != nil {
+		t.Fatalf("after Run: %v (calls %v)", err, r.calls)
+	}
+	for _, e := range events {
+		if e.Err != "" || e.Healed.Before(e.Injected) || e.Recovered.Before(e.Healed) || e.Healed.Sub(e.Injected) < 40*time.Millisecond {
+			t.Errorf("event %+v: want injected ≤ healed (held 40ms) ≤ recovered, no error", e)
+		}
+		if e.Kind == nemesis.KillLeader && e.Node != "n2" {
+			t.Errorf("kill-leader hit %s, want the leader n2", e.Node)
+		}
+	}
+}
+
+func TestRunRefusesAKindTheClusterCannotDoBeforeInjectingAnything(t *testing.T) {
+	r := &recorder{noSupport: nemesis.Partition}
+	_, err := nemesis.Run(context.Background(), r, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Kill, nemesis.Partition}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not here") || len(r.calls) != 0 {
+		t.Fatalf("err %v, calls %v: want the reason and no call", err, r.calls)
+	}
+}
+
+func TestRunStopsWithTheErrorOfAFailedHeal(t *testing.T) {
+	r := &recorder{failHeal: true}
+	var seen []nemesis.Event
+	events, err := nemesis.Run(context.Background(), r, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Kill},
+		Hold: time.Millisecond, Recover: 100 * time.Millisecond}, func(e nemesis.Event) { seen = append(seen, e) })
+	if err == nil || len(events) != 1 || len(seen) != 1 || !strings.Contains(events[0].Err, "heal failed") {
+		t.Fatalf("err %v events %+v: want one event with the heal's error, and the run's error", err, events)
+	}
+}
+
+func TestParseKinds(t *testing.T) {
+	ks, err := nemesis.ParseKinds("kill, pause,partition,kill-leader")
+	if err != nil || len(ks) != 4 {
+		t.Fatalf("%v %v", ks, err)
+	}
+	for _, bad := range []string{"", "kill,nuke", ","} {
+		if _, err := nemesis.ParseKinds(bad); err == nil {
+			t.Errorf("ParseKinds(%q): no error", bad)
+		}
+	}
+}
