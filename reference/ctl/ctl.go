@@ -33,8 +33,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/client"
 )
 
@@ -63,6 +65,9 @@ Flags (anywhere on the line):
   --addr ADDR        proxy address (default $PRISM_ADDR or 127.0.0.1:7070)
   --namespace NS     namespace (default $PRISM_NAMESPACE or "default")
   --timeout D        deadline of each call (default 5s)
+
+Traces: with OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:4317) set, the
+command is one trace, exported over OTLP/gRPC; its id is printed to stderr.
 
 Exit codes: 0 success; 1 the call failed (the gRPC code is printed); 2 bad usage;
 3 kv get of a missing key, or health not SERVING.
@@ -133,7 +138,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitUsage
 	}
-	c, err := client.New(g.addr, client.WithNamespace(g.namespace), client.WithTimeout(g.timeout))
+	tcfg, err := tracing.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		return ExitUsage
+	}
+	tr, err := tracing.Start(context.Background(), tcfg, "prismctl")
+	if err != nil {
+		fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		return ExitFailed
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		}
+	}()
+	c, err := client.New(g.addr, client.WithNamespace(g.namespace), client.WithTimeout(g.timeout), client.WithTracing(tr))
 	if err != nil {
 		fmt.Fprintf(stderr, "prismctl: %v\n", err)
 		return ExitFailed
@@ -141,6 +163,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if tr.Enabled() {
+		// One trace for the command, whatever calls it makes; its id is
+		// what to look up in the trace UI.
+		var sp trace.Span
+		ctx, sp = tr.Tracer().Start(ctx, "prismctl "+strings.Join(pos[:min(2, len(pos))], " "))
+		defer sp.End()
+		fmt.Fprintf(stderr, "prismctl: trace %s\n", sp.SpanContext().TraceID())
+	}
 
 	want := func(n int, form string) bool {
 		if len(pos) != n {

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/registry"
 
 	"github.com/prism-suite/prism/reference/auth"
@@ -92,6 +93,12 @@ type Config struct {
 	Auth *auth.Config `yaml:"auth,omitempty"`
 	// Limits bound what clients can make the proxy hold (see [Limits]).
 	Limits Limits `yaml:"limits"`
+	// Tracing exports OpenTelemetry traces over OTLP/gRPC (tracing:
+	// {endpoint: http://127.0.0.1:4317, service_name: prism-proxy}); the
+	// plugins the proxy launches get the same endpoint. Without it,
+	// prism-proxy reads the standard OTEL_* environment (proto/tracing);
+	// with neither, tracing is off and nothing of it is installed.
+	Tracing tracing.Config `yaml:"tracing,omitempty"`
 
 	// dir is the folder relative paths are resolved against ("" = cwd).
 	dir string
@@ -253,6 +260,9 @@ func (c Config) Validate() error {
 		add("restart.max_backoff", "%v is less than initial_backoff %v", c.Restart.MaxBackoff, c.Restart.InitialBackoff)
 	}
 	c.Limits.validate(add)
+	if err := c.Tracing.Validate(); err != nil {
+		add("tracing", "%v", err)
+	}
 	if c.Auth != nil && c.Auth.MaxTokenBytes+1024 > int(c.Limits.MaxHeaderBytes) {
 		add("limits.max_header_bytes", "%d leaves no room for auth.max_token_bytes %d", c.Limits.MaxHeaderBytes, c.Auth.MaxTokenBytes)
 	}

@@ -129,6 +129,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -141,6 +142,7 @@ import (
 
 	"github.com/prism-suite/prism/proto/handshake"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/internal/authmutant"
 	"github.com/prism-suite/prism/reference/registry"
 )
@@ -177,6 +179,8 @@ type Proxy struct {
 	mlis    net.Listener
 
 	auth      authState // auth.go
+	tracing   *tracing.Tracing
+	ownTrace  bool // New started tracing (cfg.Tracing), so Shutdown flushes it
 	draining  atomic.Bool
 	inflight  atomic.Int64
 	reqPrefix string
@@ -207,6 +211,10 @@ type Option func(*Proxy)
 // WithLogger sets the logger (default: slog JSON on stderr at the config's level).
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
 
+// WithTracing makes the proxy trace with t instead of what [Config.Tracing]
+// says (tests that keep spans in memory). The caller shuts t down.
+func WithTracing(t *tracing.Tracing) Option { return func(p *Proxy) { p.tracing = t } }
+
 // WithPluginStderr sets where the plugins' stderr goes, line by line
 // (default: os.Stderr).
 func WithPluginStderr(w io.Writer) Option { return func(p *Proxy) { p.stderr = w } }
@@ -236,6 +244,13 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	if err := p.setupAuth(); err != nil {
 		return nil, err
 	}
+	if p.tracing == nil && cfg.Tracing.Enabled() {
+		t, err := tracing.Start(context.Background(), cfg.Tracing, "prism-proxy")
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		p.tracing, p.ownTrace = t, true
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	p.reqPrefix = hex.EncodeToString(b[:]) + "-"
@@ -261,7 +276,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 			h := byIdentity[id]
 			if h == nil {
 				h = &host{id: id, spec: spec, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
-					stderr: &lineWriter{out: sw}, builtin: p.builtins[spec.Builtin]}
+					stderr: &lineWriter{out: sw}, builtin: p.builtins[spec.Builtin], tracing: p.tracing}
 				byIdentity[id] = h
 				p.hosts = append(p.hosts, h)
 			}
@@ -336,6 +351,8 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		// that grows (copies) its stack every time.
 		grpc.NumStreamWorkers(streamWorkers),
 	}, p.cfg.Limits.serverOptions()...)
+	// Tracing off: no stats handler at all (proto/tracing).
+	opts = append(opts, p.tracing.ServerOptions()...)
 	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
 	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService),
@@ -432,6 +449,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		if p.auth.a != nil {
 			p.auth.a.Close()
 		}
+		if p.ownTrace {
+			if err := p.tracing.Shutdown(pctx); err != nil {
+				p.log.Warn("tracing", "error", err.Error())
+			}
+		}
 		p.log.Info("stopped")
 	})
 	return nil
@@ -514,7 +536,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	return err
 }
 
-func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) error {
+func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) (err error) {
 	u := ns.byService[service]
 	if u == nil {
 		return status.Errorf(codes.Unimplemented, "namespace %q serves pattern %s, which does not include %s", ns.Name, ns.patternText, service)
@@ -536,7 +558,17 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		out[RequestIDKey] = []string{id}
 		md[RequestIDKey] = []string{id}
 	}
-	octx := metadata.NewOutgoingContext(ctx, out)
+	fctx := ctx
+	if p.tracing != nil {
+		annotate(ctx, ns.Name, full, id)
+		var sp trace.Span
+		fctx, sp = p.forwardSpan(ctx, ns.Name, full, id)
+		// The plugin continues the forward span, not the client's: this
+		// replaces the traceparent the client sent.
+		p.tracing.Inject(fctx, out)
+		defer func() { endSpan(sp, err) }()
+	}
+	octx := metadata.NewOutgoingContext(fctx, out)
 	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
 		p.inflight.Add(-1)
 		return p.overloaded()
