@@ -247,6 +247,17 @@ func (t *Tracing) Extract(ctx context.Context, md metadata.MD) context.Context {
 	return t.prop.Extract(ctx, metadataCarrier(md))
 }
 
+// Flush exports the spans ended so far (bounded by ctx).
+func (t *Tracing) Flush(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	if err := t.tp.ForceFlush(ctx); err != nil {
+		return fmt.Errorf("flush traces: %w", err)
+	}
+	return nil
+}
+
 // Shutdown exports the spans still buffered (bounded by ctx) and stops.
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t == nil {

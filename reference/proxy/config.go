@@ -502,7 +502,10 @@ func checkShape(root *yaml.Node) error {
 		return fmt.Errorf("line %d: the config must be a mapping", doc.Line)
 	}
 	var errs []error
-	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits")...)
+	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits", "tracing")...)
+	if tr := child(doc, "tracing"); tr != nil {
+		errs = append(errs, checkKeys(tr, "tracing", "endpoint", "service_name")...)
+	}
 	if l := child(doc, "limits"); l != nil {
 		errs = append(errs, checkKeys(l, "limits", "max_receive_bytes", "service_receive_bytes", "max_concurrent_streams", "max_header_bytes",
 			"max_in_flight", "first_message_timeout", "keepalive_min_time", "idle_timeout", "max_health_watchers")...)
