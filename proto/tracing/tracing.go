@@ -27,13 +27,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -77,7 +76,7 @@ func (c Config) Validate() error {
 	if !c.Enabled() {
 		return nil
 	}
-	_, err := c.endpointOption()
+	_, err := newOTLPClient(c.Endpoint)
 	return err
 }
 
@@ -114,20 +113,6 @@ func (c Config) Env(service string) []string {
 	return []string{EnvExporter + "=otlp", EnvTracesEndpoint + "=" + c.Endpoint, EnvServiceName + "=" + service}
 }
 
-func (c Config) endpointOption() (otlptracegrpc.Option, error) {
-	if !strings.Contains(c.Endpoint, "://") {
-		if strings.ContainsAny(c.Endpoint, "/ ") || !strings.Contains(c.Endpoint, ":") {
-			return nil, fmt.Errorf("endpoint %q: want http://host:port, https://host:port or host:port", c.Endpoint)
-		}
-		return otlptracegrpc.WithEndpointURL("http://" + c.Endpoint), nil
-	}
-	u, err := url.Parse(c.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("endpoint %q: want http://host:port, https://host:port or host:port", c.Endpoint)
-	}
-	return otlptracegrpc.WithEndpointURL(c.Endpoint), nil
-}
-
 // Tracing is a running trace pipeline: a tracer provider exporting over
 // OTLP/gRPC in batches. A nil *Tracing is tracing off: every method is
 // safe to call and does nothing.
@@ -144,11 +129,11 @@ func Start(ctx context.Context, c Config, defaultService string, opts ...Option)
 	if !c.Enabled() {
 		return nil, nil
 	}
-	ep, err := c.endpointOption()
+	client, err := newOTLPClient(c.Endpoint)
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracegrpc.New(ctx, ep)
+	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
 		return nil, fmt.Errorf("start otlp trace exporter: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/prism-suite/prism/proto/tracing"
@@ -123,5 +124,14 @@ func TestContinueOnly(t *testing.T) {
 	cont.End()
 	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Name != "continued" {
 		t.Errorf("spans = %v; want only the continued one", spans.Snapshots())
+	}
+}
+
+// TestRegistersNoCompressor: linking tracing must not register gzip with
+// gRPC (otlptracegrpc and otlptracehttp do), which makes every gRPC call of
+// the process carry and parse grpc-accept-encoding, tracing on or off.
+func TestRegistersNoCompressor(t *testing.T) {
+	if c := encoding.GetCompressor("gzip"); c != nil {
+		t.Fatal("gzip is registered with gRPC in a binary that links proto/tracing: every call of the process now advertises it (5 allocations per proxied call)")
 	}
 }
