@@ -2,10 +2,8 @@ package proxy_test
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -26,6 +23,7 @@ import (
 	"github.com/prism-suite/prism/backends/sdk"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	"github.com/prism-suite/prism/proto/tracing"
+	"github.com/prism-suite/prism/proto/tracing/otlptest"
 	"github.com/prism-suite/prism/reference/client"
 	"github.com/prism-suite/prism/reference/proxy"
 )
@@ -60,101 +58,6 @@ func echoTraceparent(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h gr
 	md, _ := metadata.FromIncomingContext(ctx)
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(receivedTraceparentKey, strings.Join(md.Get("traceparent"), ",")))
 	return h(ctx, req)
-}
-
-// receiver is an OTLP/gRPC trace collector on 127.0.0.1 that keeps every
-// span it is sent, with its service name.
-type receiver struct {
-	collectortrace.UnimplementedTraceServiceServer
-	addr string
-
-	mu    sync.Mutex
-	spans []span
-}
-
-type span struct {
-	service string
-	*tracepb.Span
-}
-
-func (s span) traceID() string  { return hex.EncodeToString(s.TraceId) }
-func (s span) spanID() string   { return hex.EncodeToString(s.SpanId) }
-func (s span) parentID() string { return hex.EncodeToString(s.ParentSpanId) }
-
-func (s span) attr(k string) string {
-	for _, a := range s.Attributes {
-		if a.Key == k {
-			return a.GetValue().GetStringValue()
-		}
-	}
-	return ""
-}
-
-func (s span) String() string {
-	return fmt.Sprintf("%s %q kind=%v span=%s parent=%s", s.service, s.Name, s.Kind, s.spanID(), s.parentID())
-}
-
-func startReceiver(t *testing.T) *receiver {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{addr: lis.Addr().String()}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, r)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	return r
-}
-
-func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range req.GetResourceSpans() {
-		var service string
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.Key == "service.name" {
-				service = a.GetValue().GetStringValue()
-			}
-		}
-		for _, ss := range rs.GetScopeSpans() {
-			for _, sp := range ss.GetSpans() {
-				r.spans = append(r.spans, span{service: service, Span: sp})
-			}
-		}
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func (r *receiver) all() []span {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.spans)
-}
-
-// waitFor polls until ok holds for the spans received, or fails after 15 s.
-func (r *receiver) waitFor(t *testing.T, what string, ok func([]span) bool) []span {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got := r.all()
-		if ok(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 15 s; received %d spans:\n%s", what, len(got), spanList(got))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func spanList(spans []span) string {
-	var b strings.Builder
-	for _, s := range spans {
-		fmt.Fprintf(&b, "  %s trace=%s\n", s, s.traceID())
-	}
-	return b.String()
 }
 
 // runProxyProcess starts this test binary as prism-proxy with config
@@ -240,9 +143,9 @@ func waitServing(t *testing.T, c *client.Client, namespace string) {
 // call is one trace whose spans chain client → proxy server → proxy
 // forward → plugin server → backend, carrying namespace and method.
 func TestTraceClientProxyPluginBackend(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.Start(t)
 	mr := miniredis.RunT(t)
-	endpoint := "http://" + rcv.addr
+	endpoint := rcv.Endpoint()
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 metrics_listen: "off"
 health_interval: 200ms
@@ -271,10 +174,10 @@ namespaces:
 
 	for _, tc := range []struct {
 		namespace, backendSpan, pluginService string
-		isBackend                             func(span) bool
+		isBackend                             func(otlptest.Span) bool
 	}{
-		{"mem", "memstore.Set", "prism-memstore", func(s span) bool { return s.Name == "memstore.Set" }},
-		{"red", "redis set", "proxy.test", func(s span) bool { return s.attr("db.system") == "redis" || s.attr("db.system.name") == "redis" }},
+		{"mem", "memstore.Set", "prism-memstore", func(s otlptest.Span) bool { return s.Name == "memstore.Set" }},
+		{"red", "redis set", "proxy.test", func(s otlptest.Span) bool { return s.Attr("db.system") == "redis" || s.Attr("db.system.name") == "redis" }},
 	} {
 		t.Run(tc.namespace, func(t *testing.T) {
 			ctx, root := tr.Tracer().Start(context.Background(), "test "+tc.namespace)
@@ -287,23 +190,23 @@ namespaces:
 				t.Fatal(err)
 			}
 			trace := root.SpanContext().TraceID().String()
-			inTrace := func(all []span) []span {
-				var out []span
+			inTrace := func(all []otlptest.Span) []otlptest.Span {
+				var out []otlptest.Span
 				for _, s := range all {
-					if s.traceID() == trace {
+					if s.TraceID() == trace {
 						out = append(out, s)
 					}
 				}
 				return out
 			}
-			got := inTrace(rcv.waitFor(t, "backend span of trace "+trace, func(all []span) bool {
+			got := inTrace(rcv.WaitFor(t, "backend span of trace "+trace, 15*time.Second, func(all []otlptest.Span) bool {
 				return slices.ContainsFunc(inTrace(all), tc.isBackend)
 			}))
 
 			method := "/prism.keyvalue.v1.KeyValue/Set"
-			byID := map[string]span{}
+			byID := map[string]otlptest.Span{}
 			for _, s := range got {
-				byID[s.spanID()] = s
+				byID[s.SpanID()] = s
 			}
 			be := got[slices.IndexFunc(got, tc.isBackend)]
 			// Walk up from the backend span; every step must be the one we want.
@@ -321,28 +224,28 @@ namespaces:
 			}
 			cur := be
 			for _, st := range steps {
-				parent, ok := byID[cur.parentID()]
+				parent, ok := byID[cur.ParentID()]
 				if !ok {
-					t.Fatalf("the parent %s of %s (want the %s) was not received; trace %s:\n%s", cur.parentID(), cur, st.what, trace, spanList(got))
+					t.Fatalf("the parent %s of %s (want the %s) was not received; trace %s:\n%s", cur.ParentID(), cur, st.what, trace, otlptest.List(got))
 				}
-				if parent.service != st.service || parent.Kind != st.kind {
-					t.Fatalf("the parent of %s is %s; want the %s (service %s, kind %v); trace:\n%s", cur, parent, st.what, st.service, st.kind, spanList(got))
+				if parent.Service != st.service || parent.Kind != st.kind {
+					t.Fatalf("the parent of %s is %s; want the %s (service %s, kind %v); trace:\n%s", cur, parent, st.what, st.service, st.kind, otlptest.List(got))
 				}
 				if st.ns {
-					if ns := parent.attr(string(tracing.AttrNamespace)); ns != tc.namespace {
+					if ns := parent.Attr(string(tracing.AttrNamespace)); ns != tc.namespace {
 						t.Errorf("%s: %s = %q, want %q", st.what, tracing.AttrNamespace, ns, tc.namespace)
 					}
-					if m := parent.attr(string(tracing.AttrMethod)); m != method {
+					if m := parent.Attr(string(tracing.AttrMethod)); m != method {
 						t.Errorf("%s: %s = %q, want %q", st.what, tracing.AttrMethod, m, method)
 					}
-					if id := parent.attr(string(tracing.AttrRequestID)); id == "" {
+					if id := parent.Attr(string(tracing.AttrRequestID)); id == "" {
 						t.Errorf("%s: no %s", st.what, tracing.AttrRequestID)
 					}
 				}
 				cur = parent
 			}
 			if cur.ParentSpanId != nil && len(cur.ParentSpanId) > 0 {
-				t.Errorf("the test's root span has a parent %s", cur.parentID())
+				t.Errorf("the test's root span has a parent %s", cur.ParentID())
 			}
 		})
 	}
@@ -354,13 +257,13 @@ namespaces:
 // client's traceparent reaches the plugin untouched (the proxy made no
 // span of its own: no handler ran), and nothing reaches the receiver.
 func TestNoTracingWithoutConfig(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.Start(t)
 	for _, tc := range []struct {
 		name string
 		env  []string
 	}{
 		{"no OTEL env", nil},
-		{"exporter none", []string{tracing.EnvEndpoint + "=http://" + rcv.addr, tracing.EnvExporter + "=none"}},
+		{"exporter none", []string{tracing.EnvEndpoint + "=" + rcv.Endpoint(), tracing.EnvExporter + "=none"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fmt.Sprintf(`listen: 127.0.0.1:0
@@ -388,8 +291,8 @@ namespaces:
 			if got := strings.Join(trl.Get(receivedTraceparentKey), ","); got != sent {
 				t.Errorf("the plugin received traceparent %q; want the client's %q, untouched", got, sent)
 			}
-			if n := len(rcv.all()); n != 0 {
-				t.Errorf("the receiver got %d spans; want none:\n%s", n, spanList(rcv.all()))
+			if n := len(rcv.Spans()); n != 0 {
+				t.Errorf("the receiver got %d spans; want none:\n%s", n, otlptest.List(rcv.Spans()))
 			}
 		})
 	}
@@ -399,15 +302,15 @@ namespaces:
 // TestNoTracingWithoutConfig: with tracing on, the plugin gets the
 // proxy's forward span as its parent, in the client's trace.
 func TestProxyReplacesTheClientsTraceparent(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.Start(t)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 metrics_listen: "off"
-tracing: {endpoint: "http://%s"}
+tracing: {endpoint: "%s"}
 namespaces:
   - name: echo
     pattern: keyvalue
     plugin: {binary: %q, args: [%q]}
-`, rcv.addr, os.Args[0], echoTraceArg)
+`, rcv.Endpoint(), os.Args[0], echoTraceArg)
 	addr := runProxyProcess(t, cfg)
 	c, err := client.New(addr, client.WithNamespace("echo"))
 	if err != nil {
@@ -425,11 +328,11 @@ namespaces:
 	if len(got) != 4 || got[1] != traceID || got[2] == clientSpan {
 		t.Fatalf("the plugin received traceparent %q; want trace %s with the proxy's forward span as parent", strings.Join(got, "-"), traceID)
 	}
-	spans := rcv.waitFor(t, "the proxy's forward span", func(all []span) bool {
-		return slices.ContainsFunc(all, func(s span) bool { return s.spanID() == got[2] })
+	spans := rcv.WaitFor(t, "the proxy's forward span", 15*time.Second, func(all []otlptest.Span) bool {
+		return slices.ContainsFunc(all, func(s otlptest.Span) bool { return s.SpanID() == got[2] })
 	})
-	fwd := spans[slices.IndexFunc(spans, func(s span) bool { return s.spanID() == got[2] })]
-	if fwd.service != "prism-proxy" || !strings.HasPrefix(fwd.Name, "forward ") {
+	fwd := spans[slices.IndexFunc(spans, func(s otlptest.Span) bool { return s.SpanID() == got[2] })]
+	if fwd.Service != "prism-proxy" || !strings.HasPrefix(fwd.Name, "forward ") {
 		t.Errorf("the plugin's parent is %s; want the proxy's forward span", fwd)
 	}
 }
