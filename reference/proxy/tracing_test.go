@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -334,5 +337,44 @@ namespaces:
 	fwd := spans[slices.IndexFunc(spans, func(s otlptest.Span) bool { return s.SpanID() == got[2] })]
 	if fwd.Service != "prism-proxy" || !strings.HasPrefix(fwd.Name, "forward ") {
 		t.Errorf("the plugin's parent is %s; want the proxy's forward span", fwd)
+	}
+}
+
+// TestTraceThroughABuiltin: a builtin driver has no socket, stats handler
+// or context values between the proxy and the SDK; the SDK's in-process
+// server span continues the forward span from the traceparent the proxy
+// injects, and the driver's span is its child.
+func TestTraceThroughABuiltin(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tr := tracing.NewWithExporter(exp, "prism-proxy")
+	_, conn := startWith(t, testConfig(builtinNamespace("orders", "memstore")), proxy.WithTracing(tr),
+		proxy.WithBuiltin("memstore", func() sdk.Driver { return memstoredriver.New() }))
+	ctx, cancel := nsCtx("orders")
+	defer cancel()
+	if _, err := keyvaluev1.NewKeyValueClient(conn).Set(ctx, &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	var all []string
+	for _, s := range exp.GetSpans().Snapshots() {
+		all = append(all, fmt.Sprintf("%s kind=%v span=%s parent=%s", s.Name(), s.SpanKind(), s.SpanContext().SpanID(), s.Parent().SpanID()))
+		if s.SpanKind() == oteltrace.SpanKindServer && s.Parent().IsValid() {
+			byName["sdk server"] = s
+		} else {
+			byName[s.Name()] = s
+		}
+	}
+	chain := []string{"memstore.Set", "sdk server", "forward prism.keyvalue.v1.KeyValue/Set", "prism.keyvalue.v1.KeyValue/Set"}
+	for i := 0; i+1 < len(chain); i++ {
+		child, parent := byName[chain[i]], byName[chain[i+1]]
+		if child == nil || parent == nil || child.Parent().SpanID() != parent.SpanContext().SpanID() {
+			t.Fatalf("want %s as the child of %s; spans:\n%s", chain[i], chain[i+1], strings.Join(all, "\n"))
+		}
+	}
+	srv := byName["sdk server"]
+	for _, a := range srv.Attributes() {
+		if a.Key == tracing.AttrNamespace && a.Value.AsString() != "orders" {
+			t.Errorf("the SDK's span has namespace %q, want orders", a.Value.AsString())
+		}
 	}
 }
