@@ -202,8 +202,26 @@ namespaces:
 				}
 				return out
 			}
-			got := inTrace(rcv.WaitFor(t, "backend span of trace "+trace, 15*time.Second, func(all []otlptest.Span) bool {
-				return slices.ContainsFunc(inTrace(all), tc.isBackend)
+			// Each process exports in batches of its own: wait until the
+			// backend span and every ancestor up to a root have arrived.
+			got := inTrace(rcv.WaitFor(t, "backend span of trace "+trace+" with its ancestors", 15*time.Second, func(all []otlptest.Span) bool {
+				tr := inTrace(all)
+				i := slices.IndexFunc(tr, tc.isBackend)
+				if i < 0 {
+					return false
+				}
+				ids := map[string]otlptest.Span{}
+				for _, s := range tr {
+					ids[s.SpanID()] = s
+				}
+				for cur := tr[i]; cur.ParentID() != ""; {
+					p, ok := ids[cur.ParentID()]
+					if !ok {
+						return false
+					}
+					cur = p
+				}
+				return true
 			}))
 
 			method := "/prism.keyvalue.v1.KeyValue/Set"
