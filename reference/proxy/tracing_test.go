@@ -146,6 +146,7 @@ func waitServing(t *testing.T, c *client.Client, namespace string) {
 // call is one trace whose spans chain client → proxy server → proxy
 // forward → plugin server → backend, carrying namespace and method.
 func TestTraceClientProxyPluginBackend(t *testing.T) {
+	t.Parallel()
 	rcv := otlptest.Start(t)
 	mr := miniredis.RunT(t)
 	endpoint := rcv.Endpoint()
@@ -278,6 +279,7 @@ namespaces:
 // client's traceparent reaches the plugin untouched (the proxy made no
 // span of its own: no handler ran), and nothing reaches the receiver.
 func TestNoTracingWithoutConfig(t *testing.T) {
+	t.Parallel()
 	rcv := otlptest.Start(t)
 	for _, tc := range []struct {
 		name string
@@ -287,6 +289,7 @@ func TestNoTracingWithoutConfig(t *testing.T) {
 		{"exporter none", []string{tracing.EnvEndpoint + "=" + rcv.Endpoint(), tracing.EnvExporter + "=none"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 metrics_listen: "off"
 namespaces:
@@ -323,6 +326,7 @@ namespaces:
 // TestNoTracingWithoutConfig: with tracing on, the plugin gets the
 // proxy's forward span as its parent, in the client's trace.
 func TestProxyReplacesTheClientsTraceparent(t *testing.T) {
+	t.Parallel()
 	rcv := otlptest.Start(t)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
 metrics_listen: "off"
