@@ -190,9 +190,6 @@ func (t *Tracing) Provider() trace.TracerProvider {
 // Tracer returns Prism's tracer (a no-op one when off).
 func (t *Tracing) Tracer() trace.Tracer { return t.Provider().Tracer(InstrumentationName) }
 
-// Propagator is the W3C trace context propagator Prism uses.
-func (t *Tracing) Propagator() propagation.TextMapPropagator { return propagation.TraceContext{} }
-
 // ServerOptions returns the gRPC server options that continue the caller's
 // trace in a server span per call (otelgrpc's stats handler); none when off.
 func (t *Tracing) ServerOptions() []grpc.ServerOption {
