@@ -86,6 +86,17 @@
 // keepalive pings, idle connections, and health watchers (with auth on,
 // Health/Watch needs a valid token too). See [Limits].
 //
+// # Traces
+//
+// With [Config.Tracing] (or, in prism-proxy, the OTEL_* environment; see
+// proto/tracing) the proxy continues the caller's W3C trace in a server
+// span per call (otelgrpc), starts a "forward" span for the hop to the
+// plugin (process or builtin), and sends the plugin that span's
+// traceparent in place of the client's; both spans carry the namespace,
+// method and request id. The plugins it launches get the same endpoint,
+// under their binary's name. Without tracing nothing of it is installed,
+// and the client's traceparent reaches the plugin untouched.
+//
 // # Operations
 //
 // The proxy serves gRPC health with one service name per namespace (SERVING
