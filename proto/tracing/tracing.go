@@ -255,13 +255,13 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 // tracer provider of that span, so a driver needs no tracer of its own:
 // under a plugin whose SDK traces, it is a backend span of the call; under
 // one that does not (or outside a traced call), it is a no-op that costs
-// one check. End the span when the operation ends.
+// one check. The span is of kind internal. End it when the operation ends.
 func Child(ctx context.Context, name string) (context.Context, trace.Span) {
 	parent := trace.SpanFromContext(ctx)
 	if !parent.IsRecording() {
 		return ctx, noopSpan
 	}
-	return parent.TracerProvider().Tracer(InstrumentationName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+	return parent.TracerProvider().Tracer(InstrumentationName).Start(ctx, name)
 }
 
 // TraceID returns the hex trace id of ctx's span, or "" when it has none.
