@@ -45,6 +45,10 @@ const GoroutinesDetail = "sdk.goroutines"
 // is what shows that the plugin got it).
 const RequestIDKey = "x-request-id"
 
+// NamespaceKey is the metadata key of the namespace a host (the proxy)
+// routed the call for; the SDK puts it on the call's span.
+const NamespaceKey = "x-prism-namespace"
+
 type state int32
 
 const (

@@ -14,10 +14,6 @@ import (
 	"github.com/prism-suite/prism/proto/tracing"
 )
 
-// NamespaceKey is the metadata key of the namespace a host (the proxy)
-// routed the call for; the SDK puts it on the call's span.
-const NamespaceKey = "x-prism-namespace"
-
 // callAttributes are the attributes of a call's server span: the
 // namespace, method and request id.
 func callAttributes(ctx context.Context, method string) []attribute.KeyValue {
