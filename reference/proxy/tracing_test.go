@@ -403,3 +403,18 @@ func TestTraceThroughABuiltin(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedBinariesRegisterNoCompressor: no package linked into
+// prism-proxy or prismctl registers gzip with gRPC (as otlptracegrpc
+// does), which would make every call of the proxy, and of its clients,
+// carry and parse grpc-accept-encoding whether tracing is on or off.
+func TestShippedBinariesRegisterNoCompressor(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/prism-suite/prism/reference/cmd/prism-proxy",
+		"github.com/prism-suite/prism/reference/cmd/prismctl").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if slices.Contains(strings.Fields(string(out)), "google.golang.org/grpc/encoding/gzip") {
+		t.Error("prism-proxy or prismctl links google.golang.org/grpc/encoding/gzip: every gRPC call then advertises it (go mod why -m, go list -deps to find who imports it)")
+	}
+}
