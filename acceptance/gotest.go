@@ -33,6 +33,13 @@ func Run(t *testing.T, cfg Config) *report.Report {
 	gomega.RegisterFailHandler(Fail)
 	suiteCfg, repCfg := GinkgoConfiguration()
 	suiteCfg.RandomSeed = cfg.Seed
+	// With OTEL_EXPORTER_OTLP_ENDPOINT set, each spec's trace id goes into
+	// the report, as with prism-accept --otlp-endpoint.
+	stopTracing, err := startTracing("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopTracing()
 	// The verdicts decide, not Ginkgo: a failed probe of an undeclared
 	// capability, for one, is no failure.
 	RunSpecs(&testingT{}, SuiteDescription, suiteCfg, repCfg)

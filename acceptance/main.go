@@ -122,6 +122,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeouts.Stop, "timeout-stop", cfg.Timeouts.Stop, "deadline for Stop and for exiting after stdin closes")
 	fs.DurationVar(&cfg.Timeouts.Eventually, "timeout-eventually", cfg.Timeouts.Eventually, "deadline for eventual states (recovery, cleanup)")
 	fs.DurationVar(&cfg.Backends.StartTimeout, "timeout-backend", cfg.Backends.StartTimeout, "deadline for starting the backend")
+	otlpEndpoint := fs.String("otlp-endpoint", "", "trace every spec (and the plugin's and proxy's spans in it) to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317; report.json carries each spec's trace_id (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; none: off)")
 	if err := fs.Parse(args); err != nil {
 		return report.ExitUsage
 	}
@@ -259,6 +260,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
+	stopTracing, err := startTracing(*otlpEndpoint)
+	if err != nil {
+		fmt.Fprintf(stderr, "prism-accept: %v\n", err)
+		return report.ExitUsage
+	}
+	defer stopTracing()
 	stopSignals := run.handleSignals(stderr)
 	defer stopSignals()
 	RunSpecs(&testingT{}, SuiteDescription, suiteCfg, repCfg)

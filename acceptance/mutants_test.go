@@ -310,6 +310,14 @@ func TestMemstoreIsCertified(t *testing.T) {
 	if rep.Plugin.SHA256 == "" || rep.Plugin.Name != "memstore" || rep.Schema != report.SchemaVersion || len(rep.Specs) == 0 {
 		t.Errorf("report lacks required fields: %+v", rep.Plugin)
 	}
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")+os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		for _, s := range rep.Specs {
+			if s.TraceID != "" {
+				t.Errorf("spec %q has trace_id %q with tracing off", s.Name, s.TraceID)
+				break
+			}
+		}
+	}
 }
 
 // TestProbeFindsUndeclaredCapability checks the three-way cross-check: a

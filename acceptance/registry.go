@@ -34,6 +34,7 @@ func (r *Session) registrySpecs() {
 	Describe(RootText, Ordered, ContinueOnFailure, func() {
 		BeforeAll(r.setupRegistry)
 		AfterAll(r.teardown)
+		BeforeEach(traceSpec)
 		Describe(ViaProxyText, Label("via:proxy"), func() {
 			registrysuite.Register(r.proxyFixture)
 		})

@@ -112,6 +112,7 @@ func Specs(cfg Config) *Session {
 	Describe(RootText, Ordered, ContinueOnFailure, func() {
 		BeforeAll(r.setup)
 		AfterAll(r.teardown)
+		BeforeEach(traceSpec)
 		lifecycle.Register(r.fixture) // lifecycle specs always run directly
 		if r.cfg.viaDirect() {
 			dataSuites(r.fixture)
@@ -587,6 +588,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
 		for _, e := range sr.ReportEntries {
+			if e.Name == reportEntryTraceID {
+				s.TraceID = e.StringRepresentation()
+			}
 			if e.Name == fixture.ReportEntryCleanup {
 				s.Cleanup = append(s.Cleanup, e.StringRepresentation())
 				if o == report.Failed || o == report.Error {

@@ -157,6 +157,13 @@ type Spec struct {
 	// Cleanup lists cleanup steps that failed after the spec had already
 	// failed (recorded, not counted: the spec's own failure is its outcome).
 	Cleanup []string `json:"cleanup,omitempty"`
+	// TraceID is the OpenTelemetry trace (32 hex digits) the spec ran
+	// under when prism-accept traced (--otlp-endpoint or the OTEL_*
+	// environment): its root span is named after the spec, and the
+	// harness's calls, the proxy's and the plugin's spans are in it. Look it
+	// up in the trace UI to see what a failing spec did. Empty (omitted)
+	// when tracing was off.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // Totals counts specs by outcome.

@@ -57,6 +57,9 @@ func (r *Report) Summary() string {
 		for _, s := range bad {
 			fmt.Fprintf(&b, "\n**%s** `%s` — %s %s\n\n```\n%s\n```\nReproduce:\n```sh\n%s\n```\n",
 				s.Outcome, s.Capability, s.Suite, s.Name, strings.TrimSpace(s.Reason), s.Reproduce)
+			if s.TraceID != "" {
+				fmt.Fprintf(&b, "Trace: `%s`\n", s.TraceID)
+			}
 		}
 	}
 	return b.String()

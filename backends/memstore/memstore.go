@@ -26,6 +26,7 @@ import (
 	"github.com/google/btree"
 
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // Version is the plugin's version.
@@ -294,14 +295,18 @@ func clone(b []byte) []byte {
 }
 
 // Set implements sdk.KeyValueBasic.
-func (s *Store) Set(_ context.Context, key string, value []byte) error {
+func (s *Store) Set(ctx context.Context, key string, value []byte) error {
+	_, sp := tracing.Child(ctx, "memstore.Set")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.put(key, value, time.Time{}, s.opts.Now())
 }
 
 // Get implements sdk.KeyValueBasic.
-func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	_, sp := tracing.Child(ctx, "memstore.Get")
+	defer sp.End()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	it, ok := s.live(key, s.opts.Now())
@@ -312,7 +317,9 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 }
 
 // Delete implements sdk.KeyValueBasic.
-func (s *Store) Delete(_ context.Context, key string) (bool, error) {
+func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.Delete")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.live(key, s.opts.Now())
@@ -321,7 +328,9 @@ func (s *Store) Delete(_ context.Context, key string) (bool, error) {
 }
 
 // Exists implements sdk.KeyValueBasic.
-func (s *Store) Exists(_ context.Context, key string) (bool, error) {
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.Exists")
+	defer sp.End()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	_, ok := s.live(key, s.opts.Now())
@@ -329,7 +338,9 @@ func (s *Store) Exists(_ context.Context, key string) (bool, error) {
 }
 
 // SetWithTTL implements sdk.KeyValueTTL.
-func (s *Store) SetWithTTL(_ context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *Store) SetWithTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	_, sp := tracing.Child(ctx, "memstore.SetWithTTL")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
@@ -337,7 +348,9 @@ func (s *Store) SetWithTTL(_ context.Context, key string, value []byte, ttl time
 }
 
 // Expire implements sdk.KeyValueTTL.
-func (s *Store) Expire(_ context.Context, key string, ttl time.Duration) error {
+func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) error {
+	_, sp := tracing.Child(ctx, "memstore.Expire")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
@@ -350,7 +363,9 @@ func (s *Store) Expire(_ context.Context, key string, ttl time.Duration) error {
 }
 
 // TTL implements sdk.KeyValueTTL.
-func (s *Store) TTL(_ context.Context, key string) (time.Duration, bool, error) {
+func (s *Store) TTL(ctx context.Context, key string) (time.Duration, bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.TTL")
+	defer sp.End()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.opts.Now()
@@ -365,7 +380,9 @@ func (s *Store) TTL(_ context.Context, key string) (time.Duration, bool, error) 
 }
 
 // Persist implements sdk.KeyValueTTL.
-func (s *Store) Persist(_ context.Context, key string) (bool, error) {
+func (s *Store) Persist(ctx context.Context, key string) (bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.Persist")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.live(key, s.opts.Now())
@@ -379,7 +396,9 @@ func (s *Store) Persist(_ context.Context, key string) (bool, error) {
 
 // Scan implements sdk.KeyValueScan. The cursor is the last key returned,
 // base64url-encoded; the next page starts strictly after it.
-func (s *Store) Scan(_ context.Context, prefix, cursor string, limit int, withValues bool) ([]sdk.Entry, string, error) {
+func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int, withValues bool) ([]sdk.Entry, string, error) {
+	_, sp := tracing.Child(ctx, "memstore.Scan")
+	defer sp.End()
 	start := prefix
 	after := ""
 	if cursor != "" {
@@ -419,7 +438,9 @@ func (s *Store) Scan(_ context.Context, prefix, cursor string, limit int, withVa
 }
 
 // Count implements sdk.KeyValueScan.
-func (s *Store) Count(_ context.Context, prefix string) (int64, error) {
+func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+	_, sp := tracing.Child(ctx, "memstore.Count")
+	defer sp.End()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.opts.Now()
@@ -438,7 +459,9 @@ func (s *Store) Count(_ context.Context, prefix string) (int64, error) {
 
 // BatchSet implements sdk.KeyValueBatch: all entries or none (a capacity
 // failure is detected before any write).
-func (s *Store) BatchSet(_ context.Context, entries []sdk.Entry, ttl time.Duration) error {
+func (s *Store) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Duration) error {
+	_, sp := tracing.Child(ctx, "memstore.BatchSet")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
@@ -462,7 +485,9 @@ func (s *Store) BatchSet(_ context.Context, entries []sdk.Entry, ttl time.Durati
 }
 
 // BatchGet implements sdk.KeyValueBatch.
-func (s *Store) BatchGet(_ context.Context, keys []string) ([][]byte, []bool, error) {
+func (s *Store) BatchGet(ctx context.Context, keys []string) ([][]byte, []bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.BatchGet")
+	defer sp.End()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.opts.Now()
@@ -477,7 +502,9 @@ func (s *Store) BatchGet(_ context.Context, keys []string) ([][]byte, []bool, er
 }
 
 // BatchDelete implements sdk.KeyValueBatch.
-func (s *Store) BatchDelete(_ context.Context, keys []string) ([]bool, error) {
+func (s *Store) BatchDelete(ctx context.Context, keys []string) ([]bool, error) {
+	_, sp := tracing.Child(ctx, "memstore.BatchDelete")
+	defer sp.End()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()

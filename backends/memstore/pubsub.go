@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // PubSub in memstore is an in-process bus: Publish hands the message to the
@@ -75,7 +76,9 @@ func (s *Store) SlowConsumer() sdk.SlowConsumerPolicy {
 func (s *Store) OrderedPerPublisher() {}
 
 // Publish implements sdk.PubSubBasic.
-func (s *Store) Publish(_ context.Context, msg sdk.Message) (string, error) {
+func (s *Store) Publish(ctx context.Context, msg sdk.Message) (string, error) {
+	_, sp := tracing.Child(ctx, "memstore.Publish")
+	defer sp.End()
 	b := s.bus()
 	msg.ID = b.epoch + "-" + strconv.FormatUint(b.nextID.Add(1), 10)
 	msg.PublishTime = time.Now()
@@ -88,6 +91,8 @@ func (s *Store) Publish(_ context.Context, msg sdk.Message) (string, error) {
 
 // PublishBatch implements sdk.PubSubBasic.
 func (s *Store) PublishBatch(ctx context.Context, msgs []sdk.Message) ([]string, error) {
+	_, sp := tracing.Child(ctx, "memstore.PublishBatch")
+	defer sp.End()
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		if err := ctx.Err(); err != nil {
@@ -118,12 +123,16 @@ func (b *bus) receivers(topic string) []*msub {
 }
 
 // Subscribe implements sdk.PubSubBasic.
-func (s *Store) Subscribe(_ context.Context, topic string, sink sdk.Sink) (sdk.Subscription, error) {
+func (s *Store) Subscribe(ctx context.Context, topic string, sink sdk.Sink) (sdk.Subscription, error) {
+	_, sp := tracing.Child(ctx, "memstore.Subscribe")
+	defer sp.End()
 	return s.bus().add(topic, "", sink), nil
 }
 
 // SubscribeQueue implements sdk.PubSubQueue.
-func (s *Store) SubscribeQueue(_ context.Context, topic, group string, sink sdk.Sink) (sdk.Subscription, error) {
+func (s *Store) SubscribeQueue(ctx context.Context, topic, group string, sink sdk.Sink) (sdk.Subscription, error) {
+	_, sp := tracing.Child(ctx, "memstore.SubscribeQueue")
+	defer sp.End()
 	return s.bus().add(topic, group, sink), nil
 }
 

@@ -14,11 +14,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // SubscribeDurable implements sdk.PubSubDurable with a JetStream pull
 // consumer, created on first use.
 func (d *Driver) SubscribeDurable(ctx context.Context, topic, durable string, ackWait time.Duration, sink sdk.Sink) (sdk.Subscription, error) {
+	ctx, sp := tracing.Child(ctx, "nats.SubscribeDurable")
+	defer sp.End()
 	op := fmt.Sprintf("subscribe durable %q to %q", durable, topic)
 	c, err := d.conn(op)
 	if err != nil {
@@ -92,6 +95,8 @@ func (s *durableSub) Unsubscribe() error {
 // ack subject; "+ACK" is sent to it as a request, so the server has
 // processed the acknowledgement when Ack returns.
 func (d *Driver) Ack(ctx context.Context, topic, durable string, tokens []string) error {
+	ctx, sp := tracing.Child(ctx, "nats.Ack")
+	defer sp.End()
 	op := fmt.Sprintf("ack %d messages of durable %q of %q", len(tokens), durable, topic)
 	c, err := d.conn(op)
 	if err != nil {
@@ -160,6 +165,8 @@ func parseAckSubject(s string) (stream, consumer string, ok bool) {
 
 // DeleteDurable implements sdk.PubSubDurable.
 func (d *Driver) DeleteDurable(ctx context.Context, topic, durable string) error {
+	ctx, sp := tracing.Child(ctx, "nats.DeleteDurable")
+	defer sp.End()
 	op := fmt.Sprintf("delete durable %q of %q", durable, topic)
 	c, err := d.conn(op)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/prism-suite/prism/backends/sdk"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // Headers the plugin sets on every message.
@@ -152,6 +153,8 @@ func (c *conn) incoming(topic string, h gonats.Header, data []byte) (sdk.Message
 // Publish implements sdk.PubSubBasic: a JetStream publish, acknowledged by
 // the server.
 func (d *Driver) Publish(ctx context.Context, m sdk.Message) (string, error) {
+	ctx, sp := tracing.Child(ctx, "nats.Publish")
+	defer sp.End()
 	op := fmt.Sprintf("publish to %q", m.Topic)
 	c, err := d.conn(op)
 	if err != nil {
@@ -173,6 +176,8 @@ func (d *Driver) Publish(ctx context.Context, m sdk.Message) (string, error) {
 // PublishBatch implements sdk.PubSubBasic: asynchronous JetStream publishes
 // on one connection (so in order), awaited together.
 func (d *Driver) PublishBatch(ctx context.Context, msgs []sdk.Message) ([]string, error) {
+	ctx, sp := tracing.Child(ctx, "nats.PublishBatch")
+	defer sp.End()
 	op := fmt.Sprintf("publish batch of %d", len(msgs))
 	c, err := d.conn(op)
 	if err != nil {
@@ -220,6 +225,8 @@ func (d *Driver) SubscribeQueue(ctx context.Context, topic, group string, sink s
 }
 
 func (d *Driver) subscribeCore(ctx context.Context, topic, group string, sink sdk.Sink) (sdk.Subscription, error) {
+	ctx, sp := tracing.Child(ctx, "nats.Subscribe")
+	defer sp.End()
 	op := fmt.Sprintf("subscribe to %q", topic)
 	c, err := d.conn(op)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prism-suite/prism/backends/sdk"
 )
 
@@ -46,6 +48,10 @@ type Options struct {
 	// request reaches the driver. MaxValueBytes is at most [MaxValueBytesCeiling].
 	MaxKeyBytes   int64
 	MaxValueBytes int64
+	// TracerProvider, when not nil, gets a span per Redis command
+	// (redisotel, without the command's arguments): Init sets it from
+	// sdk.Config when the plugin traces.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultOptions returns the options a driver starts with; Address is empty

@@ -118,6 +118,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
@@ -184,6 +185,7 @@ func (d *Driver) Init(ctx context.Context, cfg sdk.Config) error {
 	if err != nil {
 		return err
 	}
+	o.TracerProvider = cfg.TracerProvider
 	return d.Configure(ctx, o, cred)
 }
 
@@ -220,6 +222,15 @@ func connect(ctx context.Context, o Options, cred Credentials) (*conn, error) {
 	c := &conn{opts: o}
 	c.life.init(cred)
 	c.client = goredis.NewClient(clientOptions(o, c.life.credentials))
+	if o.TracerProvider != nil {
+		// Off, no hook is installed at all. The command's arguments (keys,
+		// values) stay out of the spans.
+		if err := redisotel.InstrumentTracing(c.client, redisotel.WithTracerProvider(o.TracerProvider),
+			redisotel.WithDBStatement(false)); err != nil {
+			_ = c.client.Close()
+			return nil, fmt.Errorf("instrument redis client: %w", err)
+		}
+	}
 	if err := c.client.Ping(ctx).Err(); err != nil {
 		_ = c.client.Close()
 		return nil, initError(ctx, where, cred, err)

@@ -18,6 +18,8 @@ package sdk
 import (
 	"context"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Driver is what every plugin implements.
@@ -57,6 +59,11 @@ type Config struct {
 	Credentials map[string]string
 	// Namespace is the Prism namespace this plugin instance serves.
 	Namespace string
+	// TracerProvider is the plugin's tracer provider when tracing is on
+	// ([WithTracing]), nil when off. A driver that instruments its client
+	// library (redisotel) does so only when it is not nil, so tracing off
+	// costs nothing; spans of its own start with Child of package proto/tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Limits are enforced by the SDK before a request reaches the driver; 0 means

@@ -34,10 +34,15 @@ type Encoded interface {
 // the driver as for a process.
 func (s *Server) InProcess() grpc.ClientConnInterface {
 	s.inproc.once.Do(func() {
+		unary, stream := s.unary, s.stream
+		if s.tracing != nil {
+			unary = append([]grpc.UnaryServerInterceptor{s.inprocTraceUnary}, unary...)
+			stream = append([]grpc.StreamServerInterceptor{s.inprocTraceStream}, stream...)
+		}
 		ch := (&inprocgrpc.Channel{}).
 			WithCloner(encodedCloner{codec: newDecodeCodec(s.failed)}).
-			WithServerUnaryInterceptor(chainUnary(s.unary)).
-			WithServerStreamInterceptor(chainStream(s.stream))
+			WithServerUnaryInterceptor(chainUnary(unary)).
+			WithServerStreamInterceptor(chainStream(stream))
 		s.register(ch)
 		s.inproc.ch = ch
 	})

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prism-suite/prism/proto/handshake"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // ShutdownGrace bounds how long a plugin process drains when its host goes
@@ -23,7 +25,10 @@ const ShutdownGrace = 3 * time.Second
 // Serve runs d as a plugin process and returns the process exit code:
 // it listens (unix socket by default, TCP when PRISM_PLUGIN_NETWORK=tcp),
 // prints the one handshake line to stdout, logs slog JSON to stderr, and
-// exits when stdin closes or on SIGTERM/SIGINT. A thin main is:
+// exits when stdin closes or on SIGTERM/SIGINT. With OTEL_EXPORTER_OTLP_ENDPOINT
+// (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, it continues its callers'
+// traces and exports them over OTLP/gRPC ([WithTracing], package
+// proto/tracing); without, nothing of tracing is installed. A thin main is:
 //
 //	func main() { os.Exit(sdk.Serve(memstore.New())) }
 func Serve(d Driver, opts ...ServerOption) int {
@@ -36,7 +41,24 @@ func Serve(d Driver, opts ...ServerOption) int {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})).
 		With("plugin", d.Describe().Name, "pid", os.Getpid())
-	opts = append([]ServerOption{WithLogger(log)}, opts...)
+	tcfg, err := tracing.FromEnv(os.Getenv)
+	if err != nil {
+		log.Error("tracing", "error", err.Error())
+		return 1
+	}
+	tr, err := tracing.Start(context.Background(), tcfg, serviceName(os.Args), tracing.ContinueOnly())
+	if err != nil {
+		log.Error("tracing", "error", err.Error())
+		return 1
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil {
+			log.Warn("tracing", "error", err.Error())
+		}
+	}()
+	opts = append([]ServerOption{WithLogger(log), WithTracing(tr)}, opts...)
 	srv := NewServer(d, opts...)
 
 	lis, cleanup, err := listen()

@@ -25,6 +25,7 @@ import (
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 	pubsubv1 "github.com/prism-suite/prism/proto/prism/pubsub/v1"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // Version is the SDK's version, reported in Describe's info.
@@ -43,6 +44,10 @@ const GoroutinesDetail = "sdk.goroutines"
 // (the proxy sets the response header's x-request-id itself, so the trailer
 // is what shows that the plugin got it).
 const RequestIDKey = "x-request-id"
+
+// NamespaceKey is the metadata key of the namespace a host (the proxy)
+// routed the call for; the SDK puts it on the call's span.
+const NamespaceKey = "x-prism-namespace"
 
 type state int32
 
@@ -74,9 +79,10 @@ type Server struct {
 	draining chan struct{} // closed when Drain begins: long-lived streams end
 	failed   *decodeFailures
 
-	unary  []grpc.UnaryServerInterceptor
-	stream []grpc.StreamServerInterceptor
-	inproc struct {
+	unary   []grpc.UnaryServerInterceptor
+	stream  []grpc.StreamServerInterceptor
+	tracing *tracing.Tracing // nil: off
+	inproc  struct {
 		once sync.Once
 		ch   grpc.ClientConnInterface
 	}
@@ -87,13 +93,22 @@ type Server struct {
 type ServerOption func(*serverOptions)
 
 type serverOptions struct {
-	logger *slog.Logger
-	unary  []grpc.UnaryServerInterceptor
-	stream []grpc.StreamServerInterceptor
+	logger  *slog.Logger
+	tracing *tracing.Tracing
+	unary   []grpc.UnaryServerInterceptor
+	stream  []grpc.StreamServerInterceptor
 }
 
 // WithLogger sets the logger (default: slog JSON on stderr).
 func WithLogger(l *slog.Logger) ServerOption { return func(o *serverOptions) { o.logger = l } }
+
+// WithTracing makes the server continue its callers' traces: a server span
+// per call (otelgrpc's stats handler on the socket; a span of the SDK's own
+// on [Server.InProcess]) carrying the namespace, method and request id, in
+// whose context the driver runs, so [tracing.Child] spans of the driver are
+// its children. A nil t (the default) installs nothing. [Serve] sets it up
+// from the OTEL_* environment.
+func WithTracing(t *tracing.Tracing) ServerOption { return func(o *serverOptions) { o.tracing = t } }
 
 // WithUnaryInterceptor adds a unary interceptor after the SDK's own.
 func WithUnaryInterceptor(i grpc.UnaryServerInterceptor) ServerOption {
@@ -118,12 +133,18 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{})}
-	unary := append([]grpc.UnaryServerInterceptor{s.tripUnary, s.logUnary}, o.unary...)
-	stream := append([]grpc.StreamServerInterceptor{s.tripStream, s.logStream}, o.stream...)
+	s := &Server{driver: d, log: o.logger, health: health.NewServer(), draining: make(chan struct{}), tracing: o.tracing}
+	unary := []grpc.UnaryServerInterceptor{s.tripUnary, s.logUnary}
+	stream := []grpc.StreamServerInterceptor{s.tripStream, s.logStream}
+	if s.tracing != nil {
+		unary = append(unary, annotateUnary)
+		stream = append(stream, annotateStream)
+	}
+	unary = append(unary, o.unary...)
+	stream = append(stream, o.stream...)
 	s.failed = &decodeFailures{}
 	s.unary, s.stream = unary, stream
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(newDecodeCodec(s.failed)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
@@ -137,7 +158,7 @@ func NewServer(d Driver, opts ...ServerOption) *Server {
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	)
+	}, s.tracing.ServerOptions()...)...)
 	s.register(s.grpc)
 	// The process is up: the host may call Lifecycle. Data services report
 	// NOT_SERVING until Start.
@@ -353,6 +374,9 @@ func (l *lifecycleService) Initialize(ctx context.Context, req *lifecyclev1.Init
 	cfg := Config{Values: req.GetConfig().AsMap(), Credentials: req.GetCredentials(), Namespace: req.GetNamespace()}
 	if cfg.Values == nil {
 		cfg.Values = map[string]any{}
+	}
+	if s.tracing != nil {
+		cfg.TracerProvider = s.tracing.Provider()
 	}
 	if err := s.driver.Init(ctx, cfg); err != nil {
 		s.log.Warn("initialize failed", "error", err.Error())

@@ -7,7 +7,9 @@ package plugin
 
 import (
 	"context"
+	"slices"
 
+	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/launch"
 )
 
@@ -28,8 +30,10 @@ type Process = launch.Process
 func DefaultOptions() Options { return launch.DefaultOptions() }
 
 // Launch starts binary and returns once the plugin answers gRPC health with
-// SERVING (see [launch.Launch]).
+// SERVING (see [launch.Launch]). The connection's calls are traced when
+// the harness traces (target.SetTracing).
 func Launch(ctx context.Context, binary string, opts Options) (*Process, error) {
+	opts.DialOptions = append(slices.Clip(opts.DialOptions), target.DialOptions()...)
 	return launch.Launch(ctx, binary, opts)
 }
 

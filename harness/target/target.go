@@ -66,8 +66,9 @@ func (c nsConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method str
 	return c.t.Conn.NewStream(c.t.Context(ctx), desc, method, opts...)
 }
 
-// Dial opens a plaintext connection to addr ("unix:///path" or "host:port").
+// Dial opens a plaintext connection to addr ("unix:///path" or "host:port"),
+// traced when [SetTracing] says so.
 func Dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))}, DialOptions()...)...)
 }

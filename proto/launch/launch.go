@@ -65,6 +65,9 @@ type Options struct {
 	StderrLimit int
 	// StderrTee, when set, also receives everything the plugin writes to stderr.
 	StderrTee io.Writer
+	// DialOptions are added to [DialOptions] for the connection to the
+	// plugin (the harness's tracing).
+	DialOptions []grpc.DialOption
 }
 
 // DefaultOptions returns the defaults: unix socket, 10 s handshake, 10 s
@@ -213,7 +216,7 @@ func Launch(ctx context.Context, binary string, opts Options) (*Process, error) 
 	p.Handshake = line
 	p.HandshakeTime = time.Since(start)
 
-	p.Conn, err = grpc.NewClient(line.Target(), DialOptions()...)
+	p.Conn, err = grpc.NewClient(line.Target(), append(DialOptions(), opts.DialOptions...)...)
 	if err != nil {
 		return p, fmt.Errorf("dial plugin at %s: %w", line.Target(), err)
 	}

@@ -26,6 +26,11 @@
 // A call whose context has no deadline gets the client's timeout
 // ([DefaultTimeout] unless [WithTimeout] says otherwise).
 //
+// # Traces
+//
+// With [WithTracing], each call is a span, and its trace continues through
+// the proxy into the plugin and its backend.
+//
 // # Retries
 //
 // Calls that are idempotent — repeating them leaves the same state and
@@ -54,6 +59,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // Metadata keys.
@@ -148,6 +155,15 @@ func WithRetryPolicy(p RetryPolicy) Option { return func(o *options) { o.retry =
 
 // WithoutRetries turns retries off.
 func WithoutRetries() Option { return func(o *options) { o.retry = &RetryPolicy{} } }
+
+// WithTracing makes every call a client span of t and carries the W3C
+// trace context (traceparent) of the caller's span to the proxy, which
+// continues the trace to the plugin (package proto/tracing; [tracing.Start]
+// from the OTEL_* environment, or your own provider). A nil t — tracing off,
+// the default — installs nothing.
+func WithTracing(t *tracing.Tracing) Option {
+	return func(o *options) { o.dial = append(o.dial, t.DialOptions()...) }
+}
 
 // WithDialOptions adds gRPC dial options (TLS credentials, interceptors).
 func WithDialOptions(d ...grpc.DialOption) Option {

@@ -39,8 +39,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/client"
 )
 
@@ -79,6 +81,9 @@ login runs the OAuth device flow against --issuer (default $PRISM_ISSUER or
 http://127.0.0.1:9400, prism-dev-idp's) as --client-id, prints where to approve,
 and saves the token (0600); later calls refresh it before it expires. logout
 revokes its refresh token and removes the file.
+
+Traces: with OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:4317) set, the
+command is one trace, exported over OTLP/gRPC; its id is printed to stderr.
 
 Exit codes: 0 success; 1 the call failed (the gRPC code is printed); 2 bad usage;
 3 kv get of a missing key, or health not SERVING.
@@ -165,7 +170,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case len(pos) == 1 && pos[0] == "logout":
 		return runLogout(ctx, stdout, stderr)
 	}
-	opts := []client.Option{client.WithNamespace(g.namespace), client.WithTimeout(g.timeout)}
+	tcfg, err := tracing.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		return ExitUsage
+	}
+	tr, err := tracing.Start(context.Background(), tcfg, "prismctl")
+	if err != nil {
+		fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		return ExitFailed
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			fmt.Fprintf(stderr, "prismctl: %v\n", err)
+		}
+	}()
+	opts := []client.Option{client.WithNamespace(g.namespace), client.WithTimeout(g.timeout), client.WithTracing(tr)}
 	ts, err := TokenSource(ctx, g.token)
 	if err != nil {
 		fmt.Fprintf(stderr, "prismctl: %v\n", err)
@@ -180,6 +202,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitFailed
 	}
 	defer c.Close()
+	if tr.Enabled() {
+		// One trace for the command, whatever calls it makes; its id is
+		// what to look up in the trace UI.
+		var sp trace.Span
+		ctx, sp = tr.Tracer().Start(ctx, "prismctl "+strings.Join(pos[:min(2, len(pos))], " "))
+		defer sp.End()
+		fmt.Fprintf(stderr, "prismctl: trace %s\n", sp.SpanContext().TraceID())
+	}
 
 	want := func(n int, form string) bool {
 		if len(pos) != n {

@@ -94,7 +94,7 @@ func (ns Namespace) checkBuiltins(at string, known map[string]*builtin, list str
 func (h *host) launchBuiltin(ctx context.Context) (*live, error) {
 	b := h.builtin
 	log := h.log.With("builtin", b.name)
-	srv := sdk.NewServer(b.new(), append([]sdk.ServerOption{sdk.WithLogger(log)}, b.opts...)...)
+	srv := sdk.NewServer(b.new(), append([]sdk.ServerOption{sdk.WithLogger(log), sdk.WithTracing(h.tracing)}, b.opts...)...)
 	conn := srv.InProcess()
 	lc := lifecyclev1.NewLifecycleClient(conn)
 	return h.bringUp(ctx, &live{conn: conn, lc: lc, builtin: true, started: time.Now()}, func() {

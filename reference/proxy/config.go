@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/registry"
 
 	"github.com/prism-suite/prism/reference/auth"
@@ -95,6 +96,12 @@ type Config struct {
 	// Admin turns on the admin API (prism.admin.v1) on its own listener
 	// (see [AdminConfig]); nil is off. It needs Auth.
 	Admin *AdminConfig `yaml:"admin,omitempty"`
+	// Tracing exports OpenTelemetry traces over OTLP/gRPC (tracing:
+	// {endpoint: http://127.0.0.1:4317, service_name: prism-proxy}); the
+	// plugins the proxy launches get the same endpoint. Without it,
+	// prism-proxy reads the standard OTEL_* environment (proto/tracing);
+	// with neither, tracing is off and nothing of it is installed.
+	Tracing tracing.Config `yaml:"tracing,omitempty"`
 
 	// dir is the folder relative paths are resolved against ("" = cwd).
 	dir string
@@ -256,6 +263,9 @@ func (c Config) Validate() error {
 		add("restart.max_backoff", "%v is less than initial_backoff %v", c.Restart.MaxBackoff, c.Restart.InitialBackoff)
 	}
 	c.Limits.validate(add)
+	if err := c.Tracing.Validate(); err != nil {
+		add("tracing", "%v", err)
+	}
 	if c.Auth != nil && c.Auth.MaxTokenBytes+1024 > int(c.Limits.MaxHeaderBytes) {
 		add("limits.max_header_bytes", "%d leaves no room for auth.max_token_bytes %d", c.Limits.MaxHeaderBytes, c.Auth.MaxTokenBytes)
 	}
@@ -509,7 +519,7 @@ func checkShape(root *yaml.Node) error {
 		return fmt.Errorf("line %d: the config must be a mapping", doc.Line)
 	}
 	var errs []error
-	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits", "admin")...)
+	errs = append(errs, checkKeys(doc, "", "listen", "metrics_listen", "log_level", "drain_timeout", "health_interval", "restart", "namespaces", "auth", "limits", "admin", "tracing")...)
 	if a := child(doc, "admin"); a != nil {
 		errs = append(errs, checkKeys(a, "admin", "listen", "role", "store", "audit_log")...)
 		if r := child(a, "role"); r != nil {
@@ -518,6 +528,9 @@ func checkShape(root *yaml.Node) error {
 		if st := child(a, "store"); st != nil {
 			errs = append(errs, checkKeys(st, "admin.store", "file", "namespace", "poll_interval")...)
 		}
+	}
+	if tr := child(doc, "tracing"); tr != nil {
+		errs = append(errs, checkKeys(tr, "tracing", "endpoint", "service_name")...)
 	}
 	if l := child(doc, "limits"); l != nil {
 		errs = append(errs, checkKeys(l, "limits", "max_receive_bytes", "service_receive_bytes", "max_concurrent_streams", "max_header_bytes",

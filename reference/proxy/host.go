@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/prism-suite/prism/proto/handshake"
 	plugin "github.com/prism-suite/prism/proto/launch"
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
+	"github.com/prism-suite/prism/proto/tracing"
 )
 
 // backoffDelay returns the delay before restart number attempt (0-based):
@@ -135,6 +137,8 @@ type host struct {
 	onChg func()
 	// stderr receives the plugin's stderr, line by line.
 	stderr io.Writer
+	// tracing is the proxy's (nil: off), for a builtin's SDK server.
+	tracing *tracing.Tracing
 
 	cur atomic.Pointer[live]
 
@@ -374,7 +378,10 @@ func (h *host) launch(ctx context.Context) (*live, error) {
 	opts := plugin.DefaultOptions()
 	opts.Args = h.spec.Args
 	opts.StderrTee = h.stderr
-	p, err := plugin.Launch(ctx, h.cfg.resolve(h.spec.Binary), opts)
+	bin := h.cfg.resolve(h.spec.Binary)
+	// The plugin exports where the proxy does, under its binary's name.
+	opts.Env = h.cfg.Tracing.Env(filepath.Base(bin))
+	p, err := plugin.Launch(ctx, bin, opts)
 	if err != nil {
 		_ = p.Stop(context.Background())
 		return nil, fmt.Errorf("launch plugin: %w", err)

@@ -110,7 +110,7 @@ func (p *Proxy) plan(nsCfg Namespace, source string, revision int64, spec string
 		}
 		if h == nil {
 			h = &host{id: id, spec: ps, cfg: &p.cfg, m: p.m, rnd: p.rnd, onChg: p.updateHealth,
-				stderr: &lineWriter{out: p.sw}, builtin: p.builtins[ps.Builtin], log: p.log}
+				stderr: &lineWriter{out: p.sw}, builtin: p.builtins[ps.Builtin], log: p.log, tracing: p.tracing}
 			fresh[id] = h
 			pl.fresh = append(pl.fresh, h)
 		}

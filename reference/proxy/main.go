@@ -18,6 +18,7 @@ import (
 
 	"github.com/prism-suite/prism/backends/sdk"
 	"github.com/prism-suite/prism/proto/handshake"
+	"github.com/prism-suite/prism/proto/tracing"
 
 	"github.com/prism-suite/prism/reference/internal/authmutant"
 )
@@ -34,6 +35,8 @@ Usage:
 
 SIGTERM or SIGINT ends open subscriptions with Unavailable, drains in-flight
 calls (drain_timeout), stops the plugins and exits 0. Exit code 2: the config is invalid; 1: the proxy could not start.
+Traces: a tracing: block in the config, or OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 (OTLP/gRPC;
+OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER=none also read); the plugins it launches export there too. Off by default.
 Without GOGC in its environment the proxy tunes its garbage collector: GOGC=400 while its heap is
 small, collecting at 64 MiB, and Go's default of 100 once the live heap passes 32 MiB.
 
@@ -135,6 +138,13 @@ func Main(args []string, stderr io.Writer, opts ...Option) int {
 	}
 	if *logLevel != "" {
 		cfg.LogLevel = *logLevel
+	}
+	if !cfg.Tracing.Enabled() {
+		// No tracing block: the standard OTEL_* environment decides.
+		if cfg.Tracing, err = tracing.FromEnv(os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "prism-proxy: %v\n", err)
+			return 2
+		}
 	}
 	tuneGC()
 	// Test only: a deliberately broken auth for the suite's mutant tests, in

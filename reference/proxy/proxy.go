@@ -86,6 +86,17 @@
 // keepalive pings, idle connections, and health watchers (with auth on,
 // Health/Watch needs a valid token too). See [Limits].
 //
+// # Traces
+//
+// With [Config.Tracing] (or, in prism-proxy, the OTEL_* environment; see
+// proto/tracing) the proxy continues the caller's W3C trace in a server
+// span per call (otelgrpc), starts a "forward" span for the hop to the
+// plugin (process or builtin), and sends the plugin that span's
+// traceparent in place of the client's; both spans carry the namespace,
+// method and request id. The plugins it launches get the same endpoint,
+// under their binary's name. Without tracing nothing of it is installed,
+// and the client's traceparent reaches the plugin untouched.
+//
 // # Operations
 //
 // The proxy serves gRPC health with one service name per namespace (SERVING
@@ -130,6 +141,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -142,6 +154,7 @@ import (
 
 	"github.com/prism-suite/prism/proto/handshake"
 	registryv1 "github.com/prism-suite/prism/proto/prism/registry/v1"
+	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/reference/internal/authmutant"
 	"github.com/prism-suite/prism/reference/registry"
 )
@@ -193,6 +206,8 @@ type Proxy struct {
 	mlis    net.Listener
 
 	auth      authState // auth.go
+	tracing   *tracing.Tracing
+	ownTrace  bool // New started tracing (cfg.Tracing), so Shutdown flushes it
 	draining  atomic.Bool
 	inflight  atomic.Int64
 	reqPrefix string
@@ -229,6 +244,10 @@ type Option func(*Proxy)
 // WithLogger sets the logger (default: slog JSON on stderr at the config's level).
 func WithLogger(l *slog.Logger) Option { return func(p *Proxy) { p.log = l } }
 
+// WithTracing makes the proxy trace with t instead of what [Config.Tracing]
+// says (tests that keep spans in memory). The caller shuts t down.
+func WithTracing(t *tracing.Tracing) Option { return func(p *Proxy) { p.tracing = t } }
+
 // WithPluginStderr sets where the plugins' stderr goes, line by line
 // (default: os.Stderr).
 func WithPluginStderr(w io.Writer) Option { return func(p *Proxy) { p.stderr = w } }
@@ -258,6 +277,13 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	}
 	if err := p.setupAuth(); err != nil {
 		return nil, err
+	}
+	if p.tracing == nil && cfg.Tracing.Enabled() {
+		t, err := tracing.Start(context.Background(), cfg.Tracing, "prism-proxy")
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		p.tracing, p.ownTrace = t, true
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -336,6 +362,8 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		// that grows (copies) its stack every time.
 		grpc.NumStreamWorkers(streamWorkers),
 	}, p.cfg.Limits.serverOptions()...)
+	// Tracing off: no stats handler at all (proto/tracing).
+	opts = append(opts, p.tracing.ServerOptions()...)
 	p.grpc = grpc.NewServer(append(opts, p.authServerOptions(ctx)...)...)
 	healthpb.RegisterHealthServer(p.grpc, p.health)
 	p.grpc.RegisterService(limitedService(&registryv1.Registry_ServiceDesc, p.cfg.Limits.receiveLimit(RegistryService),
@@ -446,6 +474,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		if p.auth.a != nil {
 			p.auth.a.Close()
 		}
+		if p.ownTrace {
+			if err := p.tracing.Shutdown(pctx); err != nil {
+				p.log.Warn("tracing", "error", err.Error())
+			}
+		}
 		p.log.Info("stopped")
 	})
 	return nil
@@ -528,7 +561,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	return err
 }
 
-func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) error {
+func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, service, full string, md metadata.MD) (err error) {
 	u := ns.byService[service]
 	if u == nil {
 		return status.Errorf(codes.Unimplemented, "namespace %q serves pattern %s, which does not include %s", ns.Name, ns.patternText, service)
@@ -552,7 +585,17 @@ func (p *Proxy) route(ctx context.Context, ss grpc.ServerStream, ns *namespace, 
 		out[RequestIDKey] = []string{id}
 		md[RequestIDKey] = []string{id}
 	}
-	octx := metadata.NewOutgoingContext(ctx, out)
+	fctx := ctx
+	if p.tracing != nil {
+		annotate(ctx, ns.Name, full, id)
+		var sp trace.Span
+		fctx, sp = p.forwardSpan(ctx, ns.Name, full, id)
+		// The plugin continues the forward span, not the client's: this
+		// replaces the traceparent the client sent.
+		p.tracing.Inject(fctx, out)
+		defer func() { endSpan(sp, err) }()
+	}
+	octx := metadata.NewOutgoingContext(fctx, out)
 	if p.inflight.Add(1) > int64(p.cfg.Limits.MaxInFlight) {
 		p.inflight.Add(-1)
 		return p.overloaded()

@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 	if code, ok := serveSick(os.Args); ok {
 		os.Exit(code)
 	}
+	if code, ok := serveTraceHelpers(os.Args); ok {
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "prism-proxy-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
