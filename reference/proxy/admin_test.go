@@ -62,15 +62,17 @@ type adminRig struct {
 	entered chan struct{}
 	release chan struct{}
 	closed  atomic.Int32
+	// opts are more options of the proxies start runs.
+	opts []proxy.Option
 }
 
 var rigNamespaces = []string{"static", "live", "other", "bad"}
 
 func (r *adminRig) builtins() []proxy.Option {
-	return []proxy.Option{proxy.WithPluginStderr(io.Discard),
+	return append([]proxy.Option{proxy.WithPluginStderr(io.Discard),
 		proxy.WithBuiltin("gated", func() sdk.Driver {
 			return gated{Store: memstorepkg.New(), entered: r.entered, release: r.release, closed: &r.closed}
-		})}
+		})}, r.opts...)
 }
 
 func newAdminRig(t *testing.T) *adminRig {

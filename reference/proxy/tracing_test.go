@@ -24,6 +24,7 @@ import (
 	memstoredriver "github.com/prism-suite/prism/backends/memstore"
 	"github.com/prism-suite/prism/backends/redis"
 	"github.com/prism-suite/prism/backends/sdk"
+	adminv1 "github.com/prism-suite/prism/proto/prism/admin/v1"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
 	"github.com/prism-suite/prism/proto/tracing"
 	"github.com/prism-suite/prism/proto/tracing/otlptest"
@@ -416,5 +417,36 @@ func TestShippedBinariesRegisterNoCompressor(t *testing.T) {
 	}
 	if slices.Contains(strings.Fields(string(out)), "google.golang.org/grpc/encoding/gzip") {
 		t.Error("prism-proxy or prismctl links google.golang.org/grpc/encoding/gzip: every gRPC call then advertises it (go mod why -m, go list -deps to find who imports it)")
+	}
+}
+
+// TestTraceThroughANamespaceTheAdminAPICreated: a plugin host the admin API
+// starts while the proxy serves is traced like one from the config file.
+func TestTraceThroughANamespaceTheAdminAPICreated(t *testing.T) {
+	r := newAdminRig(t)
+	exp := tracetest.NewInMemoryExporter()
+	r.opts = []proxy.Option{proxy.WithTracing(tracing.NewWithExporter(exp, "prism-proxy")),
+		proxy.WithBuiltin("memstore", func() sdk.Driver { return memstoredriver.New() })}
+	_, kv, admin := r.start(t)
+	if _, err := admin.CreateNamespace(r.ctx(t, r.adminTk), &adminv1.CreateNamespaceRequest{
+		Spec: "name: live\npattern: keyvalue\nplugin: {builtin: memstore}\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Set(r.data(t, "live"), &keyvaluev1.SetRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	var forward, backend sdktrace.ReadOnlySpan
+	var all []string
+	for _, s := range exp.GetSpans().Snapshots() {
+		all = append(all, s.Name())
+		switch s.Name() {
+		case "forward prism.keyvalue.v1.KeyValue/Set":
+			forward = s
+		case "memstore.Set":
+			backend = s
+		}
+	}
+	if forward == nil || backend == nil || backend.SpanContext().TraceID() != forward.SpanContext().TraceID() {
+		t.Fatalf("want the forward span and memstore's span in one trace; spans: %v", all)
 	}
 }
