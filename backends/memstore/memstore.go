@@ -293,6 +293,10 @@ func clone(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
+// Linearizable declares keyvalue.linearizable (sdk.KeyValueLinearizable):
+// one process, one lock per operation, no replicas.
+func (s *Store) Linearizable() {}
+
 // Set implements sdk.KeyValueBasic.
 func (s *Store) Set(_ context.Context, key string, value []byte) error {
 	s.mu.Lock()
