@@ -314,7 +314,7 @@ func (r KVResult) Facts() []string {
 		out = append(out, fmt.Sprintf("not linearizable on %d of %d keys (%v)", len(ks), len(r.Keys), ks))
 	}
 	if lost > 0 {
-		out = append(out, fmt.Sprintf("%d acknowledged writes lost", lost))
+		out = append(out, fmt.Sprintf("%d acknowledged writes lost (a later read saw an older state, or it was gone after the run)", lost))
 	}
 	if stale > 0 {
 		out = append(out, fmt.Sprintf("%d stale reads", stale))
