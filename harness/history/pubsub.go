@@ -103,9 +103,9 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 	res := &PubSubResult{Published: map[Outcome]int{}}
 	var (
 		mu       sync.Mutex
-		acked    = map[string]bool{}         // acked to the publisher
-		delivs   = map[string][]delivery{}   // by payload
-		ackedAt  = map[string]time.Time{}    // consumer's ack returned OK
+		acked    = map[string]bool{}       // acked to the publisher
+		delivs   = map[string][]delivery{} // by payload
+		ackedAt  = map[string]time.Time{}  // consumer's ack returned OK
 		allIn    = make(chan struct{})
 		closeAll sync.Once
 	)
