@@ -37,7 +37,7 @@ type RobustnessOptions struct {
 	// Hold is how long each fault stays (default 3s); Gap the quiet time
 	// after recovery (default 1s).
 	Hold, Gap time.Duration
-	// CheckTimeout bounds porcupine's check of one key (default 60s).
+	// CheckTimeout bounds porcupine's check of one key (default 20s).
 	CheckTimeout time.Duration
 }
 
@@ -157,7 +157,7 @@ func (s singleNode) WaitHealthy(ctx context.Context) error {
 // cfg.ReportDir. It returns the exit code.
 func Robustness(cfg Config, o RobustnessOptions) int {
 	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = 60 * time.Second
+		o.CheckTimeout = 20 * time.Second
 	}
 	log := cfg.Logf
 	start := time.Now()
@@ -301,6 +301,10 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		re := report.RobustEvent{Event: e, RecoverMS: float64(e.RecoverTime().Microseconds()) / 1000}
 		if h != nil {
 			re.OpsPerSec = opsPerSec(h, [][2]time.Time{{e.Injected, e.Healed}})
+			re.ServiceRecoverMS = -1
+			if d, ok := h.FirstOKAfter(e.Healed); ok {
+				re.ServiceRecoverMS = float64(d.Microseconds()) / 1000
+			}
 		}
 		rob.Events = append(rob.Events, re)
 	}
@@ -425,7 +429,7 @@ func printRobustness(log func(string, ...any), rep *report.Report) {
 		log("  pubsub: %d acked to publishers, %d delivered, %d redelivered, %d lost, %d after ack", ps.Acked, ps.Delivered, ps.Redelivered, ps.Lost, ps.AfterAck)
 	}
 	for _, e := range rob.Events {
-		log("  event: %s %s recovered in %.0f ms (%.0f ops/s while in) %s", e.Kind, e.Node, e.RecoverMS, e.OpsPerSec, e.Err)
+		log("  event: %s %s: backend healthy %.0f ms after the heal, plugin serving again after %.0f ms; %.0f ops/s while in %s", e.Kind, e.Node, e.RecoverMS, e.ServiceRecoverMS, e.OpsPerSec, e.Err)
 	}
 	for _, f := range rob.Facts {
 		log("  fact: %s", f)

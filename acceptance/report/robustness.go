@@ -35,8 +35,13 @@ type Robustness struct {
 // RobustEvent is one fault with its time to recover.
 type RobustEvent struct {
 	nemesis.Event
-	// RecoverMS is the time from the heal to healthy again.
+	// RecoverMS is the time from the heal to the backend healthy again
+	// (nemesis.Event.RecoverTime).
 	RecoverMS float64 `json:"recover_ms"`
+	// ServiceRecoverMS is the time from the heal until the first KeyValue
+	// operation invoked after it returned OK through the plugin (-1: none
+	// did).
+	ServiceRecoverMS float64 `json:"service_recover_ms"`
 	// OpsPerSec is the workload's throughput while the fault was in
 	// (operations invoked between Injected and Healed).
 	OpsPerSec float64 `json:"ops_per_sec"`

@@ -32,19 +32,32 @@ type regState struct {
 // RegisterModel is a register per key (keys are checked apart): Set writes
 // a value, Get reads it (or finds none), Delete removes it and says whether
 // there was one. An operation whose outcome is unknown may have happened or
-// not: its output constrains nothing and it returns at infinity.
-var RegisterModel = porcupine.Model{
-	Init: func() any { return regState{} },
-	Step: func(state, input, output any) (bool, any) {
+// not: its output constrains nothing and it leads to both states (a
+// nondeterministic step); one that timed out may take effect at any time
+// after its invoke and returns at infinity, one the plugin answered with an
+// error took effect before the answer or never.
+var RegisterModel = (&porcupine.NondeterministicModel{
+	Init: func() []any { return []any{regState{}} },
+	Step: func(state, input, output any) []any {
 		st, in, out := state.(regState), input.(regInput), output.(regOutput)
+		var next regState
 		switch in.kind {
 		case OpSet:
-			return true, regState{present: true, value: in.value}
+			next = regState{present: true, value: in.value}
 		case OpGet:
-			return out.found == st.present && (!out.found || out.value == st.value), st
+			if out.found == st.present && (!out.found || out.value == st.value) {
+				return []any{st}
+			}
+			return nil
 		default: // OpDelete
-			return out.unknown || out.found == st.present, regState{}
+			if !out.unknown && out.found != st.present {
+				return nil
+			}
 		}
+		if out.unknown {
+			return []any{st, next}
+		}
+		return []any{next}
 	},
 	Equal: func(a, b any) bool { return a.(regState) == b.(regState) },
 	DescribeOperation: func(input, output any) string {
@@ -73,16 +86,40 @@ var RegisterModel = porcupine.Model{
 		}
 		return "(none)"
 	},
-}
+}).ToModel()
 
 // Operations turns the operations of one key into porcupine's: failed
 // operations did not happen and are left out, as are reads whose outcome
-// is unknown; an unknown write returns at infinity.
+// is unknown; an unknown write returns at infinity (it may take effect at
+// any time after its invoke), except an unknown Set whose value a read
+// returned, which returns when the first such read did, and one whose
+// effect nothing observed (no read returned its value, no Delete invoked
+// after it found the key), which is left out: whether it happened or not
+// changes no answer, and each one left in would multiply the checker's work
+// (etcd's robustness tests do the same).
 func Operations(ops []KVOp) []porcupine.Operation {
+	seen := map[string]time.Duration{} // value -> the first return of a read of it
+	for _, op := range ops {
+		if op.Kind == OpGet && op.Outcome == OK && op.Found {
+			if r, ok := seen[op.Value]; !ok || op.Return < r {
+				seen[op.Value] = op.Return
+			}
+		}
+	}
 	var out []porcupine.Operation
 	for _, op := range ops {
 		if op.Outcome == Failed || (op.Outcome == Unknown && op.Kind == OpGet) {
 			continue
+		}
+		if op.Kind == OpSet && op.Outcome == Unknown {
+			if r, ok := seen[op.Value]; ok {
+				op.Outcome, op.Return = OK, min(r, op.Return)
+				if op.TimedOut {
+					op.Return = r
+				}
+			} else if !foundLater(ops, op.Invoke) {
+				continue
+			}
 		}
 		p := porcupine.Operation{ClientId: op.Client, Input: regInput{kind: op.Kind, value: op.Value},
 			Call: int64(op.Invoke), Return: int64(op.Return),
@@ -90,12 +127,22 @@ func Operations(ops []KVOp) []porcupine.Operation {
 		if op.Kind == OpSet {
 			p.Output = regOutput{unknown: op.Outcome == Unknown}
 		}
-		if op.Outcome == Unknown {
+		if op.Outcome == Unknown && op.TimedOut {
 			p.Return = infinity
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// foundLater says whether an OK Delete invoked after t found the key.
+func foundLater(ops []KVOp, t time.Duration) bool {
+	for _, op := range ops {
+		if op.Kind == OpDelete && op.Outcome == OK && op.Found && op.Invoke > t {
+			return true
+		}
+	}
+	return false
 }
 
 // Verdicts of one key's history.

@@ -97,3 +97,32 @@ func TestLostFinalWrite(t *testing.T) {
 		t.Fatalf("got %+v, want nothing lost", res.Keys[0])
 	}
 }
+
+// A Delete answered with an error (not a timeout) took effect before the
+// answer or never: a later read may see the value or not, but a read that
+// sees a value after an acknowledged later Delete is still illegal.
+func TestUnknownDeleteIsEitherWay(t *testing.T) {
+	for _, found := range []bool{true, false} {
+		get := op(1, OpGet, "k", "", false, OK, 40, 50)
+		if found {
+			get.Value, get.Found = "a", true
+		}
+		kr := check(t, "",
+			op(0, OpSet, "k", "a", false, OK, 0, 10),
+			op(0, OpDelete, "k", "", false, Unknown, 20, 30),
+			get,
+		)
+		if kr.Verdict != Linearizable {
+			t.Fatalf("found=%v: got %+v, want linearizable", found, kr)
+		}
+	}
+	kr := check(t, "",
+		op(0, OpSet, "k", "a", false, OK, 0, 10),
+		op(0, OpDelete, "k", "", false, Unknown, 20, 30),
+		op(0, OpDelete, "k", "", false, OK, 35, 38),
+		op(1, OpGet, "k", "a", true, OK, 40, 50),
+	)
+	if kr.Verdict != NotLinearizable {
+		t.Fatalf("got %+v, want not linearizable", kr)
+	}
+}

@@ -71,7 +71,11 @@ type KVOp struct {
 	// Found is an OK Get's or Delete's answer (the key existed).
 	Found   bool    `json:"found,omitempty"`
 	Outcome Outcome `json:"outcome"`
-	Err     string  `json:"error,omitempty"`
+	// TimedOut marks an Unknown operation whose call hit its deadline (it
+	// may still take effect later); other Unknown ones were answered with
+	// an error (Unavailable…): they took effect before the answer or never.
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Err      string `json:"error,omitempty"`
 	// Invoke and Return are monotonic times since the history's start.
 	Invoke time.Duration `json:"invoke_ns"`
 	Return time.Duration `json:"return_ns"`
@@ -90,6 +94,8 @@ type KVOptions struct {
 	// Rate caps each client's operations per second (default 200; <0: no
 	// cap), which keeps histories small enough to check.
 	Rate float64
+	// Backoff is a client's pause after an unknown outcome (default 100ms).
+	Backoff time.Duration
 	// Seed picks the operations (0: random).
 	Seed uint64
 }
@@ -106,6 +112,9 @@ func (o *KVOptions) defaults() {
 	}
 	if o.Rate == 0 {
 		o.Rate = 200
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 100 * time.Millisecond
 	}
 	if o.Seed == 0 {
 		o.Seed = rand.Uint64()
@@ -206,12 +215,21 @@ func RunKV(ctx context.Context, kv keyvaluev1.KeyValueClient, o KVOptions) *KVHi
 				op.Return = time.Since(h.Start)
 				cancel()
 				op.Outcome = OutcomeOf(err)
+				op.TimedOut = op.Outcome == Unknown && (errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded || cctx.Err() != nil)
 				if err != nil {
 					op.Err = err.Error()
 				}
 				local = append(local, op)
 				if op.Outcome == Unknown {
 					id = newID()
+					// A client backs off after a lost answer, as a
+					// retrying client would; it also keeps the number of
+					// unknown operations, which the check pays for, small.
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(o.Backoff):
+					}
 				}
 			}
 		}(c)
@@ -227,6 +245,19 @@ func (h *KVHistory) Count() map[Outcome]int {
 		n[op.Outcome]++
 	}
 	return n
+}
+
+// FirstOKAfter is how long after t the first operation invoked after t
+// returned OK (the service's recovery after a heal at t); false if none did.
+func (h *KVHistory) FirstOKAfter(t time.Time) (time.Duration, bool) {
+	at := h.At(t)
+	best, found := time.Duration(0), false
+	for _, op := range h.Ops {
+		if op.Outcome == OK && op.Invoke >= at && (!found || op.Return < best) {
+			best, found = op.Return, true
+		}
+	}
+	return best - at, found
 }
 
 // infinity is the return time of an operation whose outcome is unknown:
