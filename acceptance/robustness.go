@@ -254,10 +254,20 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		healed = make(chan struct{})
 	)
 	log("robustness: %s for %v, nemesis %v, keyvalue %v, durable pubsub %v", tg.Via, o.Duration, o.Nemesis, kvOn, psOn)
+	// The durable consumer must exist before the first fault.
+	psLive := make(chan struct{})
+	if !psOn {
+		close(psLive)
+	}
 	if len(o.Nemesis) > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			select {
+			case <-psLive:
+			case <-ctx.Done():
+				return
+			}
 			events, nemErr = nemesis.Run(ctx, c, nemesis.Options{Kinds: o.Nemesis, Hold: o.Hold, Gap: o.Gap, LeaderKey: kvo.KeyNames()[0]},
 				func(e nemesis.Event) {
 					log("nemesis: %s %s injected, healed after %v, healthy %v later %s", e.Kind, e.Node, e.Healed.Sub(e.Injected).Round(time.Millisecond), e.RecoverTime().Round(time.Millisecond), e.Err)
@@ -277,6 +287,12 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			defer wg.Done()
 			ps, psErr = history.RunDurablePubSub(ctx, tg.PubSub(), history.PubSubOptions{
 				Topic: fmt.Sprintf("robust.%d", r.cfg.Seed), Durable: fmt.Sprintf("robust-%d", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call,
+				Live: func(err error) {
+					if err != nil {
+						cancel()
+					}
+					close(psLive)
+				},
 			}, healed)
 		}()
 	}
@@ -298,7 +314,17 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		rob.Errors = append(rob.Errors, nemErr.Error())
 	}
 	for _, e := range events {
-		re := report.RobustEvent{Event: e, RecoverMS: float64(e.RecoverTime().Microseconds()) / 1000}
+		re := report.RobustEvent{Event: e, RecoverMS: float64(e.RecoverTime().Microseconds()) / 1000, ServiceRecoverMS: -1}
+		if ps != nil {
+			if d, ok := ps.FirstOKAfter(e.Healed); ok {
+				re.PublishRecoverMS = float64(d.Microseconds()) / 1000
+			} else {
+				re.PublishRecoverMS = -1
+			}
+			if w := e.Healed.Sub(e.Injected); w > 0 {
+				re.PublishesPerSec = float64(ps.PublishedIn(e.Injected, e.Healed)) / w.Seconds()
+			}
+		}
 		if h != nil {
 			re.OpsPerSec = opsPerSec(h, [][2]time.Time{{e.Injected, e.Healed}})
 			re.ServiceRecoverMS = -1
@@ -429,7 +455,8 @@ func printRobustness(log func(string, ...any), rep *report.Report) {
 		log("  pubsub: %d acked to publishers, %d delivered, %d redelivered, %d lost, %d after ack", ps.Acked, ps.Delivered, ps.Redelivered, ps.Lost, ps.AfterAck)
 	}
 	for _, e := range rob.Events {
-		log("  event: %s %s: backend healthy %.0f ms after the heal, plugin serving again after %.0f ms; %.0f ops/s while in %s", e.Kind, e.Node, e.RecoverMS, e.ServiceRecoverMS, e.OpsPerSec, e.Err)
+		log("  event: %s %s: backend healthy %.0f ms after the heal; first OK call after it: keyvalue %.0f ms, publish %.0f ms (-1: none); while in: %.0f kv ops/s, %.0f publishes/s %s",
+			e.Kind, e.Node, e.RecoverMS, e.ServiceRecoverMS, e.PublishRecoverMS, e.OpsPerSec, e.PublishesPerSec, e.Err)
 	}
 	for _, f := range rob.Facts {
 		log("  fact: %s", f)

@@ -42,9 +42,14 @@ type RobustEvent struct {
 	// operation invoked after it returned OK through the plugin (-1: none
 	// did).
 	ServiceRecoverMS float64 `json:"service_recover_ms"`
-	// OpsPerSec is the workload's throughput while the fault was in
-	// (operations invoked between Injected and Healed).
+	// OpsPerSec is the KeyValue workload's throughput while the fault was
+	// in (operations invoked between Injected and Healed).
 	OpsPerSec float64 `json:"ops_per_sec"`
+	// PublishRecoverMS is the time from the heal until the first Publish
+	// invoked after it returned OK (-1: none did; 0: no PubSub workload),
+	// and PublishesPerSec the OK Publishes per second while the fault was in.
+	PublishRecoverMS float64 `json:"publish_recover_ms"`
+	PublishesPerSec  float64 `json:"publishes_per_sec"`
 }
 
 // RobustKV is the KeyValue workload's figures and check.
@@ -102,6 +107,10 @@ func JudgeRobustness(run RobustnessRun) (caps []Capability, exit int, why string
 			c.Verdict, c.Failed = VerdictFail, len(kv.Illegal())
 			c.Reason = facts + "; visualization: " + strings.Join(visualizations(kv.KVResult), ", ")
 			failed = append(failed, c.Name)
+		case kv.ByOutcome[history.OK] == 0:
+			c.Verdict, c.Errors = VerdictError, 1
+			c.Reason = "no KeyValue call succeeded: nothing to check"
+			errored = append(errored, c.Name)
 		case len(kv.Undecided()) > 0:
 			c.Verdict, c.Errors = VerdictError, len(kv.Undecided())
 			c.Reason = fmt.Sprintf("porcupine could not decide keys %v within its timeout", kv.Undecided())
@@ -118,6 +127,10 @@ func JudgeRobustness(run RobustnessRun) (caps []Capability, exit int, why string
 		switch {
 		case !c.Declared:
 			c.Verdict, c.Reason = NotDeclared, "facts under faults: "+orNone(facts)
+		case ps.Acked == 0:
+			c.Verdict, c.Errors = VerdictError, 1
+			c.Reason = "no Publish was acknowledged: nothing to check (first error: " + ps.FirstError + ")"
+			errored = append(errored, c.Name)
 		case ps.Lost > 0 || ps.AfterAck > 0:
 			c.Verdict, c.Failed, c.Reason = VerdictFail, ps.Lost+ps.AfterAck, "under faults: "+facts
 			failed = append(failed, c.Name)

@@ -28,6 +28,10 @@ type PubSubOptions struct {
 	// Drain bounds the wait, after the run, for every message acknowledged
 	// to a publisher to be delivered (default 20s).
 	Drain time.Duration
+	// Live, when set, is called once the consumer's first subscription is
+	// live (before anything is published), or with the error that kept it
+	// from being so.
+	Live func(error)
 }
 
 func (o *PubSubOptions) defaults() {
@@ -69,8 +73,40 @@ type PubSubResult struct {
 	// Drained says every acknowledged message was delivered before the
 	// drain's deadline.
 	Drained bool `json:"drained"`
+	// okAt are the invoke and return times of the OK Publishes.
+	okAt [][2]time.Time
+	// FirstError is the first error a Publish got.
+	FirstError string `json:"first_publish_error,omitempty"`
 	// LostExamples names a few lost messages.
 	LostExamples []string `json:"lost_examples,omitempty"`
+}
+
+// FirstOKAfter is how long after t the first Publish invoked after t
+// returned OK; false if none did.
+func (r *PubSubResult) FirstOKAfter(t time.Time) (time.Duration, bool) {
+	for _, ok := range r.okAt { // in the order they returned, per publisher
+		if !ok[0].Before(t) {
+			best := ok[1]
+			for _, o := range r.okAt {
+				if !o[0].Before(t) && o[1].Before(best) {
+					best = o[1]
+				}
+			}
+			return best.Sub(t), true
+		}
+	}
+	return 0, false
+}
+
+// PublishedIn counts the OK Publishes invoked between from and to.
+func (r *PubSubResult) PublishedIn(from, to time.Time) int {
+	n := 0
+	for _, o := range r.okAt {
+		if !o[0].Before(from) && !o[0].After(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // Facts says the result's anomalies in words.
@@ -158,7 +194,11 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 			}
 		}
 	}()
-	if err := <-subscribed; err != nil {
+	err := <-subscribed
+	if o.Live != nil {
+		o.Live(err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	var pubWG sync.WaitGroup
@@ -176,12 +216,16 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 				}
 				payload := fmt.Sprintf("p%d-%d", p, seq)
 				cctx, cancel := context.WithTimeout(context.Background(), o.CallTimeout)
+				invoked := time.Now()
 				_, err := ps.Publish(cctx, &pubsubv1.PublishRequest{Topic: o.Topic, Payload: []byte(payload)})
 				cancel()
 				mu.Lock()
 				res.Published[OutcomeOf(err)]++
 				if err == nil {
 					acked[payload] = true
+					res.okAt = append(res.okAt, [2]time.Time{invoked, time.Now()})
+				} else if res.FirstError == "" {
+					res.FirstError = err.Error()
 				}
 				mu.Unlock()
 			}
