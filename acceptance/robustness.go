@@ -93,6 +93,8 @@ func (s singleNode) Kill(ctx context.Context, id string) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
+	ctx, cancel := atomic(ctx)
+	defer cancel()
 	return s.inst.(backend.Outager).Down(ctx)
 }
 
@@ -100,6 +102,8 @@ func (s singleNode) Restart(ctx context.Context, id string) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
+	ctx, cancel := atomic(ctx)
+	defer cancel()
 	return s.inst.(backend.Outager).Up(ctx)
 }
 
@@ -107,6 +111,8 @@ func (s singleNode) Pause(ctx context.Context, id string) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
+	ctx, cancel := atomic(ctx)
+	defer cancel()
 	return s.inst.(backend.Pauser).Pause(ctx)
 }
 
@@ -114,7 +120,16 @@ func (s singleNode) Resume(ctx context.Context, id string) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
+	ctx, cancel := atomic(ctx)
+	defer cancel()
 	return s.inst.(backend.Pauser).Unpause(ctx)
+}
+
+// atomic is the context of one fault action: the run's end (ctx) must not
+// cut a container stop or start short, which would leave the node in
+// neither state; the action is bounded on its own instead.
+func atomic(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 }
 
 func (s singleNode) Disconnect(context.Context, string) error {
@@ -455,8 +470,14 @@ func printRobustness(log func(string, ...any), rep *report.Report) {
 		log("  pubsub: %d acked to publishers, %d delivered, %d redelivered, %d lost, %d after ack", ps.Acked, ps.Delivered, ps.Redelivered, ps.Lost, ps.AfterAck)
 	}
 	for _, e := range rob.Events {
-		log("  event: %s %s: backend healthy %.0f ms after the heal; first OK call after it: keyvalue %.0f ms, publish %.0f ms (-1: none); while in: %.0f kv ops/s, %.0f publishes/s %s",
-			e.Kind, e.Node, e.RecoverMS, e.ServiceRecoverMS, e.PublishRecoverMS, e.OpsPerSec, e.PublishesPerSec, e.Err)
+		line := fmt.Sprintf("  event: %s %s held %v: backend healthy %.0f ms after the heal", e.Kind, e.Node, e.Healed.Sub(e.Injected).Round(time.Millisecond), e.RecoverMS)
+		if rob.KeyValue != nil {
+			line += fmt.Sprintf("; keyvalue: %.0f ops/s while in, first OK call %.0f ms after the heal", e.OpsPerSec, e.ServiceRecoverMS)
+		}
+		if rob.PubSub != nil {
+			line += fmt.Sprintf("; pubsub: %.0f publishes/s while in, first OK publish %.0f ms after the heal", e.PublishesPerSec, e.PublishRecoverMS)
+		}
+		log("%s (-1: none) %s", line, e.Err)
 	}
 	for _, f := range rob.Facts {
 		log("  fact: %s", f)
