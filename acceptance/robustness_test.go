@@ -131,3 +131,31 @@ func TestRobustnessRedisKill(t *testing.T) {
 		t.Fatalf("outcomes %v: a kill must cost some calls and the rest succeed\n%s", kv.ByOutcome, out)
 	}
 }
+
+// TestRobustnessDurablePubSub: the nats plugin on an embedded server keeps
+// every acknowledged message and never delivers one after its ack (the
+// consumer cycles its subscription); the redeliver-acked mutant, which gets
+// a returning consumer everything again, fails pubsub.durable.
+func TestRobustnessDurablePubSub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two 4s runs")
+	}
+	bin := buildCommands(t)
+	natsBin, err := buildDir("robustness-nats", nil, "../backends/nats/cmd/prism-nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--backend", "nats", "--instance", "embedded", "--nemesis", "none", "--duration", "4s"}
+	rep, code, out, _ := robust(t, bin, append([]string{"--plugin", filepath.Join(natsBin, "prism-nats")}, common...)...)
+	ps := rep.Robustness.PubSub
+	if code != report.ExitOK || rep.Verdict("pubsub.durable") != report.Certified || ps == nil || ps.Acked == 0 || ps.Lost+ps.AfterAck > 0 || ps.Resubscribes == 0 {
+		t.Fatalf("exit %d, pubsub.durable %q, %+v; want 0, certified, messages acked, none lost or after ack, the consumer back at least once\n%s",
+			code, rep.Verdict("pubsub.durable"), ps, out)
+	}
+	rep, code, out, _ = robust(t, bin, append([]string{"--plugin", filepath.Join(bin, "prism-mutant"),
+		"--plugin-arg=--mutant=redeliver-acked", "--plugin-arg=--base=nats"}, common...)...)
+	if code != report.ExitFailed || rep.Verdict("pubsub.durable") != report.VerdictFail || rep.Robustness.PubSub.AfterAck == 0 {
+		t.Fatalf("redeliver-acked: exit %d, pubsub.durable %q, %+v; want 1, failed, deliveries after ack\n%s",
+			code, rep.Verdict("pubsub.durable"), rep.Robustness.PubSub, out)
+	}
+}
