@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -28,6 +29,10 @@ type PubSubOptions struct {
 	// Drain bounds the wait, after the run, for every message acknowledged
 	// to a publisher to be delivered (default 20s).
 	Drain time.Duration
+	// Cycle is how long the consumer keeps one subscription before it
+	// closes it and subscribes again (default 2s): durable consumers come
+	// back, and what they get then is what is checked.
+	Cycle time.Duration
 	// Live, when set, is called once the consumer's first subscription is
 	// live (before anything is published), or with the error that kept it
 	// from being so.
@@ -50,6 +55,9 @@ func (o *PubSubOptions) defaults() {
 	if o.Drain <= 0 {
 		o.Drain = 20 * time.Second
 	}
+	if o.Cycle <= 0 {
+		o.Cycle = 2 * time.Second
+	}
 }
 
 // PubSubResult is what the durable PubSub workload found.
@@ -68,8 +76,11 @@ type PubSubResult struct {
 	// AfterAck are deliveries of a message after the consumer's Ack of it
 	// had returned OK.
 	AfterAck int `json:"delivered_after_ack"`
-	// Resubscribes counts the consumer's reconnections.
-	Resubscribes int `json:"resubscribes"`
+	// Resubscribes counts the consumer's subscriptions after its first
+	// (it cycles them, and resubscribes when one breaks);
+	// SubscriptionErrors counts the subscriptions that broke.
+	Resubscribes       int `json:"resubscribes"`
+	SubscriptionErrors int `json:"subscription_errors"`
 	// Drained says every acknowledged message was delivered before the
 	// drain's deadline.
 	Drained bool `json:"drained"`
@@ -175,6 +186,11 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 					subscribed <- nil
 				}
 			})
+			if first || !errors.Is(err, errCycle) {
+				mu.Lock()
+				res.SubscriptionErrors++
+				mu.Unlock()
+			}
 			if first {
 				// The first subscription must be live before anything is
 				// published: a harness error when it is not.
@@ -188,9 +204,11 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 			mu.Lock()
 			res.Resubscribes++
 			mu.Unlock()
-			select { // retry pace while the backend is down
-			case <-subCtx.Done():
-			case <-time.After(200 * time.Millisecond):
+			if !errors.Is(err, errCycle) {
+				select { // retry pace while the backend is down
+				case <-subCtx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
 			}
 		}
 	}()
@@ -283,11 +301,18 @@ func RunDurablePubSub(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOpt
 	return res, nil
 }
 
-// consume runs one durable subscription until it breaks or ctx ends,
+// errCycle ends a subscription the consumer closes to subscribe again.
+var errCycle = errors.New("cycled")
+
+// consume runs one durable subscription until it breaks, ctx ends or
+// o.Cycle passes (errCycle),
 // calling live once it is subscribed and onMsg for every message.
 func consume(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOptions, onMsg func(payload, token string), live func()) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var cycled atomic.Bool
+	cycle := time.AfterFunc(o.Cycle, func() { cycled.Store(true); cancel() })
+	defer cycle.Stop()
 	stream, err := ps.Subscribe(sctx)
 	if err != nil {
 		return err
@@ -298,6 +323,9 @@ func consume(ctx context.Context, ps pubsubv1.PubSubClient, o PubSubOptions, onM
 	}
 	for {
 		ev, err := stream.Recv()
+		if err != nil && cycled.Load() && ctx.Err() == nil {
+			return errCycle
+		}
 		if errors.Is(err, io.EOF) {
 			return errors.New("the subscription ended")
 		}
