@@ -9,6 +9,10 @@ import (
 	"github.com/prism-suite/prism/proto/capability"
 )
 
+// RobustnessSuite is the capability.Info.Suite of the capabilities a
+// robustness run judges rather than specs (keyvalue.linearizable).
+const RobustnessSuite = "robustness"
+
 // Robustness is what a robustness run (prism-accept --robustness) recorded
 // and found: the faults injected, the workloads' figures and checks, and the
 // anomalies as facts. It is in report.json's "robustness" field.
