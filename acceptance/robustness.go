@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -177,8 +175,12 @@ func Robustness(cfg Config, o RobustnessOptions) int {
 	log := cfg.Logf
 	start := time.Now()
 	r := &Session{cfg: cfg.clone(), setupDone: make(chan struct{})}
-	r.stop, r.cancelStop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	r.stop, r.cancelStop = context.WithCancel(context.Background())
 	defer r.cancelStop()
+	// The first SIGINT or SIGTERM stops the run (the workload, the nemesis,
+	// which heals) and writes the report; a second exits at once.
+	stopSignals := r.handleSignals(os.Stderr)
+	defer stopSignals()
 	r.setup()
 	defer r.teardown()
 
@@ -215,8 +217,8 @@ func Robustness(cfg Config, o RobustnessOptions) int {
 		r.robustRun(tg, clusterOf(r.inst), run.Declared, o, rob)
 	}
 	rep.Capabilities, rep.ExitCode, rep.ExitReason = report.JudgeRobustness(run)
-	if r.stop.Err() != nil {
-		rep.ExitCode, rep.ExitReason = ExitInterrupted(syscall.SIGINT), "interrupted: the run stopped early; its checks are not a verdict"
+	if sig := r.Interrupted(); sig != nil {
+		rep.ExitCode, rep.ExitReason = ExitInterrupted(sig), fmt.Sprintf("interrupted by %s: the run stopped early; its checks are not a verdict", sigName(sig))
 	}
 	rep.DurationMS = time.Since(start).Milliseconds()
 	if r.proc != nil {

@@ -1,6 +1,7 @@
 package acceptance_test
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -157,5 +158,64 @@ func TestRobustnessDurablePubSub(t *testing.T) {
 	if code != report.ExitFailed || rep.Verdict("pubsub.durable") != report.VerdictFail || rep.Robustness.PubSub.AfterAck == 0 {
 		t.Fatalf("redeliver-acked: exit %d, pubsub.durable %q, %+v; want 1, failed, deliveries after ack\n%s",
 			code, rep.Verdict("pubsub.durable"), rep.Robustness.PubSub, out)
+	}
+}
+
+// TestRobustnessUsage: flags a robustness run cannot honour are bad usage.
+func TestRobustnessUsage(t *testing.T) {
+	bin := buildCommands(t)
+	for _, args := range [][]string{
+		{"--via", "both"},
+		{"--nemesis", "chaos"},
+		{"--duration", "0s"},
+		{"--clients", "0"},
+		{"--auth"},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "prism-accept"), append([]string{"--robustness", "--plugin", filepath.Join(bin, "prism-memstore")}, args...)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != report.ExitUsage {
+			t.Errorf("%v: %v, want exit %d\n%s", args, err, report.ExitUsage, out)
+		}
+	}
+}
+
+// TestRobustnessInterrupted: SIGINT during the workload stops the run,
+// writes the report and exits 130; an interrupted run is never a verdict.
+func TestRobustnessInterrupted(t *testing.T) {
+	bin := buildCommands(t)
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--robustness", "--plugin", filepath.Join(bin, "prism-memstore"),
+		"--duration", "60s", "--report-dir", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var out strings.Builder
+	for sc.Scan() { // the workload runs once this line is printed
+		out.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "robustness: ") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Fatalf("%v, want exit 130\n%s", err, out.String())
+	}
+	rep, err := report.Read(filepath.Join(dir, "report.json"))
+	if err != nil || rep.ExitCode != 130 || !strings.Contains(rep.ExitReason, "interrupted by SIGINT") {
+		t.Fatalf("report %v: %+v", err, rep)
 	}
 }
