@@ -358,7 +358,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		rob.PubSub = ps
 		rob.Facts = append(rob.Facts, prefixed("pubsub: ", ps.Facts())...)
 	}
-	if h == nil {
+	if h == nil || r.Interrupted() != nil { // interrupted: no verdict, no check
 		return
 	}
 	final, err := finalState(context.Background(), tg.KeyValue(), kvo.KeyNames(), r.cfg.Timeouts.Call, r.cfg.Timeouts.Eventually)
