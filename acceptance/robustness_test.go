@@ -44,6 +44,7 @@ func robust(t *testing.T, bin string, args ...string) (*report.Report, int, stri
 // run (exit 1), and each key whose history is not linearizable has its
 // porcupine visualization next to report.json, naming the key.
 func TestRobustnessCatchesAckBeforeStore(t *testing.T) {
+	t.Parallel() // mostly waiting: rate-limited clients, held faults
 	bin := buildCommands(t)
 	rep, code, out, dir := robust(t, bin, "--plugin", filepath.Join(bin, "prism-mutant"),
 		"--plugin-arg=--mutant="+mutant.AckBeforeStore, "--backend", "memstore", "--duration", "3s")
@@ -75,6 +76,7 @@ func TestRobustnessCatchesAckBeforeStore(t *testing.T) {
 // declares keyvalue.linearizable, is certified with no anomaly, directly
 // and through the proxy.
 func TestRobustnessMemstoreIsClean(t *testing.T) {
+	t.Parallel() // mostly waiting: rate-limited clients, held faults
 	bin := buildCommands(t)
 	for _, via := range []string{"direct", "proxy"} {
 		t.Run(via, func(t *testing.T) {
@@ -96,8 +98,9 @@ func TestRobustnessMemstoreIsClean(t *testing.T) {
 // does is reported as facts, never a failure; every kill is healed and
 // has its recovery times.
 func TestRobustnessRedisKill(t *testing.T) {
+	t.Parallel() // mostly waiting: rate-limited clients, held faults
 	if testing.Short() {
-		t.Skip("a 10s run with faults")
+		t.Skip("an 8s run with faults")
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not on PATH (apt-get install redis-server)")
@@ -108,7 +111,7 @@ func TestRobustnessRedisKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, code, out, _ := robust(t, bin, "--plugin", filepath.Join(redisBin, "prism-redis"), "--backend", "redis",
-		"--instance", "process", "--nemesis", "kill", "--duration", "10s")
+		"--instance", "process", "--nemesis", "kill", "--duration", "8s")
 	if code != report.ExitOK {
 		t.Fatalf("exit %d, want 0 (facts, not a failure)\n%s", code, out)
 	}
@@ -138,15 +141,16 @@ func TestRobustnessRedisKill(t *testing.T) {
 // consumer cycles its subscription); the redeliver-acked mutant, which gets
 // a returning consumer everything again, fails pubsub.durable.
 func TestRobustnessDurablePubSub(t *testing.T) {
+	t.Parallel() // mostly waiting: rate-limited clients, held faults
 	if testing.Short() {
-		t.Skip("two 4s runs")
+		t.Skip("two 3s runs")
 	}
 	bin := buildCommands(t)
 	natsBin, err := buildDir("robustness-nats", nil, "../backends/nats/cmd/prism-nats")
 	if err != nil {
 		t.Fatal(err)
 	}
-	common := []string{"--backend", "nats", "--instance", "embedded", "--nemesis", "none", "--duration", "4s"}
+	common := []string{"--backend", "nats", "--instance", "embedded", "--nemesis", "none", "--duration", "3s"}
 	rep, code, out, _ := robust(t, bin, append([]string{"--plugin", filepath.Join(natsBin, "prism-nats")}, common...)...)
 	ps := rep.Robustness.PubSub
 	if code != report.ExitOK || rep.Verdict("pubsub.durable") != report.Certified || ps == nil || ps.Acked == 0 || ps.Lost+ps.AfterAck > 0 || ps.Resubscribes == 0 {
