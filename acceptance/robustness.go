@@ -276,10 +276,14 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 	if !psOn {
 		close(psLive)
 	}
-	if len(o.Nemesis) > 0 {
+	nemDone := make(chan struct{})
+	if len(o.Nemesis) == 0 {
+		close(nemDone)
+	} else {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(nemDone)
 			select {
 			case <-psLive:
 			case <-ctx.Done():
@@ -317,6 +321,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 	waitDone := make(chan struct{})
 	go func() {
 		<-ctx.Done()
+		<-nemDone
 		wctx, wcancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Eventually*2)
 		defer wcancel()
 		if err := c.WaitHealthy(wctx); err != nil && r.inst.Info().Provider != backend.None {
