@@ -251,6 +251,12 @@ func tail(s string) string {
 func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capability.Set, o RobustnessOptions, rob *report.Robustness) {
 	log := r.cfg.Logf
 	kvOn, psOn := declared.Has(capability.KeyValueBasic), declared.Has(capability.PubSubDurable)
+	for _, k := range o.Nemesis {
+		if ok, why := c.Supports(k); !ok {
+			rob.Errors = append(rob.Errors, fmt.Sprintf("nemesis %s cannot be injected into this %s instance: %s", k, r.inst.Info().Kind, why))
+			return
+		}
+	}
 	kvo := history.KVOptions{Clients: o.Clients, Keys: o.Keys, Prefix: fmt.Sprintf("robust-%d-", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call}
 	if kvOn {
 		// The keys start absent: the register model's initial state.

@@ -223,3 +223,14 @@ func TestRobustnessInterrupted(t *testing.T) {
 		t.Fatalf("report %v: %+v", err, rep)
 	}
 }
+
+// TestRobustnessUnsupportedNemesis: a fault the instance cannot take is a
+// harness error (exit 2) saying why, before any workload runs: never a pass.
+func TestRobustnessUnsupportedNemesis(t *testing.T) {
+	bin := buildCommands(t)
+	rep, code, out, _ := robust(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--nemesis", "kill", "--duration", "2s")
+	if code != report.ExitError || rep.Robustness.KeyValue != nil || len(rep.Robustness.Errors) != 1 ||
+		!strings.Contains(rep.Robustness.Errors[0], "memstore has no backend node") {
+		t.Fatalf("exit %d, errors %q, keyvalue %v; want 2, the reason, no workload\n%s", code, rep.Robustness.Errors, rep.Robustness.KeyValue, out)
+	}
+}

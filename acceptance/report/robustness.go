@@ -100,6 +100,9 @@ func JudgeRobustness(run RobustnessRun) (caps []Capability, exit int, why string
 		return []Capability{c}, ExitError, "harness error: " + firstLine(run.Setup.Message)
 	}
 	r := run.Result
+	if r.KeyValue == nil && r.PubSub == nil && len(r.Errors) > 0 {
+		return nil, ExitError, "harness error: " + strings.Join(r.Errors, "; ")
+	}
 	var failed, errored []string
 	if kv := r.KeyValue; kv != nil {
 		c := Capability{Name: string(capability.KeyValueLinearizable), Declared: run.Declared.Has(capability.KeyValueLinearizable)}
