@@ -227,6 +227,7 @@ func Robustness(cfg Config, o RobustnessOptions) int {
 	r.redact(rep)
 	printRobustness(log, rep)
 	if r.cfg.ReportDir != "" {
+		rep.Command += " --report-dir=" + r.cfg.ReportDir
 		if err := os.MkdirAll(r.cfg.ReportDir, 0o755); err == nil {
 			_, err = rep.WriteJSON(r.cfg.ReportDir)
 			if err != nil {
@@ -257,7 +258,8 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			return
 		}
 	}
-	kvo := history.KVOptions{Clients: o.Clients, Keys: o.Keys, Prefix: fmt.Sprintf("robust-%d-", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call}
+	kvo := history.KVOptions{Clients: o.Clients, Keys: o.Keys, Prefix: fmt.Sprintf("robust-%d-", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call,
+		Seed: uint64(r.cfg.Seed)} // the same operations again with --seed (timing aside)
 	if kvOn {
 		// The keys start absent: the register model's initial state.
 		if err := clearKeys(r.stop, tg.KeyValue(), kvo.KeyNames(), r.cfg.Timeouts.Call); err != nil {
@@ -295,7 +297,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			case <-ctx.Done():
 				return
 			}
-			events, nemErr = nemesis.Run(ctx, c, nemesis.Options{Kinds: o.Nemesis, Hold: o.Hold, Gap: o.Gap, LeaderKey: kvo.KeyNames()[0]},
+			events, nemErr = nemesis.Run(ctx, c, nemesis.Options{Kinds: o.Nemesis, Hold: o.Hold, Gap: o.Gap, LeaderKey: kvo.KeyNames()[0], Seed: uint64(r.cfg.Seed)},
 				func(e nemesis.Event) {
 					log("nemesis: %s %s injected, healed after %v, healthy %v later %s", e.Kind, e.Node, e.Healed.Sub(e.Injected).Round(time.Millisecond), e.RecoverTime().Round(time.Millisecond), e.Err)
 				})
