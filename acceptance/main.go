@@ -3,6 +3,7 @@ package acceptance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/prism-suite/prism/acceptance/scaffold"
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/backend/definition"
+	"github.com/prism-suite/prism/harness/nemesis"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 )
@@ -37,6 +39,7 @@ Usage:
   prism-accept --plugin ./bin/prism-memstore --backend memstore --admin --label-filter admin   # the proxy's admin API
   prism-accept --pattern registry --registry-slot memstore|redis --messaging-slot memstore|nats|redis [flags]
   prism-accept new-plugin --lang go|python NAME   # write a new plugin (prism-accept new-plugin --help)
+  prism-accept --robustness --plugin ./bin/prism-redis --backend redis [--nemesis kill,pause] [--duration 30s] [--via proxy]
 
 Examples:
   prism-accept --plugin ./bin/prism-memstore --backend memstore
@@ -94,6 +97,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		registrySlot = fs.String("registry-slot", "memstore", "with --pattern registry: the registry slot's backend, memstore or redis")
 		messaging    = fs.String("messaging-slot", "memstore", "with --pattern registry: the messaging slot's backend, memstore, nats or redis")
 	)
+	robust := fs.Bool("robustness", false, "a robustness run instead of the suites: concurrent clients drive KeyValue (and durable PubSub) while --nemesis injects faults; histories are checked for linearizability (porcupine) and lost messages")
+	nemesisKinds := fs.String("nemesis", "", "with --robustness: faults injected in turn, comma-separated: kill, pause, partition, kill-leader, or none (default: kill, none for memstore)")
+	duration := fs.Duration("duration", 30*time.Second, "with --robustness: how long the workload and the nemesis run")
+	clients := fs.Int("clients", 8, "with --robustness: concurrent KeyValue clients")
+	keys := fs.Int("keys", 4, "with --robustness: size of the KeyValue key set")
 	procs := fs.Int("procs", 1, "split the selected specs over N prism-accept processes, each with its own backend and plugin, merged into one report (the specs of one container stay in one process)")
 	shardFile := fs.String("shard", "", "internal to --procs: the shard file of one of its processes")
 	backendFile := fs.String("backend-file", "", "a backend definition file (backend.yaml, docs/backend-file.md) describing the backend: its name is the backend")
@@ -206,6 +214,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// testcontainers prints a banner through its global logger; progress
 	// lines come from the harness instead, and errors are returned.
 	tclog.SetDefault(tclog.NewNoopLogger())
+	if *robust {
+		ro, err := robustnessOptions(cfg, *nemesisKinds, *duration, *clients, *keys)
+		if err != nil {
+			fmt.Fprintf(stderr, "prism-accept: %v\n", err)
+			return report.ExitUsage
+		}
+		fmt.Fprintf(stdout, "prism-accept: robustness of %s against %s (instance %s, via %s, nemesis %v, %v); reports in %s\n",
+			cfg.Plugin, cfg.Backend, *instance, cfg.Via, ro.Nemesis, ro.Duration, cfg.ReportDir)
+		if cfg.Backend != backend.Memstore && (cfg.Backends.Provider == backend.Auto || cfg.Backends.Provider == backend.Container) {
+			sweepOrphans(cfg.Logf)
+		}
+		return Robustness(cfg, ro)
+	}
 	run := Register(cfg)
 	gomega.RegisterFailHandler(Fail)
 	suiteCfg, repCfg := GinkgoConfiguration()
@@ -285,6 +306,34 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return report.ExitError
 	}
 	return run.Report.ExitCode
+}
+
+// robustnessOptions checks the flags of a robustness run.
+func robustnessOptions(cfg Config, kinds string, d time.Duration, clients, keys int) (RobustnessOptions, error) {
+	o := RobustnessOptions{Duration: d, Clients: clients, Keys: keys}
+	if cfg.Via != target.Direct && cfg.Via != target.Proxy {
+		return o, fmt.Errorf("--robustness runs --via direct or proxy, not %s", cfg.Via)
+	}
+	if cfg.Pattern != "" || cfg.Auth || cfg.Admin {
+		return o, errors.New("--robustness certifies a plugin: not with --pattern, --auth or --admin")
+	}
+	if d <= 0 || clients < 1 || keys < 1 {
+		return o, fmt.Errorf("--duration, --clients and --keys must be positive (got %v, %d, %d)", d, clients, keys)
+	}
+	if kinds == "" {
+		kinds = "kill"
+		if cfg.Backend == backend.Memstore {
+			kinds = "none"
+		}
+	}
+	if kinds != "none" {
+		k, err := nemesis.ParseKinds(kinds)
+		if err != nil {
+			return o, fmt.Errorf("--nemesis: %w", err)
+		}
+		o.Nemesis = k
+	}
+	return o, nil
 }
 
 // sweepOrphans removes the containers of earlier runs on this host whose

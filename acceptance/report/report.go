@@ -80,6 +80,9 @@ type Report struct {
 	// Procs is the number of processes the run's specs were split over
 	// (prism-accept --procs); 0 or 1: one.
 	Procs int `json:"procs,omitempty"`
+	// Robustness is set by a robustness run (prism-accept --robustness),
+	// which has no specs.
+	Robustness *Robustness `json:"robustness,omitempty"`
 	// ExitCode is what prism-accept exits with for this report (see Judge).
 	ExitCode int `json:"exit_code"`
 	// ExitReason says why ExitCode is not 0.

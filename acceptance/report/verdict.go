@@ -160,6 +160,8 @@ func judgeOne(run Run, info capability.Info) Capability {
 		if c.Skipped > 0 {
 			c.Reason = fmt.Sprintf("%d of %d selected specs skipped (first: %s)", c.Skipped, selected, firstSkip)
 		}
+	case total == 0 && info.Suite == RobustnessSuite:
+		c.Verdict, c.Reason = NotTested, "judged by a robustness run (prism-accept --robustness), not by specs"
 	case total == 0:
 		c.Verdict, c.Reason = NotTested, "this run has no spec of it"
 	case selected == 0:

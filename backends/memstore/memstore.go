@@ -294,6 +294,10 @@ func clone(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
+// Linearizable declares keyvalue.linearizable (sdk.KeyValueLinearizable):
+// one process, one lock per operation, no replicas.
+func (s *Store) Linearizable() {}
+
 // Set implements sdk.KeyValueBasic.
 func (s *Store) Set(ctx context.Context, key string, value []byte) error {
 	_, sp := tracing.Child(ctx, "memstore.Set")

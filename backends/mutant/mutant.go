@@ -235,7 +235,7 @@ func All() []Mutant { return append([]Mutant(nil), all...) }
 
 // Lookup returns the mutant or variant called name.
 func Lookup(name string) (Mutant, error) {
-	for _, m := range append(append(All(), variants...), credentialMutants...) {
+	for _, m := range append(append(append(All(), variants...), credentialMutants...), robustnessMutants...) {
 		if m.Name == name {
 			return m, nil
 		}

@@ -22,6 +22,9 @@ func Capabilities(d Driver) []capability.Name {
 		if _, ok := d.(KeyValueBatch); ok {
 			out = append(out, capability.KeyValueBatch)
 		}
+		if _, ok := d.(KeyValueLinearizable); ok {
+			out = append(out, capability.KeyValueLinearizable)
+		}
 	}
 	if _, ok := d.(PubSubBasic); ok {
 		out = append(out, capability.PubSubBasic)

@@ -139,6 +139,17 @@ type KeyValueScan interface {
 	Count(ctx context.Context, prefix string) (int64, error)
 }
 
+// KeyValueLinearizable is the contract of capability keyvalue.linearizable
+// (needs keyvalue.basic): a driver declares that Set, Get and Delete stay
+// linearizable per key under faults of its backend (node crashes, pauses,
+// partitions, failover) by implementing it. A robustness run
+// (prism-accept --robustness) checks the promise; a driver that does not
+// make it gets its anomalies reported as facts.
+type KeyValueLinearizable interface {
+	// Linearizable is a marker; it is never called.
+	Linearizable()
+}
+
 // KeyValueBatch is the contract of capability keyvalue.batch (needs keyvalue.basic).
 type KeyValueBatch interface {
 	// BatchSet stores every entry, with ttl when > 0 (only called with a TTL

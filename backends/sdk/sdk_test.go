@@ -91,7 +91,7 @@ func wantCode(t *testing.T, err error, c codes.Code, field string) {
 func TestCapabilitiesFollowInterfaces(t *testing.T) {
 	store := memstore.New()
 	all := sdk.Capabilities(store)
-	want := []capability.Name{capability.KeyValueBasic, capability.KeyValueTTL, capability.KeyValueScan, capability.KeyValueBatch,
+	want := []capability.Name{capability.KeyValueBasic, capability.KeyValueTTL, capability.KeyValueScan, capability.KeyValueBatch, capability.KeyValueLinearizable,
 		capability.PubSubBasic, capability.PubSubOrdered, capability.PubSubQueue}
 	if !slices.Equal(all, want) {
 		t.Fatalf("memstore declares %v, want %v", all, want)

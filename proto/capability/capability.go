@@ -23,6 +23,9 @@ const (
 	KeyValueTTL   Name = "keyvalue.ttl"
 	KeyValueScan  Name = "keyvalue.scan"
 	KeyValueBatch Name = "keyvalue.batch"
+	// KeyValueLinearizable is judged by a robustness run (prism-accept
+	// --robustness), not by specs: a normal run reports it "not tested".
+	KeyValueLinearizable Name = "keyvalue.linearizable"
 )
 
 // The capabilities of the PubSub interface family.
@@ -103,6 +106,11 @@ var all = []Info{
 		"for the whole scan exactly once and nothing outside the prefix; Count by prefix.", false},
 	{KeyValueBatch, "v1", "keyvalue", "BatchSet, BatchGet and BatchDelete of up to the declared batch size, with per-key " +
 		"results in request order.", false},
+	{KeyValueLinearizable, "v1", "robustness", // report.RobustnessSuite
+		"Under faults (prism-accept --robustness: backend nodes killed, paused " +
+			"or partitioned while concurrent clients Set, Get and Delete a small key set), the history of every key is " +
+			"linearizable as a register: no acknowledged write is lost, no read returns a value a write acknowledged before " +
+			"the read began had replaced; a call whose answer was lost (timeout, Unavailable) may or may not have happened.", false},
 	{PubSubBasic, "v1", "pubsub", "Publish, PublishBatch and Subscribe on literal topics with binary-safe payloads and " +
 		"metadata; a subscription is live at its first (subscribed) event and then receives every message published to " +
 		"its topic exactly once, and nothing of other topics, nor any message whose Publish returned before the " +
