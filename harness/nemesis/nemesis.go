@@ -188,9 +188,13 @@ func Run(ctx context.Context, c Cluster, o Options, onEvent func(Event)) ([]Even
 		}
 		e := Event{Kind: k, Node: id, Injected: time.Now()}
 		inject, heal := actions(c, k)
-		if err := inject(ctx, id); err != nil {
+		// An injection the run's end would cut short could leave a node
+		// half-stopped: it gets a bounded context of its own.
+		ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), o.Recover)
+		if err := inject(ictx, id); err != nil {
 			e.Err = "inject: " + err.Error()
 		}
+		icancel()
 		select {
 		case <-ctx.Done():
 		case <-time.After(o.Hold):

@@ -20,6 +20,7 @@ type recorder struct {
 	down      map[string]bool
 	noSupport nemesis.Kind
 	failHeal  bool
+	slowKill  time.Duration
 }
 
 func (r *recorder) log(s string) { r.mu.Lock(); r.calls = append(r.calls, s); r.mu.Unlock() }
@@ -43,7 +44,15 @@ func (r *recorder) set(op, id string, down bool) error {
 	r.down[id] = down
 	return nil
 }
-func (r *recorder) Kill(_ context.Context, id string) error    { return r.set("kill", id, true) }
+func (r *recorder) Kill(ctx context.Context, id string) error {
+	if r.slowKill > 0 {
+		time.Sleep(r.slowKill) // a container stop taking its time
+		if ctx.Err() != nil {
+			return fmt.Errorf("kill %s cut short: %w", id, ctx.Err())
+		}
+	}
+	return r.set("kill", id, true)
+}
 func (r *recorder) Restart(_ context.Context, id string) error { return r.heal("restart", id) }
 func (r *recorder) Pause(_ context.Context, id string) error   { return r.set("pause", id, true) }
 func (r *recorder) Resume(_ context.Context, id string) error  { return r.heal("resume", id) }
@@ -124,5 +133,18 @@ func TestParseKinds(t *testing.T) {
 		if _, err := nemesis.ParseKinds(bad); err == nil {
 			t.Errorf("ParseKinds(%q): no error", bad)
 		}
+	}
+}
+
+func TestRunFinishesAnInjectionTheRunsEndInterrupts(t *testing.T) {
+	r := &recorder{slowKill: 50 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	events, err := nemesis.Run(ctx, r, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Kill}, Hold: time.Millisecond}, nil)
+	if err != nil || len(events) != 1 || events[0].Err != "" {
+		t.Fatalf("err %v, events %+v: want the kill done and healed although the run ended during it", err, events)
+	}
+	if err := r.WaitHealthy(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
