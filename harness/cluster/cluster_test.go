@@ -206,3 +206,23 @@ func TestProcessCannotPartition(t *testing.T) {
 		t.Fatal("nemesis.Run with a partition on a process cluster: no error")
 	}
 }
+
+// A node cut off the network (a container cluster) is healed and the
+// cluster is healthy again; the event says which node and when.
+func TestPartitionContainer(t *testing.T) {
+	for _, kind := range []backend.Kind{backend.Redis, backend.NATS} {
+		t.Run(string(kind), func(t *testing.T) {
+			c := start(t, kind, backend.Container)
+			if ok, why := c.Supports(nemesis.Partition); !ok {
+				t.Fatalf("a container cluster cannot be partitioned: %s", why)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+			defer cancel()
+			events, err := once(ctx, c, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Partition}, Hold: 4 * time.Second})
+			if len(events) != 1 || events[0].Err != "" || events[0].Recovered.IsZero() {
+				t.Fatalf("events %+v, %v; want one clean partition, healed and recovered", events, err)
+			}
+			t.Logf("event %+v (recovered in %v)", events[0], events[0].RecoverTime())
+		})
+	}
+}

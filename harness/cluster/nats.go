@@ -42,8 +42,34 @@ func (o natsOps) form(ctx context.Context, nodes []node) error {
 		// answer at all: bound each attempt.
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return o.metaReady(ctx, nodes)
+		if err := o.metaReady(ctx, nodes); err != nil {
+			return err
+		}
+		return o.placeR3(ctx, nodes[0])
 	})
+}
+
+// placeR3 creates and deletes a stream of 3 replicas: placement succeeds
+// only once the meta group knows every peer online.
+func (o natsOps) placeR3(ctx context.Context, n node) error {
+	nc, err := o.conn(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	const probe = "PRISM_CLUSTER_PROBE"
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{"_prism.cluster.probe"},
+		Replicas: natsNodes, Storage: jetstream.MemoryStorage}); err != nil {
+		return fmt.Errorf("place a stream of %d replicas: %w", natsNodes, err)
+	}
+	if err := js.DeleteStream(ctx, probe); err != nil {
+		return fmt.Errorf("delete the probe stream: %w", err)
+	}
+	return nil
 }
 
 func (o natsOps) metaReady(ctx context.Context, nodes []node) error {
