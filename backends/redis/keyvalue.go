@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -231,9 +232,36 @@ func (c *conn) mget(ctx context.Context, keys []string) ([][]byte, error) {
 	for i, k := range keys {
 		full[i] = c.key(k)
 	}
-	res, err := c.client.MGet(ctx, full...).Result()
-	if err != nil {
-		return nil, err
+	var res []any
+	if _, ok := c.client.(*goredis.ClusterClient); ok {
+		// MGET cannot span slots: one GET per key in a pipeline, which the
+		// cluster client sends to each key's node.
+		cmds := make([]*goredis.StringCmd, len(full))
+		if _, err := c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range full {
+				cmds[i] = p.Get(ctx, k)
+			}
+			return nil
+		}); err != nil && !errors.Is(err, goredis.Nil) {
+			return nil, err
+		}
+		res = make([]any, len(cmds))
+		for i, cmd := range cmds {
+			switch v, err := cmd.Result(); {
+			case errors.Is(err, goredis.Nil):
+			case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+				// MGET answers nil for a key that does not hold a string.
+			case err != nil:
+				return nil, err
+			default:
+				res[i] = v
+			}
+		}
+	} else {
+		var err error
+		if res, err = c.client.MGet(ctx, full...).Result(); err != nil {
+			return nil, err
+		}
 	}
 	if len(res) != len(keys) {
 		return nil, fmt.Errorf("redis answered MGET of %d keys with %d values", len(keys), len(res))

@@ -175,21 +175,6 @@ func (c *instance) WaitHealthy(ctx context.Context) error {
 	})
 }
 
-// Facts are what a report says about a cluster.
-type Facts struct {
-	Nodes   int    `json:"nodes"`
-	Version string `json:"version,omitempty"`
-}
-
-// FactsOf returns the facts of inst when it is a cluster.
-func FactsOf(inst backend.Instance) (Facts, bool) {
-	c, ok := inst.(*instance)
-	if !ok {
-		return Facts{}, false
-	}
-	return Facts{Nodes: len(c.nodes), Version: c.Info().ServerVersion}, true
-}
-
 // freePorts returns n TCP ports that were free on 127.0.0.1 a moment ago,
 // all different.
 func freePorts(n int) ([]int, error) {

@@ -126,8 +126,8 @@ func testRedis(t *testing.T, p backend.Provider) {
 	if v, err := rc.Get(ctx, "a").Result(); err != nil || v != "v-a" {
 		t.Errorf("get a after failover: %q, %v", v, err)
 	}
-	if f, ok := cluster.FactsOf(c); !ok || f.Nodes != 6 || f.Version == "" {
-		t.Errorf("facts %+v %v", f, ok)
+	if f := c.Info().Cluster; f == nil || f.Nodes != 6 || f.Version == "" || f.Topology != "redis-cluster" {
+		t.Errorf("cluster facts %+v, want 6 nodes of redis-cluster and a version", f)
 	}
 }
 

@@ -73,6 +73,7 @@ func Start(ctx context.Context, kind backend.Kind, o backend.Options) (Instance,
 		addrs[i] = n.addr()
 	}
 	c.info.Address = strings.Join(addrs, ",")
+	c.info.Cluster = &backend.ClusterInfo{Topology: string(kind) + "-cluster", Nodes: len(c.nodes), Version: c.info.ServerVersion}
 	logf("backend: %s cluster of %d nodes (%s) ready: %s", kind, len(c.nodes), provider, c.info.Address)
 	return c, nil
 }
