@@ -187,7 +187,7 @@ func (r *Session) setup() {
 	}
 	opts := r.cfg.authBackend(r.cfg.Backends)
 	opts.Logf = log
-	r.inst, err = backend.Start(ctx, r.cfg.Backend, opts)
+	r.inst, err = r.cfg.startBackend(ctx, opts)
 	if err != nil {
 		r.infra = fmt.Errorf("start %s backend: %w", r.cfg.Backend, err)
 		return
@@ -254,7 +254,7 @@ func (r *Session) setup() {
 		StartBackend: func(ctx context.Context) (backend.Instance, error) {
 			o := opts
 			o.Provider = info.Provider
-			inst, err := backend.Start(ctx, r.cfg.Backend, o)
+			inst, err := r.cfg.startBackend(ctx, o)
 			if r.Interrupted() != nil && inst != nil {
 				_ = inst.Close(context.Background())
 				r.park()

@@ -172,8 +172,19 @@ func ms(ttl time.Duration) time.Duration {
 	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
+// batch runs the commands of fn in one MULTI/EXEC on one server. On a Redis
+// Cluster a transaction cannot span slots: there they are pipelined (the
+// cluster client sends each to its key's primary), so a batch is not applied
+// as a whole (keyvalue.batch does not promise it).
+func (c *conn) batch(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error) {
+	if _, ok := c.client.(*goredis.ClusterClient); ok {
+		return c.client.Pipelined(ctx, fn)
+	}
+	return c.client.TxPipelined(ctx, fn)
+}
+
 // BatchSet implements sdk.KeyValueBatch: SETs (with an expiry when ttl > 0) in one
-// MULTI/EXEC, so the batch is applied whole.
+// MULTI/EXEC, so the batch is applied whole (on a cluster: pipelined, see batch).
 func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Duration) error {
 	op := fmt.Sprintf("batch set %d keys", len(entries))
 	c, err := d.conn(op)
@@ -184,7 +195,7 @@ func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Dur
 	if len(entries) == 0 {
 		return nil
 	}
-	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err = c.batch(ctx, func(p goredis.Pipeliner) error {
 		for _, e := range entries {
 			if ttl > 0 {
 				p.SetArgs(ctx, c.key(e.Key), e.Value, goredis.SetArgs{TTL: ms(ttl)})
@@ -296,7 +307,7 @@ func (d *Driver) BatchDelete(ctx context.Context, keys []string) ([]bool, error)
 		return existed, nil
 	}
 	dels := make([]*goredis.IntCmd, len(keys))
-	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err = c.batch(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
 			dels[i] = p.Del(ctx, c.key(k))
 		}
