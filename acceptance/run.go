@@ -587,6 +587,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			DurationMS: float64(sr.RunTime.Microseconds()) / 1000, Labels: sr.Labels(), Via: string(viaOf(sr)),
 		}
 		for _, e := range sr.ReportEntries {
+			if strings.HasPrefix(e.Name, fixture.ReportEntryNemesis) {
+				s.Nemesis = append(s.Nemesis, e.Name+": "+e.StringRepresentation())
+			}
 			if e.Name == fixture.ReportEntryCleanup {
 				s.Cleanup = append(s.Cleanup, e.StringRepresentation())
 				if o == report.Failed || o == report.Error {

@@ -157,6 +157,10 @@ type Spec struct {
 	// Cleanup lists cleanup steps that failed after the spec had already
 	// failed (recorded, not counted: the spec's own failure is its outcome).
 	Cleanup []string `json:"cleanup,omitempty"`
+	// Nemesis lists the faults a spec injected into a cluster and what it
+	// measured meanwhile ("nemesis: {kind, node, injected, healed,
+	// recovered}", "calls during the fault: ...").
+	Nemesis []string `json:"nemesis,omitempty"`
 }
 
 // Totals counts specs by outcome.
