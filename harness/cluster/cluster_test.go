@@ -226,3 +226,20 @@ func TestPartitionContainer(t *testing.T) {
 		})
 	}
 }
+
+// A node paused (SIGSTOP) longer than the failover timeout is resumed, and
+// the cluster is healthy again.
+func TestPauseProcess(t *testing.T) {
+	for _, kind := range []backend.Kind{backend.Redis, backend.NATS} {
+		t.Run(string(kind), func(t *testing.T) {
+			c := start(t, kind, backend.Process)
+			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+			defer cancel()
+			events, err := once(ctx, c, nemesis.Options{Kinds: []nemesis.Kind{nemesis.Pause}, Hold: 4 * time.Second})
+			if len(events) != 1 || events[0].Err != "" || events[0].Recovered.IsZero() {
+				t.Fatalf("events %+v, %v; want one clean pause, resumed and recovered", events, err)
+			}
+			t.Logf("event %+v (recovered in %v)", events[0], events[0].RecoverTime())
+		})
+	}
+}
