@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prism-suite/prism/harness/backend"
+	"github.com/prism-suite/prism/harness/cluster"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	"github.com/prism-suite/prism/suites/fixture"
@@ -48,6 +49,11 @@ type Config struct {
 	Backend backend.Kind
 	// Backends configures how the instance is provided (auto, container, ...).
 	Backends backend.Options
+	// Topology is "single" (default: one server) or "cluster" (redis and
+	// nats: a Redis Cluster of 3 primaries and 3 replicas, a NATS cluster of
+	// 3 nodes with JetStream; harness/cluster, provider process or
+	// container).
+	Topology string
 	// PluginConfig is merged over the config the instance provides.
 	PluginConfig map[string]any
 	// BadConfigs are invalid configs the lifecycle specs send; defaults exist
@@ -159,6 +165,12 @@ func (c Config) clone() Config {
 }
 
 // Validate reports a config that cannot run, naming the field.
+// The topologies of Config.Topology.
+const (
+	TopologySingle  = "single"
+	TopologyCluster = "cluster"
+)
+
 func (c Config) Validate() error {
 	switch c.Pattern {
 	case "":
@@ -188,6 +200,23 @@ func (c Config) Validate() error {
 		}
 	} else if c.Plugin == "" {
 		return fmt.Errorf("config: Plugin (--plugin) is required: the path to a plugin binary")
+	}
+	switch c.Topology {
+	case "", TopologySingle:
+	case TopologyCluster:
+		if c.Backend != backend.Redis && c.Backend != backend.NATS || c.Backends.Definition != nil || c.Pattern != "" {
+			return fmt.Errorf("config: Topology (--topology) cluster is for --backend redis or nats (no --backend-file, no --pattern)")
+		}
+		switch c.Backends.Provider {
+		case backend.Auto, backend.Container, backend.Process:
+		default:
+			return fmt.Errorf("config: Topology (--topology) cluster needs --instance auto, container or process, not %s", c.Backends.Provider)
+		}
+		if c.Auth || c.Admin {
+			return fmt.Errorf("config: Topology (--topology) cluster does not run with --auth or --admin")
+		}
+	default:
+		return fmt.Errorf("config: Topology (--topology) %q is not single or cluster", c.Topology)
 	}
 	switch {
 	case c.Backends.Definition != nil:
@@ -257,4 +286,17 @@ var inTreeBadConfigs = map[backend.Kind][]fixture.BadConfig{
 		{Name: "wrong type", Config: map[string]any{"url": "nats://127.0.0.1:1", "ack_wait": 5}, Field: "ack_wait"},
 		{Name: "unknown field", Config: map[string]any{"url": "nats://127.0.0.1:1", "subject_prefixx": "p"}, Field: "subject_prefixx"},
 	},
+}
+
+// startBackend starts the instance of c.Backend with opts: one server, or a
+// cluster when c.Topology is cluster.
+func (c Config) startBackend(ctx context.Context, opts backend.Options) (backend.Instance, error) {
+	if c.Topology == TopologyCluster {
+		inst, err := cluster.Start(ctx, c.Backend, opts)
+		if err != nil {
+			return nil, err
+		}
+		return inst, nil
+	}
+	return backend.Start(ctx, c.Backend, opts)
 }

@@ -105,6 +105,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	procs := fs.Int("procs", 1, "split the selected specs over N prism-accept processes, each with its own backend and plugin, merged into one report (the specs of one container stay in one process)")
 	shardFile := fs.String("shard", "", "internal to --procs: the shard file of one of its processes")
 	backendFile := fs.String("backend-file", "", "a backend definition file (backend.yaml, docs/backend-file.md) describing the backend: its name is the backend")
+	fs.StringVar(&cfg.Topology, "topology", TopologySingle, "single, or cluster: a Redis Cluster (3 primaries + 3 replicas) or a NATS cluster (3 nodes, JetStream replicas 3), as containers on a network of their own or as processes (--instance container|process|auto); the cluster specs run only on it")
 	fs.StringVar(&cfg.Pattern, "pattern", "", "certify a pattern of prism-proxy instead of a plugin: registry (the slots' plugins are bin/prism-<backend> next to --proxy)")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "path to the plugin binary to certify (required)")
 	fs.Func("plugin-arg", "an argument for the plugin binary (repeatable), e.g. --plugin-arg=--mutant=lost-delete", func(v string) error {

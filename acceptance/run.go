@@ -188,7 +188,7 @@ func (r *Session) setup() {
 	}
 	opts := r.cfg.authBackend(r.cfg.Backends)
 	opts.Logf = log
-	r.inst, err = backend.Start(ctx, r.cfg.Backend, opts)
+	r.inst, err = r.cfg.startBackend(ctx, opts)
 	if err != nil {
 		r.infra = fmt.Errorf("start %s backend: %w", r.cfg.Backend, err)
 		return
@@ -255,7 +255,7 @@ func (r *Session) setup() {
 		StartBackend: func(ctx context.Context) (backend.Instance, error) {
 			o := opts
 			o.Provider = info.Provider
-			inst, err := backend.Start(ctx, r.cfg.Backend, o)
+			inst, err := r.cfg.startBackend(ctx, o)
 			if r.Interrupted() != nil && inst != nil {
 				_ = inst.Close(context.Background())
 				r.park()
@@ -590,6 +590,9 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 		for _, e := range sr.ReportEntries {
 			if e.Name == reportEntryTraceID {
 				s.TraceID = e.StringRepresentation()
+			}
+			if strings.HasPrefix(e.Name, fixture.ReportEntryNemesis) {
+				s.Nemesis = append(s.Nemesis, e.Name+": "+e.StringRepresentation())
 			}
 			if e.Name == fixture.ReportEntryCleanup {
 				s.Cleanup = append(s.Cleanup, e.StringRepresentation())

@@ -34,6 +34,9 @@ certify=(
 	# The same drivers linked into prism-proxy as builtins (no plugin process behind the proxy).
 	'BACKEND=redis VIA=builtin'
 	'BACKEND=nats VIA=both'
+	# Redis Cluster (3+3) and NATS cluster (3 nodes) with the node-fault specs (harness/cluster; container, else process).
+	'BACKEND=redis TOPOLOGY=cluster VIA=direct'
+	'BACKEND=nats TOPOLOGY=cluster VIA=direct'
 	'PATTERN=registry SLOTS="memstore+memstore redis+nats"'
 	'BACKEND=memstore VIA=builtin'
 	'BACKEND=nats VIA=builtin'

@@ -129,11 +129,11 @@ func TestCertifyExitsWithTheWorstCode(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d\n%s", code, tc.want, out)
 			}
-			if !strings.Contains(out, fmt.Sprintf("ci/certify.sh: exit %d (the worst of 14 runs and the merge)", tc.want)) {
+			if !strings.Contains(out, fmt.Sprintf("ci/certify.sh: exit %d (the worst of 16 runs and the merge)", tc.want)) {
 				t.Fatalf("no final line:\n%s", out)
 			}
 			// The merge gets the report of every run that wrote one, and no older report.
-			want := 14
+			want := 16
 			for _, c := range tc.codes {
 				if c == "noreport" || c == "killed" {
 					want--
@@ -154,8 +154,8 @@ func TestCertifyRunsEveryRunAndPrintsEachLogWhole(t *testing.T) {
 	// Every run of the list ran, each printed its three lines together,
 	// under the line with its exit code.
 	started := regexp.MustCompile(`(?m)^==> \[\d+s\] started: task accept (.*)$`).FindAllStringSubmatch(out, -1)
-	if len(started) != 14 {
-		t.Fatalf("%d runs started, want 14:\n%s", len(started), out)
+	if len(started) != 16 {
+		t.Fatalf("%d runs started, want 16:\n%s", len(started), out)
 	}
 	for _, s := range started {
 		args := s[1]

@@ -167,6 +167,10 @@ type Spec struct {
 	// up in the trace UI to see what a failing spec did. Empty (omitted)
 	// when tracing was off.
 	TraceID string `json:"trace_id,omitempty"`
+	// Nemesis lists the faults a spec injected into a cluster and what it
+	// measured meanwhile ("nemesis: {kind, node, injected, healed,
+	// recovered}", "calls during the fault: ...").
+	Nemesis []string `json:"nemesis,omitempty"`
 }
 
 // Totals counts specs by outcome.

@@ -47,6 +47,9 @@ func (d *Driver) SubscribeDurable(ctx context.Context, topic, durable string, ac
 	if err != nil {
 		return nil, wrap(ctx, op, err)
 	}
+	if err := consumerLeader(bctx, cons); err != nil {
+		return nil, wrap(ctx, op, err)
+	}
 	handler := func(msg jetstream.Msg) {
 		m, err := c.incoming(topic, msg.Headers(), msg.Data())
 		if err != nil {
@@ -72,6 +75,28 @@ func (d *Driver) SubscribeDurable(ctx context.Context, topic, durable string, ac
 	}
 	c.subs.Add(1)
 	return &durableSub{c: c, cc: cc}, nil
+}
+
+// consumerLeader waits (within ctx) until a replicated consumer has a
+// leader: a pull request sent before one is elected gets no answer, and the
+// consumer would only notice after its missed heartbeats (tens of seconds),
+// delivering nothing meanwhile. A consumer of one replica has no cluster
+// info and returns at once.
+func consumerLeader(ctx context.Context, cons jetstream.Consumer) error {
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer %s has no leader yet: %w", info.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // durableSub is a running JetStream consumer.

@@ -161,6 +161,12 @@ func (d *Driver) Describe() sdk.Description {
 			info["server_version"] = v
 		}
 		info["stream"] = c.opts.Stream
+		info["stream_replicas"] = strconv.Itoa(c.opts.StreamReplicas)
+		// The servers the client knows: those of the url and those the
+		// cluster announced.
+		if n := len(c.nc.Servers()); n > 1 {
+			info["cluster_servers"] = strconv.Itoa(n)
+		}
 	}
 	return sdk.Description{Name: "nats", Version: Version, Info: info}
 }

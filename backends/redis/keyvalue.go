@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -171,8 +172,19 @@ func ms(ttl time.Duration) time.Duration {
 	return (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
+// batch runs the commands of fn in one MULTI/EXEC on one server. On a Redis
+// Cluster a transaction cannot span slots: there they are pipelined (the
+// cluster client sends each to its key's primary), so a batch is not applied
+// as a whole (keyvalue.batch does not promise it).
+func (c *conn) batch(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error) {
+	if _, ok := c.client.(*goredis.ClusterClient); ok {
+		return c.client.Pipelined(ctx, fn)
+	}
+	return c.client.TxPipelined(ctx, fn)
+}
+
 // BatchSet implements sdk.KeyValueBatch: SETs (with an expiry when ttl > 0) in one
-// MULTI/EXEC, so the batch is applied whole.
+// MULTI/EXEC, so the batch is applied whole (on a cluster: pipelined, see batch).
 func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Duration) error {
 	op := fmt.Sprintf("batch set %d keys", len(entries))
 	c, err := d.conn(op)
@@ -183,7 +195,7 @@ func (d *Driver) BatchSet(ctx context.Context, entries []sdk.Entry, ttl time.Dur
 	if len(entries) == 0 {
 		return nil
 	}
-	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err = c.batch(ctx, func(p goredis.Pipeliner) error {
 		for _, e := range entries {
 			if ttl > 0 {
 				p.SetArgs(ctx, c.key(e.Key), e.Value, goredis.SetArgs{TTL: ms(ttl)})
@@ -231,9 +243,36 @@ func (c *conn) mget(ctx context.Context, keys []string) ([][]byte, error) {
 	for i, k := range keys {
 		full[i] = c.key(k)
 	}
-	res, err := c.client.MGet(ctx, full...).Result()
-	if err != nil {
-		return nil, err
+	var res []any
+	if _, ok := c.client.(*goredis.ClusterClient); ok {
+		// MGET cannot span slots: one GET per key in a pipeline, which the
+		// cluster client sends to each key's node.
+		cmds := make([]*goredis.StringCmd, len(full))
+		if _, err := c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range full {
+				cmds[i] = p.Get(ctx, k)
+			}
+			return nil
+		}); err != nil && !errors.Is(err, goredis.Nil) {
+			return nil, err
+		}
+		res = make([]any, len(cmds))
+		for i, cmd := range cmds {
+			switch v, err := cmd.Result(); {
+			case errors.Is(err, goredis.Nil):
+			case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+				// MGET answers nil for a key that does not hold a string.
+			case err != nil:
+				return nil, err
+			default:
+				res[i] = v
+			}
+		}
+	} else {
+		var err error
+		if res, err = c.client.MGet(ctx, full...).Result(); err != nil {
+			return nil, err
+		}
 	}
 	if len(res) != len(keys) {
 		return nil, fmt.Errorf("redis answered MGET of %d keys with %d values", len(keys), len(res))
@@ -268,7 +307,7 @@ func (d *Driver) BatchDelete(ctx context.Context, keys []string) ([]bool, error)
 		return existed, nil
 	}
 	dels := make([]*goredis.IntCmd, len(keys))
-	_, err = c.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err = c.batch(ctx, func(p goredis.Pipeliner) error {
 		for i, k := range keys {
 			dels[i] = p.Del(ctx, c.key(k))
 		}

@@ -21,8 +21,13 @@ const MaxValueBytesCeiling = 512 << 20
 // in-process users may call [Driver.Configure] directly. Start from
 // [DefaultOptions]: the zero value is not valid.
 type Options struct {
-	// Address is the Redis server as host:port. Required.
+	// Address is the Redis server as host:port. Required unless Addresses
+	// is given.
 	Address string
+	// Addresses, when given, are nodes of a Redis Cluster (host:port each;
+	// the client learns the others from them): the driver then speaks
+	// cluster (go-redis ClusterClient), and Address and DB must be unset.
+	Addresses []string
 	// DB is the logical database SELECTed on every connection.
 	DB int
 	// PoolSize is the number of connections the client keeps for concurrent
@@ -110,9 +115,20 @@ func (c Credentials) Format(f fmt.State, verb rune) {
 // LogValue implements slog.LogValuer without the password.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
+// cluster reports whether the options name a Redis Cluster.
+func (o Options) cluster() bool { return len(o.Addresses) > 0 }
+
+// where names the server(s) in messages.
+func (o Options) where() string {
+	if o.cluster() {
+		return "cluster " + strings.Join(o.Addresses, ",")
+	}
+	return o.Address
+}
+
 // knownFields lists the config fields Init accepts, for error messages.
 var knownFields = []string{
-	"address", "db", "dial_timeout", "key_prefix", "max_key_bytes", "max_retries",
+	"address", "addresses", "db", "dial_timeout", "key_prefix", "max_key_bytes", "max_retries",
 	"max_value_bytes", "pool_size", "read_timeout", "tls", "write_timeout",
 }
 
@@ -130,7 +146,12 @@ func parseConfig(cfg sdk.Config) (Options, Credentials, error) {
 			return Options{}, Credentials{}, err
 		}
 	}
-	if _, ok := cfg.Values["address"]; !ok {
+	_, one := cfg.Values["address"]
+	_, many := cfg.Values["addresses"]
+	if one && many {
+		return Options{}, Credentials{}, sdk.InvalidConfig("addresses", "is given with address: give address for one server or addresses for a cluster, not both")
+	}
+	if !one && !many {
 		return Options{}, Credentials{}, sdk.InvalidConfig("address", "is required: the Redis server as host:port, e.g. \"127.0.0.1:6379\"")
 	}
 	cred, err := parseCredentials(cfg.Credentials)
@@ -145,6 +166,17 @@ func (o *Options) set(field string, v any) error {
 	switch field {
 	case "address":
 		o.Address, err = address(field, v)
+	case "addresses":
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			return sdk.InvalidConfig(field, "must be a non-empty list of host:port (nodes of a Redis Cluster), got %s", describe(v))
+		}
+		o.Addresses = make([]string, len(list))
+		for i, a := range list {
+			if o.Addresses[i], err = address(fmt.Sprintf("%s[%d]", field, i), a); err != nil {
+				return err
+			}
+		}
 	case "db":
 		o.DB, err = intField(field, v, 0, 1<<31-1, "a non-negative integer")
 	case "pool_size":
@@ -184,7 +216,19 @@ func (o *Options) set(field string, v any) error {
 // validate checks options given to Configure directly; parseConfig's checks
 // are stricter and name the same fields.
 func (o Options) validate() error {
-	if _, err := address("address", o.Address); err != nil {
+	if len(o.Addresses) > 0 {
+		if o.Address != "" {
+			return sdk.InvalidConfig("addresses", "is given with address: give one or the other")
+		}
+		for i, a := range o.Addresses {
+			if _, err := address(fmt.Sprintf("addresses[%d]", i), a); err != nil {
+				return err
+			}
+		}
+		if o.DB != 0 {
+			return sdk.InvalidConfig("db", "must be 0 with addresses: a Redis Cluster has only database 0, got %d", o.DB)
+		}
+	} else if _, err := address("address", o.Address); err != nil {
 		return err
 	}
 	switch {

@@ -85,10 +85,27 @@ func (d *Driver) Publish(ctx context.Context, m sdk.Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := c.client.Publish(ctx, c.channel(m.Topic), b).Err(); err != nil {
+	pub, err := c.publisher(ctx, c.channel(m.Topic))
+	if err != nil {
+		return "", wrap(ctx, op, err)
+	}
+	if err := pub.Publish(ctx, c.channel(m.Topic), b).Err(); err != nil {
 		return "", wrap(ctx, op, err)
 	}
 	return id, nil
+}
+
+// publisher is where a PUBLISH to channel goes. On a Redis Cluster a
+// PUBLISH names no key, so the cluster client would send each to any node,
+// and two messages of one publisher could reach a subscriber's node over
+// different links, out of order: there every PUBLISH of a channel goes to
+// the primary of the channel's slot (one node, one bus link to each other
+// node).
+func (c *conn) publisher(ctx context.Context, channel string) (goredis.Cmdable, error) {
+	if cc, ok := c.client.(*goredis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, channel)
+	}
+	return c.client, nil
 }
 
 // PublishBatch implements sdk.PubSubBasic with PUBLISHes pipelined on one
@@ -102,6 +119,25 @@ func (d *Driver) PublishBatch(ctx context.Context, msgs []sdk.Message) ([]string
 	defer c.release()
 	ids := make([]string, len(msgs))
 	now := time.Now()
+	if _, ok := c.client.(*goredis.ClusterClient); ok {
+		// One PUBLISH at a time, each to its channel's primary (see
+		// publisher), in order.
+		for i, m := range msgs {
+			ids[i] = newID()
+			b, err := envelope(m, ids[i], now)
+			if err != nil {
+				return nil, err
+			}
+			pub, err := c.publisher(ctx, c.channel(m.Topic))
+			if err == nil {
+				err = pub.Publish(ctx, c.channel(m.Topic), b).Err()
+			}
+			if err != nil {
+				return nil, wrap(ctx, op, err)
+			}
+		}
+		return ids, nil
+	}
 	_, err = c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, m := range msgs {
 			ids[i] = newID()

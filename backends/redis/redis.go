@@ -141,9 +141,10 @@ type Driver struct {
 // conn is one configured client; Init and RotateCredentials replace it
 // whole (rotate.go retires the old one once its calls are done).
 type conn struct {
-	client  *goredis.Client
+	client  goredis.UniversalClient
 	opts    Options
 	version string // server's redis_version; "" when unknown
+	nodes   int    // nodes of the Redis Cluster (0: not a cluster)
 	ps      psHub  // PubSub subscriptions on one shared connection (pubsub.go)
 	life    connLife
 }
@@ -164,6 +165,9 @@ func (d *Driver) Describe() sdk.Description {
 	info := map[string]string{"backend": "redis"}
 	if c := d.cur.Load(); c != nil && c.version != "" {
 		info["server_version"] = c.version
+	}
+	if c := d.cur.Load(); c != nil && c.nodes > 0 {
+		info["cluster_nodes"] = strconv.Itoa(c.nodes)
 	}
 	return sdk.Description{Name: "redis", Version: Version, Info: info}
 }
@@ -215,13 +219,17 @@ func (d *Driver) Configure(ctx context.Context, o Options, cred Credentials) err
 // connect makes a client with o and cred, PINGs the server and reads its
 // version.
 func connect(ctx context.Context, o Options, cred Credentials) (*conn, error) {
-	where := o.Address
+	where := o.where()
 	if o.TLS {
 		where += " over tls"
 	}
 	c := &conn{opts: o}
 	c.life.init(cred)
-	c.client = goredis.NewClient(clientOptions(o, c.life.credentials))
+	if o.cluster() {
+		c.client = goredis.NewClusterClient(clusterOptions(o, c.life.credentials))
+	} else {
+		c.client = goredis.NewClient(clientOptions(o, c.life.credentials))
+	}
 	if o.TracerProvider != nil {
 		// Off, no hook is installed at all. The command's arguments (keys,
 		// values) stay out of the spans.
@@ -241,7 +249,41 @@ func connect(ctx context.Context, o Options, cred Credentials) (*conn, error) {
 		return nil, initError(ctx, where, cred, err)
 	}
 	c.version = version
+	if cc, ok := c.client.(*goredis.ClusterClient); ok {
+		nodes, err := cc.ClusterNodes(ctx).Result()
+		if err != nil {
+			_ = c.client.Close()
+			return nil, initError(ctx, where, cred, err)
+		}
+		c.nodes = len(strings.Split(strings.TrimSpace(nodes), "\n"))
+	}
 	return c, nil
+}
+
+// clusterOptions are the go-redis cluster options for o: the same pool,
+// timeouts, credentials and no-retry policy as clientOptions, per node.
+// MaxRedirects stays at go-redis's default (3): following MOVED and ASK
+// after a failover is how a cluster client finds a key's new primary, not a
+// retry of a failed command.
+func clusterOptions(o Options, cred func(context.Context) (string, string, error)) *goredis.ClusterOptions {
+	one := clientOptions(o, cred)
+	co := &goredis.ClusterOptions{
+		Addrs:                      o.Addresses,
+		PoolSize:                   one.PoolSize,
+		PoolTimeout:                one.PoolTimeout,
+		DialTimeout:                one.DialTimeout,
+		ReadTimeout:                one.ReadTimeout,
+		WriteTimeout:               one.WriteTimeout,
+		CredentialsProviderContext: cred,
+		ContextTimeoutEnabled:      true,
+		MaxRetries:                 one.MaxRetries,
+		DisableIdentity:            true,
+		MaintNotificationsConfig:   one.MaintNotificationsConfig,
+	}
+	if o.TLS {
+		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return co
 }
 
 // poolWait bounds the wait for a pooled connection of a call whose context
@@ -293,7 +335,7 @@ func clientOptions(o Options, cred func(context.Context) (string, string, error)
 // serverVersion reads redis_version from INFO server. A server that does
 // not answer INFO server (miniredis, some proxies) has an unknown version,
 // which is not an error; a network or auth failure is.
-func serverVersion(ctx context.Context, client *goredis.Client) (string, error) {
+func serverVersion(ctx context.Context, client goredis.UniversalClient) (string, error) {
 	info, err := client.Info(ctx, "server").Result()
 	if err != nil {
 		var rerr goredis.Error
@@ -344,10 +386,10 @@ func (d *Driver) Health(ctx context.Context) sdk.Health {
 		// Every connection is busy, so PING waited for one in vain: the
 		// server may be slow or hung, but it was reachable.
 		return sdk.Health{Status: sdk.Degraded, Details: details,
-			Message: fmt.Sprintf("ping redis %s: all %d pooled connections in use: %v", c.opts.Address, c.opts.PoolSize, pingErr)}
+			Message: fmt.Sprintf("ping redis %s: all %d pooled connections in use: %v", c.opts.where(), c.opts.PoolSize, pingErr)}
 	case pingErr != nil:
 		return sdk.Health{Status: sdk.Unhealthy, Details: details,
-			Message: fmt.Sprintf("ping redis %s: %v", c.opts.Address, pingErr)}
+			Message: fmt.Sprintf("ping redis %s: %v", c.opts.where(), pingErr)}
 	case saturated:
 		return sdk.Health{Status: sdk.Degraded, Details: details,
 			Message: fmt.Sprintf("%d of %d pooled connections in use", inUse, c.opts.PoolSize)}

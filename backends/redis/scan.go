@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/prism-suite/prism/backends/sdk"
 )
@@ -115,11 +118,28 @@ func (d *Driver) Count(ctx context.Context, prefix string) (int64, error) {
 // more than once. Keys that are not valid UTF-8 are skipped: the protocol
 // cannot carry them.
 func (c *conn) scanPrefix(ctx context.Context, prefix string, fn func(key string)) error {
-	full := c.key(prefix)
+	if cc, ok := c.client.(*goredis.ClusterClient); ok {
+		// A SCAN sees one node's keys: visit every primary, one at a time
+		// (fn is not safe for concurrent use).
+		var mu sync.Mutex
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return scanNode(ctx, node, c.key(prefix), len(c.opts.KeyPrefix), func(k string) {
+				mu.Lock()
+				defer mu.Unlock()
+				fn(k)
+			})
+		})
+	}
+	return scanNode(ctx, c.client, c.key(prefix), len(c.opts.KeyPrefix), fn)
+}
+
+// scanNode runs SCAN to its end on one server over the keys starting with
+// full, and calls fn with each without its first strip bytes.
+func scanNode(ctx context.Context, client goredis.Cmdable, full string, strip int, fn func(key string)) error {
 	match := escapeGlob(full) + "*"
 	var cursor uint64
 	for {
-		keys, next, err := c.client.Scan(ctx, cursor, match, scanCount).Result()
+		keys, next, err := client.Scan(ctx, cursor, match, scanCount).Result()
 		if err != nil {
 			return err
 		}
@@ -129,7 +149,7 @@ func (c *conn) scanPrefix(ctx context.Context, prefix string, fn func(key string
 			if !strings.HasPrefix(k, full) || !utf8.ValidString(k) {
 				continue
 			}
-			fn(k[len(c.opts.KeyPrefix):])
+			fn(k[strip:])
 		}
 		if next == 0 {
 			return nil

@@ -80,6 +80,19 @@ type Info struct {
 	// (backends/redis/backend.yaml for the built-ins' container and process
 	// providers).
 	File string `json:"file,omitempty"`
+	// Cluster describes a cluster instance (harness/cluster); nil for a
+	// single server.
+	Cluster *ClusterInfo `json:"cluster,omitempty"`
+}
+
+// ClusterInfo are the facts of a cluster instance.
+type ClusterInfo struct {
+	// Topology is "redis-cluster" or "nats-cluster".
+	Topology string `json:"topology"`
+	// Nodes is how many servers the cluster has.
+	Nodes int `json:"nodes"`
+	// Version is the servers' version.
+	Version string `json:"version,omitempty"`
 }
 
 // Instance is a running backend.

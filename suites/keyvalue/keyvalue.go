@@ -51,6 +51,7 @@ func Register(p fixture.Provider) bool {
 		describeScan(func() *session { return s })
 		describeBatch(func() *session { return s })
 		describeFaults(func() *session { return s })
+		describeCluster(func() *session { return s })
 		describeContention(func() *session { return s })
 		describeMutationGaps(func() *session { return s })
 	})

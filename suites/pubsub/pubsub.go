@@ -63,6 +63,7 @@ func Register(p fixture.Provider) bool {
 		describeOrdered(sess)
 		describeQueue(sess)
 		describeDurable(sess)
+		describeCluster(sess)
 		describeMutationGaps(sess)
 	})
 }
