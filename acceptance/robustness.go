@@ -258,6 +258,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			return
 		}
 	}
+	psTopic := fmt.Sprintf("robust.%d", r.cfg.Seed)
 	kvo := history.KVOptions{Clients: o.Clients, Keys: o.Keys, Prefix: fmt.Sprintf("robust-%d-", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call,
 		Seed: uint64(r.cfg.Seed)} // the same operations again with --seed (timing aside)
 	if kvOn {
@@ -266,6 +267,12 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			rob.Errors = append(rob.Errors, "clear the workload's keys before the run: "+err.Error())
 			return
 		}
+	}
+	// kill-leader hits the node that serves the first key's writes; with no
+	// KeyValue workload, the leader of the durable topic's stream.
+	leaderKey := psTopic
+	if kvOn {
+		leaderKey = kvo.KeyNames()[0]
 	}
 	ctx, cancel := context.WithTimeout(r.stop, o.Duration)
 	defer cancel()
@@ -297,7 +304,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 			case <-ctx.Done():
 				return
 			}
-			events, nemErr = nemesis.Run(ctx, c, nemesis.Options{Kinds: o.Nemesis, Hold: o.Hold, Gap: o.Gap, LeaderKey: kvo.KeyNames()[0], Seed: uint64(r.cfg.Seed)},
+			events, nemErr = nemesis.Run(ctx, c, nemesis.Options{Kinds: o.Nemesis, Hold: o.Hold, Gap: o.Gap, LeaderKey: leaderKey, Seed: uint64(r.cfg.Seed)},
 				func(e nemesis.Event) {
 					log("nemesis: %s %s injected, healed after %v, healthy %v later %s", e.Kind, e.Node, e.Healed.Sub(e.Injected).Round(time.Millisecond), e.RecoverTime().Round(time.Millisecond), e.Err)
 				})
@@ -315,7 +322,7 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		go func() {
 			defer wg.Done()
 			ps, psErr = history.RunDurablePubSub(ctx, tg.PubSub(), history.PubSubOptions{
-				Topic: fmt.Sprintf("robust.%d", r.cfg.Seed), Durable: fmt.Sprintf("robust-%d", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call,
+				Topic: psTopic, Durable: fmt.Sprintf("robust-%d", r.cfg.Seed), CallTimeout: r.cfg.Timeouts.Call,
 				Live: func(err error) {
 					if err != nil {
 						cancel()

@@ -146,6 +146,16 @@ func JudgeRobustness(run RobustnessRun) (caps []Capability, exit int, why string
 		}
 		caps = append(caps, c)
 	}
+	if len(r.Errors) > 0 {
+		// The run did not do all it was asked (a fault not injected, not
+		// healed): clean checks of it are not a certification.
+		for i := range caps {
+			if caps[i].Verdict == Certified {
+				caps[i].Verdict, caps[i].Errors, caps[i].Passed = VerdictError, 1, 0
+				caps[i].Reason += "; not a verdict: the run was incomplete: " + strings.Join(r.Errors, "; ")
+			}
+		}
+	}
 	switch {
 	case len(failed) > 0:
 		return caps, ExitFailed, "failed under faults: " + strings.Join(failed, ", ")

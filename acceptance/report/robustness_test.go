@@ -44,8 +44,8 @@ func TestJudgeRobustness(t *testing.T) {
 	// A harness error elsewhere (the nemesis) makes a clean run exit 2.
 	run = kvRun(true, clean)
 	run.Result.Errors = []string{"nemesis kill: inject: boom"}
-	if _, exit, _ := JudgeRobustness(run); exit != ExitError {
-		t.Errorf("nemesis error: exit %d, want 2", exit)
+	if caps, exit, _ := JudgeRobustness(run); exit != ExitError || caps[0].Verdict != VerdictError {
+		t.Errorf("nemesis error: %+v exit %d, want error (never certified), exit 2", caps, exit)
 	}
 	_, _, why := JudgeRobustness(kvRun(false, clean, bad))
 	caps, _, _ := JudgeRobustness(kvRun(false, clean, bad))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,6 +153,23 @@ func testNATS(t *testing.T, p backend.Provider) {
 	}
 	leader, err := c.Leader(ctx, "S")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A topic names no stream: its stream is the only replicated message
+	// stream (an object store's stream is none).
+	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "B", Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if byTopic, err := c.Leader(ctx, "some.topic"); err != nil || byTopic != leader {
+		t.Errorf("Leader of a topic: %q, %v; want stream S's leader %s", byTopic, err, leader)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Leader(ctx, "some.topic"); err == nil || !strings.Contains(err.Error(), "S, T") {
+		t.Errorf("Leader of a topic with two streams: %v, want an error naming both", err)
+	}
+	if err := js.DeleteStream(ctx, "T"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitHealthy(ctx); err != nil {

@@ -49,6 +49,9 @@ func (o natsOps) form(ctx context.Context, nodes []node) error {
 	})
 }
 
+// probeStream is the stream placeR3 creates and deletes.
+const probeStream = "PRISM_CLUSTER_PROBE"
+
 // placeR3 creates and deletes a stream of 3 replicas: placement succeeds
 // only once the meta group knows every peer online.
 func (o natsOps) placeR3(ctx context.Context, n node) error {
@@ -61,12 +64,11 @@ func (o natsOps) placeR3(ctx context.Context, n node) error {
 	if err != nil {
 		return err
 	}
-	const probe = "PRISM_CLUSTER_PROBE"
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{"_prism.cluster.probe"},
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: probeStream, Subjects: []string{"_prism.cluster.probe"},
 		Replicas: natsNodes, Storage: jetstream.MemoryStorage}); err != nil {
 		return fmt.Errorf("place a stream of %d replicas: %w", natsNodes, err)
 	}
-	if err := js.DeleteStream(ctx, probe); err != nil {
+	if err := js.DeleteStream(ctx, probeStream); err != nil {
 		return fmt.Errorf("delete the probe stream: %w", err)
 	}
 	return nil
@@ -145,7 +147,9 @@ func streamHealthy(si *jetstream.StreamInfo) error {
 	return nil
 }
 
-// leader: the server that leads stream key (server names are node ids).
+// leader: the server that leads stream key, or, when no stream has that
+// name (key is then a topic, whose stream is the plugin's business), the
+// only replicated message stream there is (server names are node ids).
 func (o natsOps) leader(ctx context.Context, nodes []node, key string) (string, error) {
 	var errs []error
 	for _, n := range nodes {
@@ -160,11 +164,7 @@ func (o natsOps) leader(ctx context.Context, nodes []node, key string) (string, 
 			if err != nil {
 				return "", err
 			}
-			s, err := js.Stream(ctx, key)
-			if err != nil {
-				return "", err
-			}
-			si, err := s.Info(ctx)
+			si, err := streamFor(ctx, js, key)
 			if err != nil {
 				return "", err
 			}
@@ -207,4 +207,41 @@ func (natsOps) pluginConfig(nodes []node) map[string]any {
 		urls[i] = "nats://" + n.addr()
 	}
 	return map[string]any{"url": strings.Join(urls, ","), "stream_replicas": int64(natsNodes)}
+}
+
+// streamFor returns the stream named key, else the only replicated message
+// stream (not the harness's placement probe, an object store's or a KV
+// bucket's); more than one is an error naming them.
+func streamFor(ctx context.Context, js jetstream.JetStream, key string) (*jetstream.StreamInfo, error) {
+	s, err := js.Stream(ctx, key)
+	if err == nil {
+		return s.Info(ctx)
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrInvalidStreamName) {
+		return nil, err
+	}
+	var found []*jetstream.StreamInfo
+	l := js.ListStreams(ctx)
+	for si := range l.Info() {
+		name := si.Config.Name
+		// JetStream keeps object stores and KV buckets in streams named OBJ_*
+		// and KV_*: they are not message streams.
+		if si.Config.Replicas > 1 && name != probeStream && !strings.HasPrefix(name, "OBJ_") && !strings.HasPrefix(name, "KV_") {
+			found = append(found, si)
+		}
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, fmt.Errorf("no stream %q and no replicated stream", key)
+	}
+	var names []string
+	for _, si := range found {
+		names = append(names, si.Config.Name)
+	}
+	return nil, fmt.Errorf("no stream %q, and %d replicated streams (%s): name one", key, len(found), strings.Join(names, ", "))
 }
