@@ -31,8 +31,9 @@ import (
 // Version is the SDK's version, reported in Describe's info.
 const Version = "0.1.0"
 
-// MaxMessageBytes is the largest gRPC message a plugin accepts or sends.
-const MaxMessageBytes = 64 << 20
+// MaxMessageBytes is the largest gRPC message a plugin accepts or sends
+// (the protocol's, [handshake.MaxMessageBytes]).
+const MaxMessageBytes = handshake.MaxMessageBytes
 
 // GoroutinesDetail is the HealthCheck detail that holds the plugin process's
 // goroutine count: an extra of the Go SDK for people; hosts and suites read

@@ -96,3 +96,7 @@ func Parse(s string) (Line, error) {
 	}
 	return Line{Version: v, Network: parts[2], Address: parts[3]}, nil
 }
+
+// MaxMessageBytes is the largest gRPC message either end of the
+// host↔plugin connection sends or accepts (64 MiB).
+const MaxMessageBytes = 64 << 20

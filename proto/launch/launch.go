@@ -35,8 +35,9 @@ import (
 	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 )
 
-// MaxMessageBytes is the largest gRPC message the host sends or accepts.
-const MaxMessageBytes = 64 << 20
+// MaxMessageBytes is the largest gRPC message the host sends or accepts
+// (the protocol's, [handshake.MaxMessageBytes]).
+const MaxMessageBytes = handshake.MaxMessageBytes
 
 // MaxHandshakeBytes bounds the handshake line; a longer line is refused
 // without reading the rest of it.
