@@ -29,17 +29,65 @@ const clusterRecover = 60 * time.Second
 // leader is one of them.
 func describeCluster(sess func() *session) {
 	Context("cluster", durable, faultCluster, func() {
-		It("delivers every message acknowledged to its publisher while each node in turn, the stream's leader among them, is killed and restarted", func() {
-			s := sess()
+		// clusterOf is the run's cluster, or a skip saying why there is none.
+		clusterOf := func(s *session) nemesis.Cluster {
 			c, ok := s.fx.Backend.(nemesis.Cluster)
 			if !ok {
 				info := s.fx.Backend.Info()
 				Skip(fmt.Sprintf("the %s backend via %s is one server, not a cluster (--topology cluster)", info.Kind, info.Provider))
 			}
-			topic := s.topic("cluster-durable")
-			const ackWait = 30 * time.Second
-			sub, err := s.subscribeDurable(topic, "survivor", ackWait)
-			Expect(err).NotTo(HaveOccurred(), "Subscribe durable to %q", topic)
+			return c
+		}
+		// publisher publishes to topic and keeps the ids acknowledged to it;
+		// during a fault a Publish may fail with Unavailable or
+		// DeadlineExceeded (the message is then not promised), never otherwise.
+		type publisher struct {
+			s     *session
+			topic string
+			acked []string
+		}
+		publish := func(p *publisher, what string, n int) {
+			for i := range n {
+				resp, err := p.s.ps.Publish(p.s.ctx(), &pubsubv1.PublishRequest{Topic: p.topic, Payload: []byte(fmt.Sprintf("%s-%d", what, i))})
+				switch code := status.Code(err); code {
+				case codes.OK:
+					p.acked = append(p.acked, resp.GetId())
+				case codes.Unavailable, codes.DeadlineExceeded:
+				default:
+					Fail(fmt.Sprintf("Publish during %s failed with %v, want Unavailable or DeadlineExceeded: %v", what, code, err))
+				}
+			}
+		}
+		// expectAllDelivered resumes the durable subscription and waits until
+		// every acknowledged message is delivered.
+		expectAllDelivered := func(p *publisher, durableName string, ackWait time.Duration, after string) {
+			AddReportEntry(fixture.ReportEntryNemesis+".published", fmt.Sprintf("%d messages acknowledged to the publisher", len(p.acked)))
+			resumed, err := p.s.subscribeDurable(p.topic, durableName, ackWait)
+			Expect(err).NotTo(HaveOccurred(), "Subscribe durable to %q again after %s", p.topic, after)
+			got := resumed.collect()
+			Eventually(func() []string {
+				var missing []string
+				have := map[string]bool{}
+				for _, m := range got.Messages() {
+					have[m.GetId()] = true
+				}
+				for _, id := range p.acked {
+					if !have[id] {
+						missing = append(missing, id)
+					}
+				}
+				return missing
+			}).WithTimeout(clusterRecover).WithPolling(100*time.Millisecond).Should(BeEmpty(),
+				"messages acknowledged to the publisher before or during %s must all be delivered", after)
+		}
+		const ackWait = 30 * time.Second
+
+		It("delivers every message acknowledged to its publisher while each node in turn, the stream's leader among them, is killed and restarted", func() {
+			s := sess()
+			c := clusterOf(s)
+			p := &publisher{s: s, topic: s.topic("cluster-durable")}
+			sub, err := s.subscribeDurable(p.topic, "survivor", ackWait)
+			Expect(err).NotTo(HaveOccurred(), "Subscribe durable to %q", p.topic)
 			// The durable consumer exists from here; it keeps what is
 			// published while no subscription is open.
 			sub.collect().leave(s.fx.Timeouts.Eventually, "the first subscription")
@@ -49,20 +97,7 @@ func describeCluster(sess func() *session) {
 			cancel()
 			Expect(err).NotTo(HaveOccurred(), "harness: list the cluster's nodes")
 
-			var acked []string
-			publish := func(what string, n int) {
-				for i := range n {
-					resp, err := s.ps.Publish(s.ctx(), &pubsubv1.PublishRequest{Topic: topic, Payload: []byte(fmt.Sprintf("%s-%d", what, i))})
-					switch code := status.Code(err); code {
-					case codes.OK:
-						acked = append(acked, resp.GetId())
-					case codes.Unavailable, codes.DeadlineExceeded:
-					default:
-						Fail(fmt.Sprintf("Publish during %s failed with %v, want Unavailable or DeadlineExceeded: %v", what, code, err))
-					}
-				}
-			}
-			publish("before", 10)
+			publish(p, "before", 10)
 			for _, n := range nodes {
 				ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
 				e := nemesis.Event{Kind: nemesis.Kill, Node: n.ID, Injected: time.Now()}
@@ -73,7 +108,7 @@ func describeCluster(sess func() *session) {
 					defer cancel()
 					_ = c.Restart(ctx, n.ID)
 				})
-				publish("kill of "+n.ID, 5)
+				publish(p, "kill of "+n.ID, 5)
 				Expect(c.Restart(ctx, n.ID)).To(Succeed(), "harness: restart %s", n.ID)
 				e.Healed = time.Now()
 				Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy again after the kill of %s", n.ID)
@@ -82,25 +117,50 @@ func describeCluster(sess func() *session) {
 				b, _ := json.Marshal(e)
 				AddReportEntry(fixture.ReportEntryNemesis, string(b))
 			}
-			AddReportEntry(fixture.ReportEntryNemesis+".published", fmt.Sprintf("%d messages acknowledged to the publisher", len(acked)))
+			expectAllDelivered(p, "survivor", ackWait, "the kills")
+		})
 
-			resumed, err := s.subscribeDurable(topic, "survivor", ackWait)
-			Expect(err).NotTo(HaveOccurred(), "Subscribe durable to %q again after the kills", topic)
-			got := resumed.collect()
-			Eventually(func() []string {
-				var missing []string
-				have := map[string]bool{}
-				for _, m := range got.Messages() {
-					have[m.GetId()] = true
-				}
-				for _, id := range acked {
-					if !have[id] {
-						missing = append(missing, id)
-					}
-				}
-				return missing
-			}).WithTimeout(clusterRecover).WithPolling(100*time.Millisecond).Should(BeEmpty(),
-				"messages acknowledged to the publisher before or during the kills must all be delivered")
+		It("delivers every message acknowledged to its publisher while the stream's leader is partitioned away, and publishes again after the heal", func() {
+			s := sess()
+			c := clusterOf(s)
+			if ok, why := c.Supports(nemesis.Partition); !ok {
+				Skip("this cluster cannot be partitioned: " + why)
+			}
+			p := &publisher{s: s, topic: s.topic("cluster-partition")}
+			sub, err := s.subscribeDurable(p.topic, "islander", ackWait)
+			Expect(err).NotTo(HaveOccurred(), "Subscribe durable to %q", p.topic)
+			sub.collect().leave(s.fx.Timeouts.Eventually, "the first subscription")
+			publish(p, "before", 10)
+
+			ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
+			defer cancel()
+			// The topic's stream is the plugin's business; the cluster finds
+			// the only replicated message stream's leader.
+			leader, err := c.Leader(ctx, p.topic)
+			Expect(err).NotTo(HaveOccurred(), "harness: find the leader of the stream behind %q", p.topic)
+			e := nemesis.Event{Kind: nemesis.Partition, Node: leader, Injected: time.Now()}
+			Expect(c.Disconnect(ctx, leader)).To(Succeed(), "harness: partition %s away", leader)
+			DeferCleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
+				defer cancel()
+				_ = c.Reconnect(ctx, leader)
+			})
+			publish(p, "partition of "+leader, 10)
+			Expect(c.Reconnect(ctx, leader)).To(Succeed(), "harness: reconnect %s", leader)
+			e.Healed = time.Now()
+			Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy again after the partition of %s", leader)
+			e.Recovered = time.Now()
+			b, _ := json.Marshal(e)
+			AddReportEntry(fixture.ReportEntryNemesis, string(b))
+
+			// After the heal the plugin serves again within the recovery bound.
+			Eventually(func() error {
+				_, err := s.ps.Publish(s.ctx(), &pubsubv1.PublishRequest{Topic: p.topic, Payload: []byte("after")})
+				return err
+			}).WithTimeout(clusterRecover).WithPolling(200*time.Millisecond).Should(Succeed(),
+				"Publish after the partition of %s was healed", leader)
+			publish(p, "after the heal", 5)
+			expectAllDelivered(p, "islander", ackWait, "the partition")
 		})
 	})
 }
