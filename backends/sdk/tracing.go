@@ -52,8 +52,9 @@ func (s *Server) inprocSpan(ctx context.Context, method string) (context.Context
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		ctx = s.tracing.Extract(ctx, md)
 	}
-	return s.tracing.Tracer().Start(ctx, method[1:], trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(callAttributes(ctx, method)...))
+	// Its attributes are set by annotateUnary/annotateStream, next in the
+	// chain, as on the socket.
+	return s.tracing.Tracer().Start(ctx, method[1:], trace.WithSpanKind(trace.SpanKindServer))
 }
 
 func endSpan(sp trace.Span, err error) {

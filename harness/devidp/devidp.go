@@ -136,9 +136,7 @@ func (i *IdP) waitReady(ctx context.Context, addrFile string) error {
 	for {
 		if i.Issuer == "" {
 			if b, err := os.ReadFile(addrFile); err == nil {
-				var a struct {
-					Issuer string `json:"issuer"`
-				}
+				var a refdevidp.Addr
 				if err := json.Unmarshal(b, &a); err != nil {
 					return fmt.Errorf("read prism-dev-idp addr file: %w", err)
 				}

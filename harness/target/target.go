@@ -6,6 +6,7 @@ package target
 
 import (
 	"context"
+	"github.com/prism-suite/prism/proto/handshake"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -70,5 +71,5 @@ func (c nsConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method str
 // traced when [SetTracing] says so.
 func Dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))}, DialOptions()...)...)
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(handshake.MaxMessageBytes), grpc.MaxCallSendMsgSize(handshake.MaxMessageBytes))}, DialOptions()...)...)
 }
