@@ -480,7 +480,11 @@ func namespaceOut(ns *namespace) *adminv1.Namespace {
 	if ns == nil {
 		return nil
 	}
-	return &adminv1.Namespace{Name: ns.Name, Spec: ns.spec, Revision: ns.revision, Source: ns.source}
+	out := &adminv1.Namespace{Name: ns.Name, Spec: ns.spec, Revision: ns.revision, Source: ns.source}
+	if ns.source == sourceConfig {
+		out.Spec = configSpec(ns.Namespace)
+	}
+	return out
 }
 
 // refresh applies the store's current content (before a read, and every
@@ -506,11 +510,7 @@ func (s *adminServer) GetNamespace(_ context.Context, req *adminv1.GetNamespaceR
 	if ns == nil {
 		return nil, status.Errorf(codes.NotFound, "namespace %q does not exist", req.GetName())
 	}
-	out := namespaceOut(ns)
-	if ns.source == sourceConfig {
-		out.Spec = configSpec(ns.Namespace)
-	}
-	return &adminv1.GetNamespaceResponse{Namespace: out}, nil
+	return &adminv1.GetNamespaceResponse{Namespace: namespaceOut(ns)}, nil
 }
 
 func (s *adminServer) ListNamespaces(context.Context, *adminv1.ListNamespacesRequest) (*adminv1.ListNamespacesResponse, error) {
@@ -519,12 +519,7 @@ func (s *adminServer) ListNamespaces(context.Context, *adminv1.ListNamespacesReq
 	out := &adminv1.ListNamespacesResponse{}
 	names := slices.Sorted(slices.Values(rt.order))
 	for _, n := range names {
-		ns := rt.byName[n]
-		o := namespaceOut(ns)
-		if ns.source == sourceConfig {
-			o.Spec = configSpec(ns.Namespace)
-		}
-		out.Namespaces = append(out.Namespaces, o)
+		out.Namespaces = append(out.Namespaces, namespaceOut(rt.byName[n]))
 	}
 	return out, nil
 }

@@ -47,14 +47,9 @@ func (p *Proxy) apply(opts []Option) map[string]*builtin {
 // checkBuiltins returns an error naming every plugin block whose builtin is
 // not linked into this proxy, with the names that are.
 func (c Config) checkBuiltins(known map[string]*builtin) error {
-	names := slices.Sorted(maps.Keys(known))
-	list := strings.Join(names, ", ")
-	if list == "" {
-		list = "none"
-	}
 	var errs []string
 	for i, ns := range c.Namespaces {
-		errs = append(errs, ns.checkBuiltins(fmt.Sprintf("namespaces[%d] (%s)", i, ns.Name), known, list)...)
+		errs = append(errs, ns.checkBuiltins(fmt.Sprintf("namespaces[%d] (%s)", i, ns.Name), known)...)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
@@ -64,7 +59,7 @@ func (c Config) checkBuiltins(known map[string]*builtin) error {
 
 // checkBuiltins names every plugin block of ns (at is where ns is) whose
 // builtin is not in known; list names the known ones.
-func (ns Namespace) checkBuiltins(at string, known map[string]*builtin, list string) []string {
+func (ns Namespace) checkBuiltins(at string, known map[string]*builtin) []string {
 	pat, perr := ns.pattern()
 	if perr != nil {
 		return nil
@@ -82,7 +77,7 @@ func (ns Namespace) checkBuiltins(at string, known map[string]*builtin, list str
 		}
 		seen[path] = true
 		if known[spec.Builtin] == nil {
-			errs = append(errs, fmt.Sprintf("%s%s.builtin: %q is not a driver linked into this proxy; known: %s", at, path, spec.Builtin, list))
+			errs = append(errs, fmt.Sprintf("%s%s.builtin: %q is not a driver linked into this proxy; known: %s", at, path, spec.Builtin, knownBuiltins(known)))
 		}
 	}
 	return errs
@@ -109,3 +104,11 @@ func (h *host) launchBuiltin(ctx context.Context) (*live, error) {
 const builtinStopTimeout = 5 * time.Second
 
 var _ sdk.Encoded = (*frame)(nil)
+
+// knownBuiltins names the linked drivers for an error ("none" if none).
+func knownBuiltins(known map[string]*builtin) string {
+	if len(known) == 0 {
+		return "none"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(known)), ", ")
+}

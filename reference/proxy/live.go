@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -239,11 +238,7 @@ func (p *Proxy) hostByID(id string) *host {
 // checkNewNamespace validates namespace ns for the live proxy: the builtins
 // it names are linked. (Config validation ran in ParseNamespace.)
 func (p *Proxy) checkNewNamespace(at string, ns Namespace) error {
-	list := strings.Join(slices.Sorted(maps.Keys(p.builtins)), ", ")
-	if list == "" {
-		list = "none"
-	}
-	if errs := ns.checkBuiltins(at, p.builtins, list); len(errs) > 0 {
+	if errs := ns.checkBuiltins(at, p.builtins); len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return nil

@@ -30,12 +30,12 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/prism-suite/prism/harness/proxy"
+	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	adminv1 "github.com/prism-suite/prism/proto/prism/admin/v1"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
@@ -141,7 +141,7 @@ func client(px *proxy.Proxy) adminv1.AdminClient { return adminv1.NewAdminClient
 // data is a context for a data call on namespace ns.
 func (s *session) data(ns string) context.Context {
 	ctx := s.ctx(s.token(adminSubject, false))
-	return metadata.AppendToOutgoingContext(ctx, "x-prism-namespace", ns)
+	return metadata.AppendToOutgoingContext(ctx, target.NamespaceKey, ns)
 }
 
 // spec is a namespace spec on the fixture's builtin.
@@ -448,5 +448,3 @@ func auditOf(path, ns string) []string {
 	}
 	return out
 }
-
-var _ grpc.ClientConnInterface = (*grpc.ClientConn)(nil)
