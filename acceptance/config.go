@@ -164,12 +164,13 @@ func (c Config) clone() Config {
 	return c
 }
 
-// Validate reports a config that cannot run, naming the field.
 // The topologies of Config.Topology.
 const (
 	TopologySingle  = "single"
 	TopologyCluster = "cluster"
 )
+
+// Validate reports a config that cannot run, naming the field.
 
 func (c Config) Validate() error {
 	switch c.Pattern {

@@ -390,9 +390,8 @@ func (r *Session) robustRun(tg target.Target, c nemesis.Cluster, declared capabi
 		rob.Errors = append(rob.Errors, "check: "+err.Error())
 	}
 	kv := &report.RobustKV{Ops: len(h.Ops), ByOutcome: h.Count(), KVResult: res}
-	if d := time.Duration(0); len(h.Ops) > 0 {
-		d = o.Duration
-		kv.OpsPerSec = float64(len(h.Ops)) / d.Seconds()
+	if len(h.Ops) > 0 {
+		kv.OpsPerSec = float64(len(h.Ops)) / o.Duration.Seconds()
 	}
 	var windows [][2]time.Time
 	for _, e := range events {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -260,7 +259,7 @@ func (c *conn) mget(ctx context.Context, keys []string) ([][]byte, error) {
 		for i, cmd := range cmds {
 			switch v, err := cmd.Result(); {
 			case errors.Is(err, goredis.Nil):
-			case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+			case err != nil && goredis.HasErrorPrefix(err, "WRONGTYPE"):
 				// MGET answers nil for a key that does not hold a string.
 			case err != nil:
 				return nil, err

@@ -49,10 +49,9 @@ type ops interface {
 }
 
 type instance struct {
-	kind    backend.Kind
-	ops     ops
-	nodes   []node
-	timeout time.Duration
+	kind  backend.Kind
+	ops   ops
+	nodes []node
 	// cleanup removes what the provider created besides the nodes (the
 	// network).
 	cleanup func(ctx context.Context) error

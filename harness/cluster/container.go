@@ -184,8 +184,8 @@ type ctrNode struct {
 	busPort                     int
 	cli                         *client.Client
 
-	mu                   sync.Mutex
-	paused, disconnected bool
+	mu     sync.Mutex
+	paused bool
 }
 
 func (n *ctrNode) id() string   { return n.name }
@@ -251,7 +251,6 @@ func (n *ctrNode) disconnect(ctx context.Context) error {
 	if _, err := n.cli.NetworkDisconnect(ctx, n.netID, client.NetworkDisconnectOptions{Container: n.ctrID, Force: true}); err != nil {
 		return fmt.Errorf("%s: docker network disconnect: %w", n.name, err)
 	}
-	n.disconnected = true
 	return nil
 }
 
@@ -263,7 +262,6 @@ func (n *ctrNode) reconnect(ctx context.Context) error {
 		EndpointConfig: &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.ip}}}); err != nil {
 		return fmt.Errorf("%s: docker network connect: %w", n.name, err)
 	}
-	n.disconnected = false
 	return nil
 }
 

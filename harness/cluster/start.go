@@ -51,7 +51,6 @@ func Start(ctx context.Context, kind backend.Kind, o backend.Options) (Instance,
 	}
 	if c != nil {
 		c.info.Reason = reason
-		c.timeout = timeout
 	}
 	if err == nil {
 		err = c.ops.form(ctx, c.nodes)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,11 +44,7 @@ func ParseKinds(s string) ([]Kind, error) {
 			continue
 		}
 		k := Kind(f)
-		known := false
-		for _, kk := range Kinds {
-			known = known || kk == k
-		}
-		if !known {
+		if !slices.Contains(Kinds, k) {
 			return nil, fmt.Errorf("unknown nemesis %q (known: kill, pause, partition, kill-leader)", f)
 		}
 		out = append(out, k)
