@@ -157,6 +157,24 @@ type stream struct {
 
 func (s *stream) Context() context.Context { return s.ctx }
 
+// BearerToken returns the token of a call's authorization metadata values:
+// exactly one, "Bearer <token>" (the scheme in any case). Anything else is
+// an Unauthenticated [*Error] saying what was wrong.
+func BearerToken(authz []string) (string, error) {
+	switch len(authz) {
+	case 0:
+		return "", unauthenticated("no authorization metadata")
+	case 1:
+		scheme, rest, _ := strings.Cut(authz[0], " ")
+		if !strings.EqualFold(scheme, "bearer") {
+			return "", unauthenticated("authorization is not a Bearer token")
+		}
+		return strings.TrimLeft(rest, " "), nil
+	default:
+		return "", unauthenticated("authorization metadata sent %d times", len(authz))
+	}
+}
+
 // check authorises one call and returns the handler's context.
 func (i *Interceptor) check(ctx context.Context, full string) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -168,18 +186,9 @@ func (i *Interceptor) check(ctx context.Context, full string) (context.Context, 
 	if i.public[serviceOf(full)] {
 		return ctx, nil
 	}
-	var token string
-	switch len(authz) {
-	case 0:
-		return nil, i.reject(ctx, full, "", unauthenticated("no authorization metadata"))
-	case 1:
-		scheme, rest, _ := strings.Cut(authz[0], " ")
-		if !strings.EqualFold(scheme, "bearer") {
-			return nil, i.reject(ctx, full, "", unauthenticated("authorization is not a Bearer token"))
-		}
-		token = strings.TrimLeft(rest, " ")
-	default:
-		return nil, i.reject(ctx, full, "", unauthenticated("authorization metadata sent %d times", len(authz)))
+	token, err := BearerToken(authz)
+	if err != nil {
+		return nil, i.reject(ctx, full, "", err)
 	}
 	p, err := i.a.Verify(ctx, token)
 	if err != nil {

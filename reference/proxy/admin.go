@@ -225,19 +225,15 @@ func (p *Proxy) parseSpec(spec string) (Namespace, error) {
 // adminAuth authenticates every admin call and checks the admin role.
 func (p *Proxy) adminAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	authz := md.Get(auth.AuthorizationKey)
-	if len(authz) != 1 {
-		return nil, status.Error(codes.Unauthenticated, "the admin API needs one \"authorization: Bearer <token>\" with the admin role")
+	tok, err := auth.BearerToken(md.Get(auth.AuthorizationKey))
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "the admin API needs one \"authorization: Bearer <token>\" with the admin role: %v", err)
 	}
-	scheme, tok, _ := strings.Cut(authz[0], " ")
-	if !strings.EqualFold(scheme, "bearer") {
-		return nil, status.Error(codes.Unauthenticated, "authorization is not a Bearer token")
-	}
-	pr, err := p.auth.a.Verify(ctx, strings.TrimLeft(tok, " "))
+	pr, err := p.auth.a.Verify(ctx, tok)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
-			return nil, status.Error(ae.Code(), ae.Error())
+			return nil, ae.GRPCStatus().Err()
 		}
 		return nil, status.FromContextError(err).Err()
 	}
