@@ -87,47 +87,30 @@ func (s singleNode) check(id string) error {
 	return nil
 }
 
-func (s singleNode) Kill(ctx context.Context, id string) error {
+// act runs one fault action on the node. nemesis.Run gives each action a
+// bounded context of its own, so the run's end never cuts a container stop
+// or start short.
+func (s singleNode) act(ctx context.Context, id string, f func(context.Context) error) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
-	ctx, cancel := atomic(ctx)
-	defer cancel()
-	return s.inst.(backend.Outager).Down(ctx)
+	return f(ctx)
+}
+
+func (s singleNode) Kill(ctx context.Context, id string) error {
+	return s.act(ctx, id, s.inst.(backend.Outager).Down)
 }
 
 func (s singleNode) Restart(ctx context.Context, id string) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	ctx, cancel := atomic(ctx)
-	defer cancel()
-	return s.inst.(backend.Outager).Up(ctx)
+	return s.act(ctx, id, s.inst.(backend.Outager).Up)
 }
 
 func (s singleNode) Pause(ctx context.Context, id string) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	ctx, cancel := atomic(ctx)
-	defer cancel()
-	return s.inst.(backend.Pauser).Pause(ctx)
+	return s.act(ctx, id, s.inst.(backend.Pauser).Pause)
 }
 
 func (s singleNode) Resume(ctx context.Context, id string) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	ctx, cancel := atomic(ctx)
-	defer cancel()
-	return s.inst.(backend.Pauser).Unpause(ctx)
-}
-
-// atomic is the context of one fault action: the run's end (ctx) must not
-// cut a container stop or start short, which would leave the node in
-// neither state; the action is bounded on its own instead.
-func atomic(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	return s.act(ctx, id, s.inst.(backend.Pauser).Unpause)
 }
 
 func (s singleNode) Disconnect(context.Context, string) error {
