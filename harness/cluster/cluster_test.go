@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,13 +145,16 @@ func testNATS(t *testing.T, p backend.Provider) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	for range 10 {
-		if _, err := js.Publish(ctx, "s.x", []byte("m")); err != nil {
-			t.Fatal(err)
-		}
+	jsAsk(ctx, t, "create stream S", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Replicas: 3, Storage: jetstream.FileStorage})
+		return err
+	})
+	for i := range 10 {
+		// A message ID makes an asked-again publish count once.
+		jsAsk(ctx, t, fmt.Sprintf("publish %d", i), func(ctx context.Context) error {
+			_, err := js.Publish(ctx, "s.x", []byte("m"), jetstream.WithMsgID(fmt.Sprint(i)))
+			return err
+		})
 	}
 	leader, err := c.Leader(ctx, "S")
 	if err != nil {
@@ -157,21 +162,26 @@ func testNATS(t *testing.T, p backend.Provider) {
 	}
 	// A topic names no stream: its stream is the only replicated message
 	// stream (an object store's stream is none).
-	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "B", Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	jsAsk(ctx, t, "create object store B", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "B", Replicas: 3})
+		return err
+	})
 	if byTopic, err := c.Leader(ctx, "some.topic"); err != nil || byTopic != leader {
 		t.Errorf("Leader of a topic: %q, %v; want stream S's leader %s", byTopic, err, leader)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	jsAsk(ctx, t, "create stream T", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
+		return err
+	})
 	if _, err := c.Leader(ctx, "some.topic"); err == nil || !strings.Contains(err.Error(), "S, T") {
 		t.Errorf("Leader of a topic with two streams: %v, want an error naming both", err)
 	}
-	if err := js.DeleteStream(ctx, "T"); err != nil {
-		t.Fatal(err)
-	}
+	jsAsk(ctx, t, "delete stream T", func(ctx context.Context) error {
+		if err := js.DeleteStream(ctx, "T"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		return nil
+	})
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +208,26 @@ func testNATS(t *testing.T, p backend.Provider) {
 	si, err := s.Info(ctx)
 	if err != nil || si.State.Msgs != 10 {
 		t.Errorf("stream after failover: %+v, %v; want 10 messages", si.State, err)
+	}
+}
+
+// jsAsk makes one idempotent JetStream request, each attempt bounded at
+// 15 s: a clustered server may take a request and never answer it (CI saw a
+// stream create of 3 replicas go unanswered for 90 s), and a client asks
+// again. An answer that is an error fails the test at once.
+func jsAsk(ctx context.Context, t *testing.T, what string, ask func(context.Context) error) {
+	t.Helper()
+	for {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := ask(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, gonats.ErrTimeout), ctx.Err() != nil:
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: no answer within 15s; asking again", what)
 	}
 }
 
