@@ -266,7 +266,7 @@ func runProcs(r *Session, n int, args []string, sc types.SuiteConfig, stdout, st
 	r.Report = rep
 	printVerdicts(cfg.Logf, rep)
 	if err := writeReportFiles(cfg.ReportDir, rep, cfg.Logf); err != nil {
-		fmt.Fprintln(stderr, "prism-accept:", err)
+		fmt.Fprintln(stderr, "prism-accept:", unwritten(rep, err))
 	}
 	return rep.ExitCode
 }

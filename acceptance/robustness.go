@@ -17,7 +17,6 @@ import (
 	"github.com/prism-suite/prism/harness/backend"
 	"github.com/prism-suite/prism/harness/history"
 	"github.com/prism-suite/prism/harness/nemesis"
-	"github.com/prism-suite/prism/harness/plugin"
 	"github.com/prism-suite/prism/harness/target"
 	"github.com/prism-suite/prism/proto/capability"
 	keyvaluev1 "github.com/prism-suite/prism/proto/prism/keyvalue/v1"
@@ -167,35 +166,20 @@ func Robustness(cfg Config, o RobustnessOptions) int {
 	r.setup()
 	defer r.teardown()
 
-	rep := &report.Report{Schema: report.SchemaVersion, SuiteVersion: SuiteVersion, GitCommit: gitCommit(), StartTime: start,
-		Seed: r.cfg.Seed, Via: string(r.cfg.Via), Command: r.cfg.Command, CommandLeftOut: r.cfg.CommandLeftOut,
-		Backend: backendInfoOf(r.cfg), Plugin: report.Plugin{Binary: r.cfg.Plugin, SHA256: r.sha, Mode: report.ModeProcess},
-		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String()}}
+	rep, declared := r.reportHead(start, r.cfg.Command)
 	rob := &report.Robustness{DurationMS: o.Duration.Milliseconds(), Clients: o.Clients, Keys: o.Keys, Events: []report.RobustEvent{}}
 	for _, k := range o.Nemesis {
 		rob.Nemesis = append(rob.Nemesis, string(k))
 	}
 	rep.Robustness = rob
-	run := report.RobustnessRun{Described: r.desc != nil, Declared: capability.Set{}, Setup: r.setupFailure(), Result: rob}
+	run := report.RobustnessRun{Described: r.desc != nil, Declared: declared, Setup: r.setupFailure(), Result: rob}
 	if run.Setup == nil && r.cfg.viaProxy() && r.proxyErr != nil {
 		run.Setup = &report.SetupFailure{Outcome: report.Error, Message: "harness: " + r.proxyErr.Error()}
-	}
-	if r.inst != nil {
-		rep.Backend = r.inst.Info()
-	}
-	if r.desc != nil {
-		rep.Plugin.Name, rep.Plugin.Version = r.desc.GetName(), r.desc.GetVersion()
-		for _, c := range r.desc.GetCapabilities() {
-			run.Declared[capability.Name(c.GetName())] = true
-			rep.Plugin.Declared = append(rep.Plugin.Declared, c.GetName())
-		}
 	}
 	if run.Setup == nil {
 		tg := r.fx.Target
 		if r.cfg.Via == target.Proxy {
 			tg = r.pfx.Target
-			rep.Proxy = &report.Proxy{Binary: r.cfg.ProxyBinary, Version: r.px.Version}
-			rep.Proxy.SHA256, _ = plugin.FileSHA256(r.cfg.ProxyBinary)
 		}
 		r.robustRun(tg, clusterOf(r.inst), run.Declared, o, rob)
 	}
@@ -204,30 +188,21 @@ func Robustness(cfg Config, o RobustnessOptions) int {
 		rep.ExitCode, rep.ExitReason = ExitInterrupted(sig), fmt.Sprintf("interrupted by %s: the run stopped early; its checks are not a verdict", sigName(sig))
 	}
 	rep.DurationMS = time.Since(start).Milliseconds()
-	if r.proc != nil {
-		rep.Plugin.StderrTail = tail(r.proc.Stderr())
-	}
 	r.redact(rep)
 	printRobustness(log, rep)
 	if r.cfg.ReportDir != "" {
 		rep.Command += " --report-dir=" + r.cfg.ReportDir
-		if err := os.MkdirAll(r.cfg.ReportDir, 0o755); err == nil {
+		err := os.MkdirAll(r.cfg.ReportDir, 0o755)
+		if err == nil {
 			_, err = rep.WriteJSON(r.cfg.ReportDir)
-			if err != nil {
-				log("prism-accept: %v", err)
-			}
+		}
+		if err != nil {
+			log("prism-accept: %v", unwritten(rep, err))
+			return rep.ExitCode
 		}
 		log("reports: %s/report.json", r.cfg.ReportDir)
 	}
 	return rep.ExitCode
-}
-
-func tail(s string) string {
-	const n = 8 << 10
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // robustRun runs the workloads and the nemesis together for o.Duration,

@@ -74,16 +74,25 @@ func TestRobustnessCatchesAckBeforeStore(t *testing.T) {
 
 // TestRobustnessMemstoreIsClean is the control: the unbroken plugin, which
 // declares keyvalue.linearizable, is certified with no anomaly, directly
-// and through the proxy.
+// and through the proxy; the report says which plugin ran and how, as a
+// suite run's does.
 func TestRobustnessMemstoreIsClean(t *testing.T) {
 	t.Parallel() // mostly waiting: rate-limited clients, held faults
 	bin := buildCommands(t)
+	proxy := filepath.Join(bin, "prism-proxy")
 	for _, via := range []string{"direct", "proxy"} {
 		t.Run(via, func(t *testing.T) {
 			rep, code, out, _ := robust(t, bin, "--plugin", filepath.Join(bin, "prism-memstore"), "--backend", "memstore",
-				"--duration", "2s", "--via", via, "--proxy", filepath.Join(bin, "prism-proxy"))
+				"--duration", "2s", "--via", via, "--proxy", proxy)
 			if code != report.ExitOK || rep.Verdict("keyvalue.linearizable") != report.Certified {
 				t.Fatalf("exit %d, keyvalue.linearizable %q; want 0, certified\n%s", code, rep.Verdict("keyvalue.linearizable"), out)
+			}
+			p := rep.Plugin
+			if p.Mode != report.ModeProcess || p.Binary != filepath.Join(bin, "prism-memstore") || p.SHA256 == "" || p.Name != "memstore" || p.Info["backend"] == "" {
+				t.Errorf("plugin %+v; want the memstore process with its digest and its description", p)
+			}
+			if (rep.Proxy != nil) != (via != "direct") || rep.Timeouts["handshake"] == "" {
+				t.Errorf("proxy %+v, timeouts %v; want the proxy exactly when the run went through it, and every timeout", rep.Proxy, rep.Timeouts)
 			}
 			kv := rep.Robustness.KeyValue
 			if stale, lost, phantom := kv.Totals(); kv.Ops == 0 || stale+lost+phantom > 0 || len(rep.Robustness.Facts) > 0 {
@@ -181,6 +190,24 @@ func TestRobustnessUsage(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() != report.ExitUsage {
 			t.Errorf("%v: %v, want exit %d\n%s", args, err, report.ExitUsage, out)
 		}
+	}
+}
+
+// TestRobustnessUnwritableReport: a clean run whose report folder cannot be
+// made (a file stands there) exits 2 and says why: whoever asked for the
+// report cannot read its verdict.
+func TestRobustnessUnwritableReport(t *testing.T) {
+	bin := buildCommands(t)
+	blocker := filepath.Join(t.TempDir(), "report")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "prism-accept"), "--robustness", "--plugin", filepath.Join(bin, "prism-memstore"),
+		"--duration", "1s", "--report-dir", filepath.Join(blocker, "sub"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != report.ExitError || !strings.Contains(string(out), "write the report files") {
+		t.Fatalf("%v, want exit %d naming the report files\n%s", err, report.ExitError, out)
 	}
 }
 

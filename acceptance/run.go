@@ -93,7 +93,7 @@ func Register(cfg Config) *Session {
 			return // a --procs parent's preview (procs.go): nothing ran
 		}
 		if err := r.WriteReports(rep); err != nil {
-			fmt.Fprintln(os.Stderr, "prism-accept:", err)
+			fmt.Fprintln(os.Stderr, "prism-accept:", unwritten(r.Report, err))
 		}
 	})
 	return r
@@ -520,18 +520,21 @@ func probeOf(sr SpecReport) string {
 	return ""
 }
 
-// BuildReport turns the suite's Ginkgo report into a Prism report.
-func (r *Session) BuildReport(gr types.Report) *report.Report {
+// reportHead is what a suite run's report and a robustness run's share:
+// the run's identity (versions, seed, command), the backend, the plugin as
+// it was run (a process, or a driver of the proxy) with what it described
+// of itself and the tail of its stderr, and the proxy. It returns the
+// capabilities the plugin declared (the proxy's own, which a robustness run
+// does not judge, are added by BuildReport).
+func (r *Session) reportHead(start time.Time, command string) (*report.Report, capability.Set) {
 	rep := &report.Report{
 		Schema:       report.SchemaVersion,
 		SuiteVersion: SuiteVersion,
 		GitCommit:    gitCommit(),
-		StartTime:    gr.StartTime,
-		DurationMS:   gr.RunTime.Milliseconds(),
+		StartTime:    start,
 		Seed:         r.cfg.Seed,
 		Via:          string(r.cfg.Via),
-		LabelFilter:  gr.SuiteConfig.LabelFilter,
-		Command:      runCommand(r.cfg.Command, gr.SuiteConfig, r.commandReportDir()),
+		Command:      command,
 		Backend:      backendInfoOf(r.cfg),
 		Timeouts: map[string]string{"call": r.cfg.Timeouts.Call.String(), "handshake": r.cfg.Timeouts.Handshake.String(),
 			"stop": r.cfg.Timeouts.Stop.String(), "eventually": r.cfg.Timeouts.Eventually.String()},
@@ -564,18 +567,27 @@ func (r *Session) BuildReport(gr types.Report) *report.Report {
 			declared[capability.Name(c.GetName())] = true
 			rep.Plugin.Declared = append(rep.Plugin.Declared, c.GetName())
 		}
+	}
+	if r.proc != nil {
+		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
+		rep.Plugin.StderrTail = handshake.TruncateTail(r.proc.Stderr(), stderrInReports)
+	} else if r.px != nil { // a pattern run or a builtin: the proxy's stderr holds its plugins' too
+		rep.Plugin.SpawnToServingMS = float64(r.px.ReadyTime.Microseconds()) / 1000
+		rep.Plugin.StderrTail = handshake.TruncateTail(r.px.Stderr(), stderrInReports)
+	}
+	return rep, declared
+}
+
+// BuildReport turns the suite's Ginkgo report into a Prism report.
+func (r *Session) BuildReport(gr types.Report) *report.Report {
+	rep, declared := r.reportHead(gr.StartTime, runCommand(r.cfg.Command, gr.SuiteConfig, r.commandReportDir()))
+	rep.DurationMS, rep.LabelFilter = gr.RunTime.Milliseconds(), gr.SuiteConfig.LabelFilter
+	if r.desc != nil {
 		for _, c := range capability.ProxyCapabilities {
 			if r.proxyDeclares(c) {
 				declared[c] = true
 			}
 		}
-	}
-	if r.proc != nil {
-		rep.Plugin.SpawnToServingMS = float64(r.proc.ReadyTime.Microseconds()) / 1000
-		rep.Plugin.StderrTail = handshake.TruncateTail(r.proc.Stderr(), stderrInReports)
-	} else if r.px != nil { // a pattern run: the proxy's stderr holds its plugins' too
-		rep.Plugin.SpawnToServingMS = float64(r.px.ReadyTime.Microseconds()) / 1000
-		rep.Plugin.StderrTail = handshake.TruncateTail(r.px.Stderr(), stderrInReports)
 	}
 	for _, sr := range gr.SpecReports {
 		if sr.LeafNodeType != types.NodeTypeIt {
@@ -753,6 +765,18 @@ func (r *Session) WriteReports(gr types.Report) error {
 	err := writeReportFiles(r.cfg.ReportDir, rep, r.cfg.Logf)
 	if r.cfg.Shard != nil {
 		err = errors.Join(err, writeJudgeFile(r.cfg.ReportDir, r.judged))
+	}
+	return err
+}
+
+// unwritten records on rep that its report files could not be written: a
+// run that would have passed exits with ExitError, since whoever asked for
+// the files (a CI step reading junit.xml) cannot see its verdict. A failed
+// run keeps its exit code. It returns err.
+func unwritten(rep *report.Report, err error) error {
+	err = fmt.Errorf("write the report files: %w", err)
+	if rep != nil && rep.ExitCode == report.ExitOK {
+		rep.ExitCode, rep.ExitReason = report.ExitError, err.Error()
 	}
 	return err
 }
