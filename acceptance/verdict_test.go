@@ -87,6 +87,21 @@ func TestExitCodesAtTheEdges(t *testing.T) {
 			t.Errorf("exit %d, want 64\n%s", code, out)
 		}
 	})
+	t.Run("a passing run whose reports cannot be written exits 2", func(t *testing.T) {
+		blocker := filepath.Join(t.TempDir(), "reports")
+		if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// With --procs 2 the run stops before any spec, when it cannot
+		// make the folder its processes write into.
+		for procs, why := range map[string]string{"1": "write the report files", "2": "not a directory"} {
+			out, err := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", memstore, "--label-filter", "lifecycle",
+				"--procs", procs, "--report-dir", filepath.Join(blocker, "sub")).CombinedOutput()
+			if code := exitCode(t, err); code != report.ExitError || !strings.Contains(string(out), why) {
+				t.Errorf("--procs %s: exit %d, want 2 saying %q\n%s", procs, code, why, out)
+			}
+		}
+	})
 	t.Run("an invalid label filter is a usage error", func(t *testing.T) {
 		out, err := exec.Command(filepath.Join(bin, "prism-accept"), "--plugin", memstore, "--label-filter", "keyvalue.ttl &&", "--report-dir", t.TempDir()).CombinedOutput()
 		if code := exitCode(t, err); code != report.ExitUsage {
