@@ -55,7 +55,7 @@ func startContainer(ctx context.Context, kind Kind, o Options, reason string) (I
 		// manage, and redis with requirepass, stay Go).
 		return startBuiltin(ctx, kind, Container, o, reason)
 	}
-	image := o.image(kind)
+	image := o.Image(kind)
 	o.Logf("backend: starting %s container %s ...", kind, image)
 	p, err := dockerProvider(ctx)
 	if err != nil {

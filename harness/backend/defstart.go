@@ -223,7 +223,7 @@ func definedImage(def *definition.Definition, o Options) string {
 	c := def.Container
 	if def.Go != "" {
 		// Options.RedisImage and NATSImage, which default to $image_env.
-		return o.image(Kind(def.Name))
+		return o.Image(Kind(def.Name))
 	}
 	if c.ImageEnv != "" {
 		if v := os.Getenv(c.ImageEnv); v != "" {

@@ -79,7 +79,7 @@ func dockerProvider(ctx context.Context) (*testcontainers.DockerProvider, error)
 
 // chooseProvider decides what Auto means for kind, in bounded time.
 func chooseProvider(ctx context.Context, kind Kind, o Options) (Provider, string) {
-	image := o.image(kind)
+	image := o.Image(kind)
 	dctx, cancel := context.WithTimeout(ctx, autoDockerBudget)
 	defer cancel()
 	p, err := dockerProvider(dctx)

@@ -120,8 +120,10 @@ func DefaultOptions() Options {
 	return o
 }
 
-// withDefaults returns a copy of o with zero fields filled in.
-func (o Options) withDefaults() Options {
+// WithDefaults returns a copy of o with zero fields filled in from
+// [DefaultOptions] (the environment): what [Start] uses, and what a
+// provider of other topologies (harness/cluster) uses too.
+func (o Options) WithDefaults() Options {
 	d := DefaultOptions()
 	if o.Provider == "" {
 		o.Provider = d.Provider
@@ -165,8 +167,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// image returns the container image of kind.
-func (o Options) image(kind Kind) string {
+// Image returns the container image of kind.
+func (o Options) Image(kind Kind) string {
 	if kind == NATS {
 		return o.NATSImage
 	}

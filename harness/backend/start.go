@@ -24,7 +24,7 @@ import (
 // the infrastructure (no daemon, an image that cannot be pulled, a server that
 // does not become ready in time) are wrapped in a *[HarnessError].
 func Start(ctx context.Context, kind Kind, opts Options) (Instance, error) {
-	o := opts.withDefaults()
+	o := opts.WithDefaults()
 	if o.Definition != nil && kind != Memstore {
 		if Kind(o.Definition.Name) != kind {
 			return nil, fmt.Errorf("start backend: kind %q is not the definition's name %q", kind, o.Definition.Name)

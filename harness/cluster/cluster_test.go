@@ -291,3 +291,14 @@ func TestPauseProcess(t *testing.T) {
 		})
 	}
 }
+
+// Zero options are filled from the environment as backend.Start fills them:
+// the process provider runs the server binary PRISM_NATS_SERVER names.
+func TestProcessHonoursServerEnv(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nats-server-of-env")
+	t.Setenv(backend.EnvNATSServer, missing)
+	_, err := cluster.Start(t.Context(), backend.NATS, backend.Options{Provider: backend.Process})
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("start with %s=%s: %v, want an error naming that binary", backend.EnvNATSServer, missing, err)
+	}
+}

@@ -40,25 +40,6 @@ func dockerClient(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-func imageOf(kind backend.Kind, o backend.Options) string {
-	if kind == backend.Redis {
-		if o.RedisImage != "" {
-			return o.RedisImage
-		}
-		if v := os.Getenv(backend.EnvRedisImage); v != "" {
-			return v
-		}
-		return backend.DefaultRedisImage
-	}
-	if o.NATSImage != "" {
-		return o.NATSImage
-	}
-	if v := os.Getenv(backend.EnvNATSImage); v != "" {
-		return v
-	}
-	return backend.DefaultNATSImage
-}
-
 // labels are the harness's labels (so that backend.Sweep removes a
 // container a killed run left).
 func labels(kind backend.Kind) map[string]string {
@@ -107,7 +88,7 @@ func startContainers(ctx context.Context, kind backend.Kind, o backend.Options, 
 	if err != nil {
 		return nil, err
 	}
-	image := imageOf(kind, o)
+	image := o.Image(kind)
 	ins, err := cli.ImageInspect(ctx, image)
 	if err != nil {
 		cli.Close()

@@ -23,15 +23,9 @@ func Start(ctx context.Context, kind backend.Kind, o backend.Options) (Instance,
 	if o.Auth != nil {
 		return nil, &backend.HarnessError{Err: fmt.Errorf("a %s cluster with credentials is not supported", kind)}
 	}
-	timeout := o.StartTimeout
-	if timeout <= 0 {
-		timeout = backend.DefaultStartTimeout
-	}
+	o = o.WithDefaults()
 	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
 	defer cancel()
 	provider, reason := o.Provider, ""
 	if provider == "" || provider == backend.Auto {
@@ -95,9 +89,6 @@ func startProcesses(ctx context.Context, kind backend.Kind, o backend.Options, l
 	if kind == backend.NATS {
 		bin = o.NATSServerPath
 	}
-	if bin == "" {
-		bin = string(kind) + "-server"
-	}
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		return nil, fmt.Errorf("find %s server: %w", kind, err)
@@ -157,7 +148,7 @@ func chooseProvider(ctx context.Context, kind backend.Kind, o backend.Options) (
 		return backend.Process, fmt.Sprintf("no docker daemon (%v): processes", err)
 	}
 	defer cli.Close()
-	image := imageOf(kind, o)
+	image := o.Image(kind)
 	if _, err := cli.ImageInspect(ctx, image); err != nil {
 		return backend.Process, fmt.Sprintf("image %s is not present (%v): processes", image, err)
 	}
