@@ -162,7 +162,8 @@ func harnessLabels(kind Kind) map[string]string {
 // Sweep removes containers labelled prism.harness=true that this process
 // created, or that a process on this host created and that is no longer
 // running (left over by a run that was killed, e.g. with SIGKILL, which
-// leaves no chance to clean up). Containers of other live processes are left
+// leaves no chance to clean up), and then the Docker networks so labelled
+// (a cluster's) by the same rule. Containers of other live processes are left
 // alone, so concurrent runs do not remove each other's; a container whose
 // owner cannot be told (another host's, as when two machines share a
 // daemon) is left alone too. prism-accept calls it at start. Without a
@@ -173,8 +174,8 @@ func Sweep(ctx context.Context) (int, error) {
 	return sweep(ctx, func(labels map[string]string) bool { return sweepable(labels, host) })
 }
 
-// SweepRun removes the containers this process created (labelled with its
-// pid and host), and nothing else: prism-accept calls it when a run is
+// SweepRun removes the containers (and networks) this process created
+// (labelled with its pid and host), and nothing else: prism-accept calls it when a run is
 // interrupted, after its own cleanup, for a container a setup cut short
 // created after the cleanup had looked. It returns how many it removed.
 func SweepRun(ctx context.Context) (int, error) {
@@ -214,6 +215,20 @@ func sweep(ctx context.Context, remove func(labels map[string]string) bool) (int
 			continue
 		}
 		n++
+	}
+	// The networks a cluster run made (harness/cluster), once their
+	// containers are gone.
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", LabelHarness+"=true")})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list networks: %w", err))
+	}
+	for _, nw := range nets.Items {
+		if !remove(nw.Labels) {
+			continue
+		}
+		if _, err := cli.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", nw.Name, err))
+		}
 	}
 	if len(errs) > 0 {
 		return n, &HarnessError{Err: errors.Join(errs...)}

@@ -2,7 +2,9 @@ package backend_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -50,5 +52,38 @@ func TestSweepRunRemovesOnlyThisProcesssContainers(t *testing.T) {
 	}
 	if err := inst.Close(context.Background()); err != nil {
 		t.Errorf("Close after SweepRun: %v", err)
+	}
+}
+
+// TestSweepRemovesNetworksOfGoneRuns: a network a killed cluster run left
+// (labelled with the pid of a process that is gone) is removed by Sweep; one
+// of a live process (a concurrent run's) stays.
+func TestSweepRemovesNetworksOfGoneRuns(t *testing.T) {
+	requireProvider(t, backend.Redis, backend.Container)
+	cli := dockerClient(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	ids := map[string]string{}
+	for name, pid := range map[string]int{"gone": gone.Process.Pid, "live": os.Getppid()} {
+		res, err := cli.NetworkCreate(ctxTimeout(t, 10*time.Second), fmt.Sprintf("prism-sweep-test-%s-%d", name, os.Getpid()), client.NetworkCreateOptions{
+			Driver: "bridge", Labels: map[string]string{backend.LabelHarness: "true", backend.LabelHost: host, backend.LabelPID: strconv.Itoa(pid)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = res.ID
+		t.Cleanup(func() { _, _ = cli.NetworkRemove(context.Background(), res.ID, client.NetworkRemoveOptions{}) })
+	}
+	if _, err := backend.Sweep(context.Background()); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if _, err := cli.NetworkInspect(ctxTimeout(t, 5*time.Second), ids["gone"], client.NetworkInspectOptions{}); err == nil {
+		t.Error("the network of a gone process is still there after Sweep")
+	}
+	if _, err := cli.NetworkInspect(ctxTimeout(t, 5*time.Second), ids["live"], client.NetworkInspectOptions{}); err != nil {
+		t.Errorf("the network of a live process was removed: %v", err)
 	}
 }
