@@ -183,14 +183,11 @@ func Run(ctx context.Context, c Cluster, o Options, onEvent func(Event)) ([]Even
 			}
 			return events, fmt.Errorf("nemesis %s: pick a node: %w", k, err)
 		}
-		e := Event{Kind: k, Node: id, Injected: time.Now()}
-		inject, heal := actions(c, k)
 		// An injection the run's end would cut short could leave a node
-		// half-stopped: it gets a bounded context of its own.
+		// half-stopped: it gets a bounded context of its own. A failed one
+		// is healed all the same (it may have half happened).
 		ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), o.Recover)
-		if err := inject(ictx, id); err != nil {
-			e.Err = "inject: " + err.Error()
-		}
+		f, _ := Inject(ictx, c, k, id)
 		icancel()
 		select {
 		case <-ctx.Done():
@@ -198,19 +195,11 @@ func Run(ctx context.Context, c Cluster, o Options, onEvent func(Event)) ([]Even
 		}
 		// Heal with a context of its own: the run's may have ended.
 		hctx, cancel := context.WithTimeout(context.Background(), o.Recover)
-		if err := heal(hctx, id); err != nil {
-			e.Err = joinErr(e.Err, "heal: "+err.Error())
-		}
-		e.Healed = time.Now()
-		if err := c.WaitHealthy(hctx); err != nil {
-			e.Err = joinErr(e.Err, "recover: "+err.Error())
-		} else {
-			e.Recovered = time.Now()
-		}
+		e, err := f.Heal(hctx)
 		cancel()
 		emit(e)
-		if e.Err != "" {
-			return events, fmt.Errorf("nemesis %s on %s: %s", k, id, e.Err)
+		if err != nil {
+			return events, err
 		}
 		select {
 		case <-ctx.Done():
@@ -218,6 +207,55 @@ func Run(ctx context.Context, c Cluster, o Options, onEvent func(Event)) ([]Even
 		case <-time.After(o.Gap):
 		}
 	}
+}
+
+// Fault is one fault injected by [Inject], until its Heal.
+type Fault struct {
+	c     Cluster
+	heal  func(context.Context, string) error
+	event Event
+	done  bool
+}
+
+// Inject injects one fault of kind k into node id of c (KillLeader kills
+// id: the caller found the leader) and returns it, to be healed with Heal.
+// A failed injection is an error and still returns the Fault: it may have
+// half happened, and Heal undoes what did.
+func Inject(ctx context.Context, c Cluster, k Kind, id string) (*Fault, error) {
+	inject, heal := actions(c, k)
+	f := &Fault{c: c, heal: heal, event: Event{Kind: k, Node: id, Injected: time.Now()}}
+	if err := inject(ctx, id); err != nil {
+		f.event.Err = "inject: " + err.Error()
+		return f, fmt.Errorf("nemesis %s on %s: %s", k, id, f.event.Err)
+	}
+	return f, nil
+}
+
+// Event is the fault's event so far.
+func (f *Fault) Event() Event { return f.event }
+
+// Heal heals the fault, waits until the cluster is healthy (within ctx)
+// and returns the whole event: when it was injected, healed and healthy
+// again. The error (also in Event.Err) says what went wrong injecting,
+// healing or waiting. Only the first call acts; a later one (a cleanup
+// after the spec healed) returns the same.
+func (f *Fault) Heal(ctx context.Context) (Event, error) {
+	if !f.done {
+		f.done = true
+		if err := f.heal(ctx, f.event.Node); err != nil {
+			f.event.Err = joinErr(f.event.Err, "heal: "+err.Error())
+		}
+		f.event.Healed = time.Now()
+		if err := f.c.WaitHealthy(ctx); err != nil {
+			f.event.Err = joinErr(f.event.Err, "recover: "+err.Error())
+		} else {
+			f.event.Recovered = time.Now()
+		}
+	}
+	if f.event.Err != "" {
+		return f.event, fmt.Errorf("nemesis %s on %s: %s", f.event.Kind, f.event.Node, f.event.Err)
+	}
+	return f.event, nil
 }
 
 func joinErr(a, b string) string {

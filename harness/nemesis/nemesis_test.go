@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,5 +147,43 @@ func TestRunFinishesAnInjectionTheRunsEndInterrupts(t *testing.T) {
 	}
 	if err := r.WaitHealthy(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Inject and Heal are one step of Run, for a spec that injects a fault,
+// works under it and heals it: each kind injects and heals with its own
+// pair of actions, the event is complete after the heal, and a second Heal
+// (a cleanup after the spec healed) acts no more.
+func TestInjectHeal(t *testing.T) {
+	for k, want := range map[nemesis.Kind][2]string{
+		nemesis.Kill: {"kill n1", "restart n1"}, nemesis.KillLeader: {"kill n1", "restart n1"},
+		nemesis.Pause: {"pause n1", "resume n1"}, nemesis.Partition: {"disconnect n1", "reconnect n1"},
+	} {
+		r := &recorder{}
+		f, err := nemesis.Inject(t.Context(), r, k, "n1")
+		if err != nil || r.WaitHealthy(t.Context()) == nil {
+			t.Fatalf("%s: inject: %v; want n1 down", k, err)
+		}
+		e, err := f.Heal(t.Context())
+		if err != nil || e.Kind != k || e.Node != "n1" || e.Injected.IsZero() || e.Healed.Before(e.Injected) || e.Recovered.Before(e.Healed) {
+			t.Fatalf("%s: heal: %+v, %v; want a whole event", k, e, err)
+		}
+		if _, err := f.Heal(t.Context()); err != nil || !slices.Equal(r.calls, want[:]) {
+			t.Fatalf("%s: calls %v after a second Heal (%v), want %v", k, r.calls, err, want)
+		}
+	}
+}
+
+// A heal that fails is Heal's error and the event's, and the cluster's
+// health is still waited on (it is not: never Recovered).
+func TestHealFails(t *testing.T) {
+	r := &recorder{failHeal: true}
+	f, err := nemesis.Inject(t.Context(), r, nemesis.Pause, "n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.Heal(t.Context())
+	if err == nil || !strings.Contains(e.Err, "heal: heal failed") || !strings.Contains(e.Err, "recover: n3 down") || !e.Recovered.IsZero() {
+		t.Fatalf("heal: %+v, %v; want the heal's and the recovery's errors and no recovery", e, err)
 	}
 }

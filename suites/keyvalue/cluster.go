@@ -69,7 +69,7 @@ func describeCluster(sess func() *session) {
 		// that was never written, every failed call failed with Unavailable
 		// or DeadlineExceeded, and once the cluster is healthy again every
 		// key can be written and read within clusterRecover.
-		underFault := func(kind nemesis.Kind, node string, inject, heal func(context.Context, string) error) {
+		underFault := func(kind nemesis.Kind, node string) {
 			GinkgoHelper()
 			const n = 16
 			keys := make([]string, n)
@@ -86,9 +86,8 @@ func describeCluster(sess func() *session) {
 				Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy before the fault")
 				cancel()
 			}
-			e := nemesis.Event{Kind: kind, Node: node, Injected: time.Now()}
 			ctx, cancel := hctx()
-			Expect(inject(ctx, node)).To(Succeed(), "harness: %s %s", kind, node)
+			f, err := nemesis.Inject(ctx, c, kind, node)
 			cancel()
 			healed := false
 			doHeal := func() {
@@ -98,14 +97,13 @@ func describeCluster(sess func() *session) {
 				healed = true
 				ctx, cancel := hctx()
 				defer cancel()
-				Expect(heal(ctx, node)).To(Succeed(), "harness: heal %s of %s", kind, node)
-				e.Healed = time.Now()
-				Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy again after healing %s of %s", kind, node)
-				e.Recovered = time.Now()
+				e, err := f.Heal(ctx)
 				b, _ := json.Marshal(e)
 				AddReportEntry(fixture.ReportEntryNemesis, string(b))
+				Expect(err).NotTo(HaveOccurred(), "harness: heal %s of %s and wait until the cluster is healthy", kind, node)
 			}
-			DeferCleanup(doHeal)
+			DeferCleanup(doHeal) // a failed injection may have half happened
+			Expect(err).NotTo(HaveOccurred(), "harness")
 
 			// Every key has a writer-reader of its own, so a call that waits
 			// for a dead node to time out does not hold up the others.
@@ -151,7 +149,7 @@ func describeCluster(sess func() *session) {
 			}
 			wg.Wait()
 			AddReportEntry(fixture.ReportEntryNemesis+".calls", fmt.Sprintf("%v; %s of %s: %d Gets answered, %d failed with Unavailable or DeadlineExceeded",
-				time.Since(e.Injected).Round(time.Millisecond), kind, node, ok, fail))
+				time.Since(f.Event().Injected).Round(time.Millisecond), kind, node, ok, fail))
 			Expect(problems).To(BeEmpty(), "during %s of %s, calls must answer written data or fail with Unavailable or DeadlineExceeded", kind, node)
 			doHeal()
 
@@ -184,7 +182,7 @@ func describeCluster(sess func() *session) {
 
 		It("keeps serving or fails with Unavailable while a replica is killed, and serves every key after it is back", func() {
 			node := nodeWithRole("replica")
-			underFault(nemesis.Kill, node, c.Kill, c.Restart)
+			underFault(nemesis.Kill, node)
 		})
 
 		It("keeps serving or fails with Unavailable while the primary of a key is killed, and serves every key after the failover", func() {
@@ -192,7 +190,7 @@ func describeCluster(sess func() *session) {
 			node, err := c.Leader(ctx, s.key("node-fault-00"))
 			cancel()
 			Expect(err).NotTo(HaveOccurred(), "harness: find the node leading a key")
-			underFault(nemesis.KillLeader, node, c.Kill, c.Restart)
+			underFault(nemesis.KillLeader, node)
 		})
 
 		It("keeps serving or fails with Unavailable while a node is partitioned away, and serves every key after the heal", func() {
@@ -203,7 +201,7 @@ func describeCluster(sess func() *session) {
 			node, err := c.Leader(ctx, s.key("node-fault-00"))
 			cancel()
 			Expect(err).NotTo(HaveOccurred(), "harness: find the node leading a key")
-			underFault(nemesis.Partition, node, c.Disconnect, c.Reconnect)
+			underFault(nemesis.Partition, node)
 		})
 	})
 }

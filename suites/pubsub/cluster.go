@@ -38,6 +38,32 @@ func describeCluster(sess func() *session) {
 			}
 			return c
 		}
+		// inject injects one fault; a spec that fails before heal leaves
+		// nothing broken (the cleanup heals, once).
+		inject := func(c nemesis.Cluster, kind nemesis.Kind, node string) *nemesis.Fault {
+			GinkgoHelper()
+			ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
+			f, err := nemesis.Inject(ctx, c, kind, node)
+			cancel()
+			DeferCleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
+				defer cancel()
+				_, _ = f.Heal(ctx)
+			})
+			Expect(err).NotTo(HaveOccurred(), "harness")
+			return f
+		}
+		// heal heals the fault, waits until the cluster is healthy and
+		// reports the event.
+		heal := func(f *nemesis.Fault) {
+			GinkgoHelper()
+			ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
+			defer cancel()
+			e, err := f.Heal(ctx)
+			b, _ := json.Marshal(e)
+			AddReportEntry(fixture.ReportEntryNemesis, string(b))
+			Expect(err).NotTo(HaveOccurred(), "harness: heal %s of %s and wait until the cluster is healthy", e.Kind, e.Node)
+		}
 		// publisher publishes to topic and keeps the ids acknowledged to it;
 		// during a fault a Publish may fail with Unavailable or
 		// DeadlineExceeded (the message is then not promised), never otherwise.
@@ -99,23 +125,9 @@ func describeCluster(sess func() *session) {
 
 			publish(p, "before", 10)
 			for _, n := range nodes {
-				ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
-				e := nemesis.Event{Kind: nemesis.Kill, Node: n.ID, Injected: time.Now()}
-				Expect(c.Kill(ctx, n.ID)).To(Succeed(), "harness: kill %s", n.ID)
-				DeferCleanup(func() {
-					// A spec that failed midway leaves no node down.
-					ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
-					defer cancel()
-					_ = c.Restart(ctx, n.ID)
-				})
+				f := inject(c, nemesis.Kill, n.ID)
 				publish(p, "kill of "+n.ID, 5)
-				Expect(c.Restart(ctx, n.ID)).To(Succeed(), "harness: restart %s", n.ID)
-				e.Healed = time.Now()
-				Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy again after the kill of %s", n.ID)
-				e.Recovered = time.Now()
-				cancel()
-				b, _ := json.Marshal(e)
-				AddReportEntry(fixture.ReportEntryNemesis, string(b))
+				heal(f)
 			}
 			expectAllDelivered(p, "survivor", ackWait, "the kills")
 		})
@@ -138,20 +150,9 @@ func describeCluster(sess func() *session) {
 			// the only replicated message stream's leader.
 			leader, err := c.Leader(ctx, p.topic)
 			Expect(err).NotTo(HaveOccurred(), "harness: find the leader of the stream behind %q", p.topic)
-			e := nemesis.Event{Kind: nemesis.Partition, Node: leader, Injected: time.Now()}
-			Expect(c.Disconnect(ctx, leader)).To(Succeed(), "harness: partition %s away", leader)
-			DeferCleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), clusterRecover)
-				defer cancel()
-				_ = c.Reconnect(ctx, leader)
-			})
+			f := inject(c, nemesis.Partition, leader)
 			publish(p, "partition of "+leader, 10)
-			Expect(c.Reconnect(ctx, leader)).To(Succeed(), "harness: reconnect %s", leader)
-			e.Healed = time.Now()
-			Expect(c.WaitHealthy(ctx)).To(Succeed(), "harness: the cluster is healthy again after the partition of %s", leader)
-			e.Recovered = time.Now()
-			b, _ := json.Marshal(e)
-			AddReportEntry(fixture.ReportEntryNemesis, string(b))
+			heal(f)
 
 			// After the heal the plugin serves again within the recovery bound.
 			Eventually(func() error {
