@@ -37,6 +37,7 @@ import (
 	"golang.org/x/oauth2"
 
 	refdevidp "github.com/prism-suite/prism/reference/devidp"
+	"github.com/prism-suite/prism/reference/login"
 )
 
 // Options configure Start. Use [DefaultOptions] and change fields.
@@ -197,22 +198,18 @@ func (i *IdP) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, i.http)
 }
 
-// DeviceLogin runs the device flow as prismctl would and approves it as the
-// user through the verification form.
+// DeviceLogin logs in with prismctl's own code (reference/login.Login: the
+// device flow) and approves the device as the user through the
+// verification form.
 func (i *IdP) DeviceLogin(ctx context.Context) (*oauth2.Token, error) {
-	cfg := i.OAuth2()
-	da, err := cfg.DeviceAuth(i.ctx(ctx))
+	f, err := login.Login(ctx, login.Options{Issuer: i.Issuer, ClientID: i.opts.ClientID, HTTPClient: i.http,
+		Prompt: func(da *oauth2.DeviceAuthResponse) error {
+			return SubmitDeviceForm(ctx, i.http, da.VerificationURIComplete, i.opts.User, i.opts.Password, "approve")
+		}})
 	if err != nil {
-		return nil, fmt.Errorf("device authorization: %w", err)
-	}
-	if err := SubmitDeviceForm(ctx, i.http, da.VerificationURIComplete, i.opts.User, i.opts.Password, "approve"); err != nil {
 		return nil, err
 	}
-	tok, err := cfg.DeviceAccessToken(i.ctx(ctx), da)
-	if err != nil {
-		return nil, fmt.Errorf("device access token: %w", err)
-	}
-	return tok, nil
+	return f.Token, nil
 }
 
 // Refresh exchanges refreshToken for a new token (and, the provider

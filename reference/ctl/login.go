@@ -25,12 +25,13 @@ func runLogin(ctx context.Context, issuer, clientID string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "prismctl: %v\n", err)
 		return ExitFailed
 	}
-	f, err := login.Login(ctx, login.Options{Issuer: issuer, ClientID: clientID, Prompt: func(da *oauth2.DeviceAuthResponse) {
+	f, err := login.Login(ctx, login.Options{Issuer: issuer, ClientID: clientID, Prompt: func(da *oauth2.DeviceAuthResponse) error {
 		fmt.Fprintf(stderr, "To log in, open %s\nand enter the code %s", da.VerificationURI, da.UserCode)
 		if da.VerificationURIComplete != "" {
 			fmt.Fprintf(stderr, " (or open %s)", da.VerificationURIComplete)
 		}
 		fmt.Fprintln(stderr, "\nWaiting for approval...")
+		return nil
 	}})
 	if err != nil {
 		fmt.Fprintf(stderr, "prismctl: %v\n", err)

@@ -31,8 +31,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Prompt is called once with the verification URI and user code, for
 	// the user to open and approve; then Login polls until the user
-	// answered, the code expired or ctx ended.
-	Prompt func(*oauth2.DeviceAuthResponse)
+	// answered, the code expired or ctx ended. An error it returns (it
+	// could not show the code; a test could not approve) ends Login with
+	// that error, without polling.
+	Prompt func(*oauth2.DeviceAuthResponse) error
 }
 
 func (o Options) httpClient() *http.Client {
@@ -69,7 +71,9 @@ func Login(ctx context.Context, o Options) (*File, error) {
 		return nil, fmt.Errorf("login: start the device flow at %s: %w", disc.DeviceAuthorizationEndpoint, err)
 	}
 	if o.Prompt != nil {
-		o.Prompt(da)
+		if err := o.Prompt(da); err != nil {
+			return nil, fmt.Errorf("login: prompt: %w", err)
+		}
 	}
 	tok, err := cfg.DeviceAccessToken(ctx, da)
 	if err != nil {

@@ -44,13 +44,9 @@ func loginAsUser(t *testing.T, issuer string) *login.File {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var promptErr error
-	f, err := login.Login(ctx, login.Options{Issuer: issuer, Prompt: func(da *oauth2.DeviceAuthResponse) {
-		promptErr = hdevidp.SubmitDeviceForm(ctx, http.DefaultClient, da.VerificationURIComplete, devidp.DefaultUser, devidp.DefaultPassword, "approve")
+	f, err := login.Login(ctx, login.Options{Issuer: issuer, Prompt: func(da *oauth2.DeviceAuthResponse) error {
+		return hdevidp.SubmitDeviceForm(ctx, http.DefaultClient, da.VerificationURIComplete, devidp.DefaultUser, devidp.DefaultPassword, "approve")
 	}})
-	if promptErr != nil {
-		t.Fatalf("approve: %v", promptErr)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,5 +213,20 @@ func TestTwoProcessesRefreshingAtOnceBothEndWithAToken(t *testing.T) {
 	}
 	if tb.AccessToken != ta.AccessToken {
 		t.Error("the second source should take the token the first wrote")
+	}
+}
+
+// A prompt that fails (a code that could not be shown or approved) ends
+// Login with its error at once, not after polling until the code expires.
+func TestLoginStopsWhenThePromptFails(t *testing.T) {
+	p := startIdP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := login.Login(ctx, login.Options{Issuer: p.Issuer(), Prompt: func(*oauth2.DeviceAuthResponse) error {
+		return errors.New("no terminal to show the code on")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "no terminal to show the code on") || time.Since(start) > 5*time.Second {
+		t.Fatalf("Login with a failing prompt: %v after %v; want its error at once", err, time.Since(start))
 	}
 }
