@@ -1,6 +1,8 @@
 package devidp
 
 import (
+	"github.com/google/renameio/v2"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -145,16 +146,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write addr file: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
-	if err != nil {
-		return fmt.Errorf("write addr file: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write addr file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := renameio.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("write addr file: %w", err)
 	}
 	return nil

@@ -18,6 +18,8 @@
 package login
 
 import (
+	"github.com/google/renameio/v2"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,17 +134,8 @@ func Save(path string, f *File) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save token: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".token-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("save token: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if err := errors.Join(werr, tmp.Chmod(0o600), tmp.Sync(), tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("save token to %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	// 0600 whatever the umask: a token file others may read is refused.
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o600, renameio.WithStaticPermissions(0o600)); err != nil {
 		return fmt.Errorf("save token to %s: %w", path, err)
 	}
 	return nil

@@ -1,12 +1,13 @@
 package proxy
 
 import (
+	"github.com/google/renameio/v2"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // The admin store: a JSON file holding the admin-managed namespaces. It is
@@ -81,23 +82,7 @@ func (s *fileStore) write(doc storeDoc) error {
 	if err != nil {
 		return fmt.Errorf("write admin store: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".admin-store-*")
-	if err != nil {
-		return fmt.Errorf("write admin store: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // gone after the rename; removes a failed write's leftovers
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write admin store: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write admin store: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write admin store: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
+	if err := renameio.WriteFile(s.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write admin store: %w", err)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/google/renameio/v2"
+
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -194,18 +195,7 @@ func writeAddrs(path string, a Addrs) error {
 	if err != nil {
 		return fmt.Errorf("write addr file: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".addrs-*")
-	if err != nil {
-		return fmt.Errorf("write addr file: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write addr file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write addr file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := renameio.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("write addr file: %w", err)
 	}
 	return nil
