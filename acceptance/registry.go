@@ -149,10 +149,9 @@ func (r *Session) setupRegistry() {
 			r.failure = fmt.Errorf("%s slot: %w", s.slot, err)
 			return
 		}
-		declared[s.slot] = capability.Set{}
+		declared[s.slot] = capability.Declared(desc)
 		var names []string
 		for _, c := range desc.GetCapabilities() {
-			declared[s.slot][capability.Name(c.GetName())] = true
 			names = append(names, c.GetName())
 		}
 		info[s.slot+"_slot"] = fmt.Sprintf("%s %s (%s): %s", desc.GetName(), desc.GetVersion(), r.cfg.slotPlugin(s.kind), strings.Join(names, ", "))

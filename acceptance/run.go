@@ -560,11 +560,10 @@ func (r *Session) reportHead(start time.Time, command string) (*report.Report, c
 			rep.Proxy.Version = r.px.Version
 		}
 	}
-	declared := capability.Set{}
+	declared := capability.Declared(r.desc)
 	if r.desc != nil {
 		rep.Plugin.Name, rep.Plugin.Version, rep.Plugin.Info = r.desc.GetName(), r.desc.GetVersion(), r.desc.GetInfo()
 		for _, c := range r.desc.GetCapabilities() {
-			declared[capability.Name(c.GetName())] = true
 			rep.Plugin.Declared = append(rep.Plugin.Declared, c.GetName())
 		}
 	}

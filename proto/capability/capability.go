@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	lifecyclev1 "github.com/prism-suite/prism/proto/prism/lifecycle/v1"
 )
 
 // Name is a dotted capability name such as "keyvalue.ttl".
@@ -199,6 +201,16 @@ func NewSet(names ...Name) Set {
 	s := Set{}
 	for _, n := range names {
 		s[n] = true
+	}
+	return s
+}
+
+// Declared returns the capabilities a plugin's Describe answer declares
+// (the names as sent, known or not).
+func Declared(d *lifecyclev1.DescribeResponse) Set {
+	s := Set{}
+	for _, c := range d.GetCapabilities() {
+		s[Name(c.GetName())] = true
 	}
 	return s
 }

@@ -171,7 +171,7 @@ func (h *host) addUse(u *slotUse) {
 	h.uses = append(h.uses, u)
 	h.usesMu.Unlock()
 	if lv := h.cur.Load(); lv != nil && lv.desc != nil {
-		h.admit(declaredOf(lv.desc), lv.desc.GetName(), u)
+		h.admit(capability.Declared(lv.desc), lv.desc.GetName(), u)
 	}
 }
 
@@ -181,14 +181,6 @@ func (h *host) removeUse(u *slotUse) int {
 	defer h.usesMu.Unlock()
 	h.uses = slices.DeleteFunc(h.uses, func(x *slotUse) bool { return x == u })
 	return len(h.uses)
-}
-
-func declaredOf(desc *lifecyclev1.DescribeResponse) capability.Set {
-	declared := capability.Set{}
-	for _, c := range desc.GetCapabilities() {
-		declared[capability.Name(c.GetName())] = true
-	}
-	return declared
 }
 
 // admit checks that the plugin declares what slot use u needs, and records
@@ -402,7 +394,7 @@ func (h *host) bringUp(ctx context.Context, lv *live, stop func()) (*live, error
 	if err != nil {
 		return fail(fmt.Errorf("describe: %w", err))
 	}
-	declared := declaredOf(desc)
+	declared := capability.Declared(desc)
 	accepted := 0
 	uses := h.usesNow()
 	for _, u := range uses {

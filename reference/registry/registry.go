@@ -273,12 +273,7 @@ func (s kvSlot) maxPage() int32 {
 func (s kvSlot) declares(n capability.Name) bool { return declares(s.desc, n) }
 
 func declares(d *lifecyclev1.DescribeResponse, n capability.Name) bool {
-	for _, c := range d.GetCapabilities() {
-		if c.GetName() == string(n) {
-			return true
-		}
-	}
-	return false
+	return capability.Declared(d).Has(n)
 }
 
 // slotError turns a slot call's error into the status the caller gets: the
