@@ -349,7 +349,10 @@ func waitTimeout(w definition.Wait, o Options) time.Duration {
 
 // portOpen reports whether something accepts a connection on addr and
 // keeps it open a moment (a port published by docker but not listened on
-// inside the container is accepted and closed at once by the proxy).
+// inside the container is accepted by docker's proxy, which closes it once
+// its own connection inside is refused). The moment is 500 ms: on a busy
+// machine the proxy took more than the 50 ms it once was, and a port no
+// server listened on passed for open (CI, 2026-12-03).
 func portOpen(ctx context.Context, addr string) bool {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -357,7 +360,7 @@ func portOpen(ctx context.Context, addr string) bool {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	var b [1]byte
 	_, err = c.Read(b[:])
 	var ne net.Error
