@@ -81,11 +81,7 @@ func (r *Session) setupAdmin() {
 	ac.Issuer, ac.Audience = a.iss.URL(), a.iss.Audience()
 	ac.HTTPTimeout = 5 * time.Second
 	start := func(audit string) (*hproxy.Proxy, error) {
-		o := hproxy.DefaultOptions()
-		o.Binary = r.cfg.ProxyBinary
-		o.Env = r.cfg.PluginEnv
-		o.DrainTimeout = r.cfg.Timeouts.Stop
-		o.Auth = &ac
+		o := r.authProxyOptions(&ac)
 		o.Admin = &refproxy.AdminConfig{Listen: "127.0.0.1:0",
 			Role:     refproxy.AdminRole{Claim: adminRoleClaim, Value: adminRoleValue},
 			Store:    refproxy.AdminStore{File: filepath.Join(a.dir, adminStoreFile), PollInterval: adminPoll},
@@ -110,14 +106,9 @@ func (r *Session) setupAdmin() {
 		desc = proto.Clone(r.desc).(*lifecyclev1.DescribeResponse)
 	}
 	desc.Capabilities = append(desc.Capabilities, &lifecyclev1.Capability{Name: string(capability.AdminNamespaces), InterfaceVersion: "v1"})
-	fx := r.fx
-	a.fx = &fixture.Fixture{
-		Target: fx.Target, Description: desc, Lifecycle: fx.Lifecycle, Launch: fx.Launch, BadConfigs: fx.BadConfigs,
-		Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-admin", PluginPID: fx.PluginPID,
-		ProbeUndeclared: fx.ProbeUndeclared,
-		Admin: &fixture.Admin{Issuer: a.iss, Proxy: a.px, Second: a.px2, RoleClaim: adminRoleClaim, RoleValue: adminRoleValue,
-			AuditLog: filepath.Join(a.dir, "first"+adminAuditSuffix), Builtin: adminBuiltin},
-	}
+	a.fx = r.fixtureWith("-admin", desc)
+	a.fx.Admin = &fixture.Admin{Issuer: a.iss, Proxy: a.px, Second: a.px2, RoleClaim: adminRoleClaim, RoleValue: adminRoleValue,
+		AuditLog: filepath.Join(a.dir, "first"+adminAuditSuffix), Builtin: adminBuiltin}
 }
 
 // teardownAdmin stops the admin proxies and the issuer and removes the

@@ -209,12 +209,7 @@ func (r *Session) setupAuth() {
 		nss = append(nss, n)
 	}
 	ac.JWKSRefetchInterval, ac.JWKSMaxAge, ac.HTTPTimeout = authRefetchInterval, authMaxAge, 5*time.Second
-	o := hproxy.DefaultOptions()
-	o.Binary = r.cfg.ProxyBinary
-	o.Env = r.cfg.PluginEnv
-	o.DrainTimeout = r.cfg.Timeouts.Stop
-	o.Auth = &ac
-	if a.px, err = hproxy.Start(ctx, o, nss...); err != nil {
+	if a.px, err = hproxy.Start(ctx, r.authProxyOptions(&ac), nss...); err != nil {
 		a.err = fmt.Errorf("start prism-proxy %s with auth on: %w", r.cfg.ProxyBinary, err)
 		return
 	}
@@ -234,18 +229,37 @@ func (r *Session) setupAuth() {
 	for _, c := range capability.ProxyAuthCapabilities {
 		desc.Capabilities = append(desc.Capabilities, &lifecyclev1.Capability{Name: string(c), InterfaceVersion: "v1"})
 	}
+	a.fx = r.fixtureWith("-auth", desc)
+	a.fx.Auth = &fixture.Auth{
+		Issuer: a.iss, DevIdP: a.idp, Proxy: a.px, Namespace: names[0], Other: names[1],
+		ClockSkew: ac.ClockSkew, MaxTokenBytes: ac.MaxTokenBytes, RefetchInterval: ac.JWKSRefetchInterval, MaxAge: ac.JWKSMaxAge,
+		MaxTokenLifetime: ac.MaxTokenLifetime,
+		Direct:           target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
+		Users:            users, UsersErr: usersErr,
+	}
+}
+
+// authProxyOptions are the options of a proxy a suite starts with auth on
+// (the auth suite's, the admin suite's two): the binary under test, the
+// plugin's environment, the run's drain timeout.
+func (r *Session) authProxyOptions(ac *auth.Config) hproxy.Options {
+	o := hproxy.DefaultOptions()
+	o.Binary = r.cfg.ProxyBinary
+	o.Env = r.cfg.PluginEnv
+	o.DrainTimeout = r.cfg.Timeouts.Stop
+	o.Auth = ac
+	return o
+}
+
+// fixtureWith is the run's fixture for a suite with a set-up of its own
+// (auth, admin): the same plugin, backend and timeouts, its own run id
+// (suffix) and description.
+func (r *Session) fixtureWith(suffix string, desc *lifecyclev1.DescribeResponse) *fixture.Fixture {
 	fx := r.fx
-	a.fx = &fixture.Fixture{
+	return &fixture.Fixture{
 		Target: fx.Target, Description: desc, Lifecycle: fx.Lifecycle, Launch: fx.Launch, BadConfigs: fx.BadConfigs,
-		Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + "-auth", PluginPID: fx.PluginPID,
+		Backend: fx.Backend, Timeouts: fx.Timeouts, RunID: fx.RunID + suffix, PluginPID: fx.PluginPID,
 		ProbeUndeclared: fx.ProbeUndeclared,
-		Auth: &fixture.Auth{
-			Issuer: a.iss, DevIdP: a.idp, Proxy: a.px, Namespace: names[0], Other: names[1],
-			ClockSkew: ac.ClockSkew, MaxTokenBytes: ac.MaxTokenBytes, RefetchInterval: ac.JWKSRefetchInterval, MaxAge: ac.JWKSMaxAge,
-			MaxTokenLifetime: ac.MaxTokenLifetime,
-			Direct:           target.Target{Via: target.Direct, Namespace: r.cfg.Namespace, Conn: r.proc.Conn},
-			Users:            users, UsersErr: usersErr,
-		},
 	}
 }
 
