@@ -170,12 +170,17 @@ func describeBasic(sess func() *session) {
 			// alone and among 100 in flight (a call alone hides what
 			// concurrency costs a plugin: a Python plugin via the proxy took
 			// 2.7 ms alone and longer in the crowd, and a Get missed a
-			// deadline set from the former). So the deadline is twice
-			// clients × the larger when that exceeds the call timeout (a
-			// slow plugin on a loaded machine is not a wrong one), at most
-			// four call timeouts (a plugin that hangs still fails).
+			// deadline set from the former). Nor need a plugin serve calls
+			// in the order they came (Python's gRPC server did not: 6,000
+			// calls took 7.8 s, at the measured cost, and one Get waited
+			// more than 5 s): a call may wait behind every call of the
+			// other clients, clients × rounds × 2 of them. So the deadline
+			// is twice that many × the larger cost when that exceeds the
+			// call timeout (a slow plugin on a loaded machine is not a
+			// wrong one), at most four call timeouts (a plugin that hangs
+			// still fails).
 			cost := max(s.setLatency(keys[0]), s.burstCost(keys[:100]))
-			deadline := max(s.fx.Timeouts.Call, min(2*clients*cost, 4*s.fx.Timeouts.Call))
+			deadline := max(s.fx.Timeouts.Call, min(2*clients*rounds*2*cost, 4*s.fx.Timeouts.Call))
 			ctx := func() context.Context {
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
 				_ = cancel // released at the deadline
