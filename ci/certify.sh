@@ -13,9 +13,14 @@
 # matrix (out/accept/report.html). The exit code is the worst of the runs' and
 # of the merge's (1 > 2 > 64 > 0; a run killed by a signal counts as 2).
 #
+# A RUN that starts with "robustness " is a `task robustness` run instead
+# (its report is in out/robustness/, not in the matrix; its exit code counts).
+#
 # Environment: TASK_EXE (the task binary; the Taskfile passes its own),
 # CERTIFY_JOBS (runs at once, default 3: a run waits on its plugin, TTLs and
-# deliveries much of its time, so on two cores three at once keep both busy).
+# deliveries much of its time, so on two cores three at once keep both busy),
+# CERTIFY_ROBUSTNESS=1 (task test: after the default runs, short robustness
+# runs on the redis and nats clusters, beside the cluster certifications).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +58,16 @@ certify=(
 )
 # Each of them in one process (PROCS=1): they already run JOBS at a time.
 if (($#)); then runs=("$@"); else runs=("${certify[@]/#/PROCS=1 }"); fi
+if [ "${CERTIFY_ROBUSTNESS:-}" = 1 ]; then
+	# About 35 s each: the leader of the workload's key / stream killed, and a node partitioned away (containers
+	# only; as processes a node is paused instead). Single-node runs, the broken plugin and memstore are in go test
+	# (acceptance's TestRobustness*).
+	faults=kill-leader,partition
+	docker version >/dev/null 2>&1 || faults=kill-leader,pause
+	for b in redis nats; do
+		runs+=("robustness BACKEND=$b TOPOLOGY=cluster NEMESIS=$faults DURATION=20s")
+	done
+fi
 
 logs=out/accept/logs
 rm -rf "$logs"
@@ -61,18 +76,22 @@ lock="$logs/.print"
 : >"$lock"
 begin=$(date +%s)
 
+# label RUN is how a run is named in lines: the task and its arguments.
+label() { case "$1" in robustness\ *) echo "$1" ;; *) echo "accept $1" ;; esac; }
+
 # one N ARGS runs task accept ARGS into logs/N.log, records its exit code in
 # logs/N.code and prints the log whole under a lock.
 one() {
-	local n=$1 args=$2 t0 code=0
+	local n=$1 args=$2 t0 code=0 name=accept
 	t0=$(date +%s)
+	case "$args" in robustness\ *) name=robustness args=${args#robustness } ;; esac
 	eval "set -- $args"
 	# -x: task's own exit code for a failed command is 201; the run's code is what counts.
-	"$task" -x accept "$@" >"$logs/$n.log" 2>&1 || code=$?
+	"$task" -x "$name" "$@" >"$logs/$n.log" 2>&1 || code=$?
 	echo "$code" >"$logs/$n.code"
 	{
 		flock 9
-		echo "==> [$(($(date +%s) - begin))s] task accept $args: exit $code after $(($(date +%s) - t0))s"
+		echo "==> [$(($(date +%s) - begin))s] task $name $args: exit $code after $(($(date +%s) - t0))s"
 		sed 's/^/    /' "$logs/$n.log"
 	} 9>>"$lock"
 }
@@ -87,7 +106,7 @@ for args in "${runs[@]}"; do
 	fi
 	{
 		flock 9
-		echo "==> [$(($(date +%s) - begin))s] started: task accept $args"
+		echo "==> [$(($(date +%s) - begin))s] started: task $(label "$args")"
 	} 9>>"$lock"
 	one "$n" "$args" &
 	running=$((running + 1))
@@ -106,7 +125,7 @@ worst() {
 for i in $(seq 1 "$n"); do
 	code=$(cat "$logs/$i.code" 2>/dev/null || echo 2) # a run that left no code did not finish: a harness error
 	worst "$code"
-	[ "$code" = 0 ] || echo "==> task accept ${runs[$((i - 1))]} exited $code"
+	[ "$code" = 0 ] || echo "==> task $(label "${runs[$((i - 1))]}") exited $code"
 done
 echo "==> every run ($n in $(($(date +%s) - begin))s, $jobs at a time):"
 # The reports written by these runs (a run that failed before writing one is
