@@ -307,6 +307,20 @@ type adminServer struct {
 
 // invalid turns a validation error into InvalidArgument with every
 // problem, one per line.
+// parseAudited parses the spec of a create or update and starts its audit
+// entry (action, the namespace, the spec with secrets redacted); a spec that
+// does not parse is audited as refused and returned as InvalidArgument.
+func (p *Proxy) parseAudited(ctx context.Context, action, spec string) (Namespace, AuditEntry, error) {
+	e := AuditEntry{Action: action, After: redactedSpec(spec)}
+	ns, err := p.parseSpec(spec)
+	e.Namespace = ns.Name
+	if err != nil {
+		err = invalid(err)
+		p.auditOf(subjectOf(ctx), e, err)
+	}
+	return ns, e, err
+}
+
 func invalid(err error) error {
 	return status.Error(codes.InvalidArgument, err.Error())
 }
@@ -364,12 +378,8 @@ func settle(ctx context.Context, hosts []*host) {
 
 func (s *adminServer) CreateNamespace(ctx context.Context, req *adminv1.CreateNamespaceRequest) (*adminv1.CreateNamespaceResponse, error) {
 	p := s.p
-	e := AuditEntry{Action: "namespace.create", After: redactedSpec(req.GetSpec())}
-	ns, err := p.parseSpec(req.GetSpec())
-	e.Namespace = ns.Name
+	ns, e, err := p.parseAudited(ctx, "namespace.create", req.GetSpec())
 	if err != nil {
-		err = invalid(err)
-		p.auditOf(subjectOf(ctx), e, err)
 		return nil, err
 	}
 	fresh, err := p.change(func(doc *storeDoc) (*nsPlan, error) {
@@ -399,12 +409,8 @@ func (s *adminServer) CreateNamespace(ctx context.Context, req *adminv1.CreateNa
 
 func (s *adminServer) UpdateNamespace(ctx context.Context, req *adminv1.UpdateNamespaceRequest) (*adminv1.UpdateNamespaceResponse, error) {
 	p := s.p
-	e := AuditEntry{Action: "namespace.update", After: redactedSpec(req.GetSpec())}
-	ns, err := p.parseSpec(req.GetSpec())
-	e.Namespace = ns.Name
+	ns, e, err := p.parseAudited(ctx, "namespace.update", req.GetSpec())
 	if err != nil {
-		err = invalid(err)
-		p.auditOf(subjectOf(ctx), e, err)
 		return nil, err
 	}
 	var rev int64
